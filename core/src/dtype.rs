@@ -1,0 +1,77 @@
+//! Element types: f32 for training, f64 for gradient checks.
+
+use std::fmt::Debug;
+
+/// The element type of a tensor.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum DType {
+    F32,
+    F64,
+}
+
+impl DType {
+    /// Bytes per element.
+    pub fn size(self) -> usize {
+        match self {
+            DType::F32 => 4,
+            DType::F64 => 8,
+        }
+    }
+
+    /// Lower-case name as used by NumPy and safetensors ("f32", "f64").
+    pub fn name(self) -> &'static str {
+        match self {
+            DType::F32 => "f32",
+            DType::F64 => "f64",
+        }
+    }
+}
+
+impl std::fmt::Display for DType {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// A floating-point element stored in a CPU tensor.
+pub trait Elem:
+    num_traits::Float
+    + num_traits::FloatConst
+    + Default
+    + Debug
+    + Send
+    + Sync
+    + std::iter::Sum
+    + 'static
+{
+    /// The matching runtime tag.
+    const DTYPE: DType;
+    /// Lossy conversion from f64 (rounding for f32).
+    fn of(v: f64) -> Self;
+    /// Exact widening to f64.
+    fn f64(self) -> f64;
+}
+
+impl Elem for f32 {
+    const DTYPE: DType = DType::F32;
+    #[inline(always)]
+    fn of(v: f64) -> Self {
+        v as f32
+    }
+    #[inline(always)]
+    fn f64(self) -> f64 {
+        self as f64
+    }
+}
+
+impl Elem for f64 {
+    const DTYPE: DType = DType::F64;
+    #[inline(always)]
+    fn of(v: f64) -> Self {
+        v
+    }
+    #[inline(always)]
+    fn f64(self) -> f64 {
+        self
+    }
+}

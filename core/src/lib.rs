@@ -1,0 +1,37 @@
+//! # ebm-core: tensors for energy-based models
+//!
+//! One concrete [`Tensor`] type (f32 or f64, row-major, contiguous, shape + shared buffer) with
+//! NumPy broadcasting, matrix products through `matrixmultiply`, stable element-wise math,
+//! reductions with `keepdim`, layout ops, row gather/scatter, and a seeded counter-based
+//! [`Rng`] whose draws do not depend on thread count.
+//!
+//! ## The device seam
+//!
+//! A tensor is `shape + Arc<Buffer>`, and a [`Buffer`] holds a [`Storage`]: an enum with one
+//! variant per device (today `Storage::Cpu`). Every op on `Tensor` dispatches on the storage
+//! variant inside this crate (`ops/`), so code above it — autodiff, nn, samplers, objectives —
+//! only ever calls `Tensor` methods and never sees where the elements live. A CUDA backend
+//! (crate `ebm-cuda`, below this one, behind the `cuda` feature) adds a `Storage::Cuda`
+//! variant and a kernel arm per op here; the derivative rules of `ebm-autodiff` are written in
+//! `Tensor`/`Var` ops and so run on the GPU without a line changed.
+//!
+//! ## Conventions
+//! Shape mismatches are programming errors: ops panic with a message naming both shapes
+//! (`Add: shapes [2, 3] and [2] do not broadcast`). [`live_tensor_bytes`] counts the bytes held
+//! by all live buffers, so tests can prove that loops do not leak.
+
+pub mod dtype;
+pub mod ops;
+pub mod rng;
+pub mod shape;
+pub mod storage;
+pub mod tensor;
+
+pub use dtype::{DType, Elem};
+pub use ops::elementwise::{BinaryOp, UnaryOp};
+pub use ops::matmul::Gemm;
+pub use rng::Rng;
+pub use storage::{
+    live_tensor_buffers, live_tensor_bytes, Buffer, CpuStorage, Device, HostVec, Storage,
+};
+pub use tensor::Tensor;

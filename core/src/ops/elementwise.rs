@@ -1,0 +1,426 @@
+//! Element-wise maps, binary ops with NumPy broadcasting, comparisons and `where`.
+
+use crate::dtype::Elem;
+use crate::shape::{broadcast_shapes, broadcast_strides, for_each_row, numel};
+use crate::storage::HostVec;
+use crate::tensor::Tensor;
+use crate::{with_slice, with_slices2};
+
+/// A one-input element-wise function. The numerically delicate ones use stable forms.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum UnaryOp {
+    Neg,
+    Exp,
+    Log,
+    Sqrt,
+    Tanh,
+    /// 1/(1+e^{-x}), evaluated without overflow for either sign.
+    Sigmoid,
+    /// log(1+e^x) = max(x,0) + log1p(e^{-|x|}).
+    Softplus,
+    /// x·sigmoid(x).
+    Silu,
+    Relu,
+    Abs,
+    /// -1, 0 or 1.
+    Sign,
+    /// 1 where x > 0, else 0 (the derivative of relu).
+    Step,
+    Sin,
+    Cos,
+    Recip,
+    Square,
+    /// x^p for a constant p.
+    Powf(f64),
+    /// x + c.
+    AddScalar(f64),
+    /// c·x.
+    MulScalar(f64),
+    /// c·x + d in one pass.
+    Affine(f64, f64),
+}
+
+#[inline(always)]
+fn sigmoid<T: Elem>(x: T) -> T {
+    if x >= T::zero() {
+        T::one() / (T::one() + (-x).exp())
+    } else {
+        let e = x.exp();
+        e / (T::one() + e)
+    }
+}
+
+#[inline(always)]
+fn softplus<T: Elem>(x: T) -> T {
+    x.max(T::zero()) + (-x.abs()).exp().ln_1p()
+}
+
+fn map<T: Elem + HostVec>(src: &[T], f: impl Fn(T) -> T) -> Vec<T> {
+    src.iter().map(|&x| f(x)).collect()
+}
+
+fn unary_slice<T: Elem + HostVec>(src: &[T], op: UnaryOp) -> Vec<T> {
+    use UnaryOp::*;
+    match op {
+        Neg => map(src, |x| -x),
+        Exp => map(src, |x| x.exp()),
+        Log => map(src, |x| x.ln()),
+        Sqrt => map(src, |x| x.sqrt()),
+        Tanh => map(src, |x| x.tanh()),
+        Sigmoid => map(src, sigmoid),
+        Softplus => map(src, softplus),
+        Silu => map(src, |x| x * sigmoid(x)),
+        Relu => map(src, |x| x.max(T::zero())),
+        Abs => map(src, |x| x.abs()),
+        Sign => map(src, |x| {
+            if x > T::zero() {
+                T::one()
+            } else if x < T::zero() {
+                -T::one()
+            } else {
+                T::zero()
+            }
+        }),
+        Step => map(src, |x| if x > T::zero() { T::one() } else { T::zero() }),
+        Sin => map(src, |x| x.sin()),
+        Cos => map(src, |x| x.cos()),
+        Recip => map(src, |x| T::one() / x),
+        Square => map(src, |x| x * x),
+        Powf(p) => {
+            let pt = T::of(p);
+            if p == 2.0 {
+                map(src, |x| x * x)
+            } else if p == 1.0 {
+                src.to_vec()
+            } else if p == 0.5 {
+                map(src, |x| x.sqrt())
+            } else if p.fract() == 0.0 && p.abs() <= 16.0 {
+                let n = p as i32;
+                map(src, |x| x.powi(n))
+            } else {
+                map(src, |x| x.powf(pt))
+            }
+        }
+        AddScalar(c) => {
+            let c = T::of(c);
+            map(src, |x| x + c)
+        }
+        MulScalar(c) => {
+            let c = T::of(c);
+            map(src, |x| x * c)
+        }
+        Affine(a, b) => {
+            let (a, b) = (T::of(a), T::of(b));
+            map(src, |x| a * x + b)
+        }
+    }
+}
+
+/// A two-input element-wise function, broadcast NumPy-style.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BinaryOp {
+    Add,
+    Sub,
+    Mul,
+    Div,
+    Maximum,
+    Minimum,
+    /// 1 where a > b else 0 (same dtype as the inputs).
+    Gt,
+    Ge,
+    Lt,
+    Le,
+    Eq,
+}
+
+impl BinaryOp {
+    #[inline(always)]
+    fn apply<T: Elem>(self, a: T, b: T) -> T {
+        let flag = |c: bool| if c { T::one() } else { T::zero() };
+        match self {
+            BinaryOp::Add => a + b,
+            BinaryOp::Sub => a - b,
+            BinaryOp::Mul => a * b,
+            BinaryOp::Div => a / b,
+            BinaryOp::Maximum => a.max(b),
+            BinaryOp::Minimum => a.min(b),
+            BinaryOp::Gt => flag(a > b),
+            BinaryOp::Ge => flag(a >= b),
+            BinaryOp::Lt => flag(a < b),
+            BinaryOp::Le => flag(a <= b),
+            BinaryOp::Eq => flag(a == b),
+        }
+    }
+}
+
+/// Inner loop of a broadcast binary op over one row, specialised on the last-axis strides so
+/// the common cases (both contiguous, one side a broadcast scalar) vectorise.
+#[inline(always)]
+fn binary_row<T: Elem>(
+    out: &mut [T],
+    a: &[T],
+    sa: usize,
+    b: &[T],
+    sb: usize,
+    f: impl Fn(T, T) -> T,
+) {
+    let n = out.len();
+    match (sa, sb) {
+        (1, 1) => {
+            for ((o, &x), &y) in out.iter_mut().zip(&a[..n]).zip(&b[..n]) {
+                *o = f(x, y);
+            }
+        }
+        (1, 0) => {
+            let y = b[0];
+            for (o, &x) in out.iter_mut().zip(&a[..n]) {
+                *o = f(x, y);
+            }
+        }
+        (0, 1) => {
+            let x = a[0];
+            for (o, &y) in out.iter_mut().zip(&b[..n]) {
+                *o = f(x, y);
+            }
+        }
+        _ => {
+            for (i, o) in out.iter_mut().enumerate() {
+                *o = f(a[i * sa], b[i * sb]);
+            }
+        }
+    }
+}
+
+fn binary_slices<T: Elem + HostVec>(
+    a: &[T],
+    ashape: &[usize],
+    b: &[T],
+    bshape: &[usize],
+    out_shape: &[usize],
+    op: BinaryOp,
+) -> Vec<T> {
+    let n = numel(out_shape);
+    let mut out = vec![T::zero(); n];
+    macro_rules! run {
+        ($f:expr) => {{
+            let f = $f;
+            if ashape == bshape {
+                binary_row(&mut out, a, 1, b, 1, f);
+            } else if b.len() == 1 {
+                binary_row(&mut out, a, 1, b, 0, f);
+            } else if a.len() == 1 {
+                binary_row(&mut out, a, 0, b, 1, f);
+            } else {
+                let sa = broadcast_strides(ashape, out_shape);
+                let sb = broadcast_strides(bshape, out_shape);
+                let r = out_shape.len();
+                let inner = out_shape[r - 1];
+                let (ia, ib) = (sa[r - 1], sb[r - 1]);
+                for_each_row(out_shape, [&sa, &sb], |o, [oa, ob]| {
+                    binary_row(&mut out[o..o + inner], &a[oa..], ia, &b[ob..], ib, f);
+                });
+            }
+        }};
+    }
+    match op {
+        BinaryOp::Add => run!(|x: T, y: T| x + y),
+        BinaryOp::Sub => run!(|x: T, y: T| x - y),
+        BinaryOp::Mul => run!(|x: T, y: T| x * y),
+        BinaryOp::Div => run!(|x: T, y: T| x / y),
+        other => run!(move |x: T, y: T| other.apply(x, y)),
+    }
+    out
+}
+
+impl Tensor {
+    /// Applies an element-wise function.
+    pub fn unary(&self, op: UnaryOp) -> Tensor {
+        with_slice!(self, |v| Tensor::from_vec(unary_slice(v, op), self.shape()))
+    }
+
+    /// Applies a broadcasting binary op; panics naming both shapes if they do not broadcast.
+    pub fn binary(&self, rhs: &Tensor, op: BinaryOp) -> Tensor {
+        let out_shape = broadcast_shapes(self.shape(), rhs.shape()).unwrap_or_else(|| {
+            panic!(
+                "{op:?}: shapes {:?} and {:?} do not broadcast",
+                self.shape(),
+                rhs.shape()
+            )
+        });
+        with_slices2!(format!("{op:?}"), self, rhs, |a, b| Tensor::from_vec(
+            binary_slices(a, self.shape(), b, rhs.shape(), &out_shape, op),
+            &out_shape
+        ))
+    }
+
+    pub fn add(&self, rhs: &Tensor) -> Tensor {
+        self.binary(rhs, BinaryOp::Add)
+    }
+    pub fn sub(&self, rhs: &Tensor) -> Tensor {
+        self.binary(rhs, BinaryOp::Sub)
+    }
+    pub fn mul(&self, rhs: &Tensor) -> Tensor {
+        self.binary(rhs, BinaryOp::Mul)
+    }
+    pub fn div(&self, rhs: &Tensor) -> Tensor {
+        self.binary(rhs, BinaryOp::Div)
+    }
+    pub fn maximum(&self, rhs: &Tensor) -> Tensor {
+        self.binary(rhs, BinaryOp::Maximum)
+    }
+    pub fn minimum(&self, rhs: &Tensor) -> Tensor {
+        self.binary(rhs, BinaryOp::Minimum)
+    }
+    /// 1 where self > rhs, else 0.
+    pub fn gt(&self, rhs: &Tensor) -> Tensor {
+        self.binary(rhs, BinaryOp::Gt)
+    }
+    pub fn ge(&self, rhs: &Tensor) -> Tensor {
+        self.binary(rhs, BinaryOp::Ge)
+    }
+    pub fn lt(&self, rhs: &Tensor) -> Tensor {
+        self.binary(rhs, BinaryOp::Lt)
+    }
+    pub fn le(&self, rhs: &Tensor) -> Tensor {
+        self.binary(rhs, BinaryOp::Le)
+    }
+    pub fn eq_mask(&self, rhs: &Tensor) -> Tensor {
+        self.binary(rhs, BinaryOp::Eq)
+    }
+
+    pub fn neg(&self) -> Tensor {
+        self.unary(UnaryOp::Neg)
+    }
+    pub fn exp(&self) -> Tensor {
+        self.unary(UnaryOp::Exp)
+    }
+    pub fn log(&self) -> Tensor {
+        self.unary(UnaryOp::Log)
+    }
+    pub fn sqrt(&self) -> Tensor {
+        self.unary(UnaryOp::Sqrt)
+    }
+    pub fn tanh(&self) -> Tensor {
+        self.unary(UnaryOp::Tanh)
+    }
+    pub fn sigmoid(&self) -> Tensor {
+        self.unary(UnaryOp::Sigmoid)
+    }
+    pub fn softplus(&self) -> Tensor {
+        self.unary(UnaryOp::Softplus)
+    }
+    pub fn silu(&self) -> Tensor {
+        self.unary(UnaryOp::Silu)
+    }
+    pub fn relu(&self) -> Tensor {
+        self.unary(UnaryOp::Relu)
+    }
+    pub fn abs(&self) -> Tensor {
+        self.unary(UnaryOp::Abs)
+    }
+    pub fn sign(&self) -> Tensor {
+        self.unary(UnaryOp::Sign)
+    }
+    pub fn sin(&self) -> Tensor {
+        self.unary(UnaryOp::Sin)
+    }
+    pub fn cos(&self) -> Tensor {
+        self.unary(UnaryOp::Cos)
+    }
+    pub fn recip(&self) -> Tensor {
+        self.unary(UnaryOp::Recip)
+    }
+    pub fn square(&self) -> Tensor {
+        self.unary(UnaryOp::Square)
+    }
+    pub fn powf(&self, p: f64) -> Tensor {
+        self.unary(UnaryOp::Powf(p))
+    }
+    pub fn add_scalar(&self, c: f64) -> Tensor {
+        self.unary(UnaryOp::AddScalar(c))
+    }
+    pub fn mul_scalar(&self, c: f64) -> Tensor {
+        self.unary(UnaryOp::MulScalar(c))
+    }
+
+    /// `cond ? a : b` element-wise, with all three broadcast together; `cond` is nonzero/zero.
+    pub fn where_(cond: &Tensor, a: &Tensor, b: &Tensor) -> Tensor {
+        let s = broadcast_shapes(cond.shape(), a.shape())
+            .and_then(|s| broadcast_shapes(&s, b.shape()))
+            .unwrap_or_else(|| {
+                panic!(
+                    "where: shapes {:?}, {:?} and {:?} do not broadcast",
+                    cond.shape(),
+                    a.shape(),
+                    b.shape()
+                )
+            });
+        let (c, a, b) = (
+            cond.broadcast_to(&s).cast(a.dtype()),
+            a.broadcast_to(&s),
+            b.broadcast_to(&s),
+        );
+        with_slices2!("where", a, b, |x, y| {
+            let cv: Vec<_> = c.to_vec::<f64>();
+            let out: Vec<_> = cv
+                .iter()
+                .zip(x.iter().zip(y.iter()))
+                .map(|(&k, (&p, &q))| if k != 0.0 { p } else { q })
+                .collect();
+            Tensor::from_vec(out, &s)
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::DType;
+
+    #[test]
+    fn broadcast_add_matches_hand_computation() {
+        let a = Tensor::from_vec(vec![1.0f64, 2.0, 3.0, 4.0, 5.0, 6.0], &[2, 3]);
+        let b = Tensor::from_vec(vec![10.0f64, 20.0, 30.0], &[3]);
+        assert_eq!(a.add(&b).to_vec_f64(), vec![11., 22., 33., 14., 25., 36.]);
+        let c = Tensor::from_vec(vec![100.0f64, 200.0], &[2, 1]);
+        assert_eq!(
+            a.add(&c).to_vec_f64(),
+            vec![101., 102., 103., 204., 205., 206.]
+        );
+        // [2,1] + [1,3] -> [2,3] outer sum
+        let r = Tensor::from_vec(vec![1.0f64, 2.0, 3.0], &[1, 3]);
+        assert_eq!(
+            c.add(&r).to_vec_f64(),
+            vec![101., 102., 103., 201., 202., 203.]
+        );
+    }
+
+    #[test]
+    #[should_panic(expected = "shapes [2, 3] and [2] do not broadcast")]
+    fn mismatched_shapes_name_both() {
+        let a = Tensor::zeros(&[2, 3], DType::F32);
+        let b = Tensor::zeros(&[2], DType::F32);
+        let _ = a.add(&b);
+    }
+
+    #[test]
+    fn stable_forms_do_not_overflow() {
+        let x = Tensor::from_vec(vec![-1000.0f32, 0.0, 1000.0], &[3]);
+        assert_eq!(x.sigmoid().to_vec_f64(), vec![0.0, 0.5, 1.0]);
+        let sp = x.softplus().to_vec_f64();
+        assert_eq!(sp[0], 0.0);
+        assert!((sp[1] - 2f64.ln()).abs() < 1e-7);
+        assert_eq!(sp[2], 1000.0);
+    }
+
+    #[test]
+    fn where_selects() {
+        let c = Tensor::from_vec(vec![1.0f64, 0.0], &[2, 1]);
+        let a = Tensor::full(&[2, 2], 1.0, DType::F64);
+        let b = Tensor::full(&[2], -1.0, DType::F64);
+        assert_eq!(
+            Tensor::where_(&c, &a, &b).to_vec_f64(),
+            vec![1., 1., -1., -1.]
+        );
+    }
+}

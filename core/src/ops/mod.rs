@@ -1,0 +1,6 @@
+//! CPU kernels behind `Tensor`'s methods.
+
+pub mod elementwise;
+pub mod layout;
+pub mod matmul;
+pub mod reduce;

@@ -1,0 +1,133 @@
+//! Where a tensor's elements live. This is the device seam (see the crate docs).
+
+use crate::dtype::{DType, Elem};
+use std::sync::atomic::{AtomicI64, Ordering};
+
+static LIVE_BYTES: AtomicI64 = AtomicI64::new(0);
+static LIVE_BUFFERS: AtomicI64 = AtomicI64::new(0);
+
+/// Bytes currently held by all live tensor buffers of this process (every device).
+///
+/// Used by tests and benchmarks to prove that long sampling loops do not leak.
+pub fn live_tensor_bytes() -> i64 {
+    LIVE_BYTES.load(Ordering::Relaxed)
+}
+
+/// Number of live tensor buffers of this process.
+pub fn live_tensor_buffers() -> i64 {
+    LIVE_BUFFERS.load(Ordering::Relaxed)
+}
+
+/// The device a tensor's storage lives on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Device {
+    Cpu,
+}
+
+/// Host memory, one variant per element type.
+#[derive(Clone, Debug)]
+pub enum CpuStorage {
+    F32(Vec<f32>),
+    F64(Vec<f64>),
+}
+
+impl CpuStorage {
+    pub fn dtype(&self) -> DType {
+        match self {
+            CpuStorage::F32(_) => DType::F32,
+            CpuStorage::F64(_) => DType::F64,
+        }
+    }
+    pub fn len(&self) -> usize {
+        match self {
+            CpuStorage::F32(v) => v.len(),
+            CpuStorage::F64(v) => v.len(),
+        }
+    }
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// Conversion between a typed `Vec` and the untyped storage.
+pub trait HostVec: Elem {
+    fn wrap(v: Vec<Self>) -> CpuStorage;
+    fn view(s: &CpuStorage) -> Option<&[Self]>;
+}
+
+impl HostVec for f32 {
+    fn wrap(v: Vec<Self>) -> CpuStorage {
+        CpuStorage::F32(v)
+    }
+    fn view(s: &CpuStorage) -> Option<&[Self]> {
+        match s {
+            CpuStorage::F32(v) => Some(v),
+            _ => None,
+        }
+    }
+}
+
+impl HostVec for f64 {
+    fn wrap(v: Vec<Self>) -> CpuStorage {
+        CpuStorage::F64(v)
+    }
+    fn view(s: &CpuStorage) -> Option<&[Self]> {
+        match s {
+            CpuStorage::F64(v) => Some(v),
+            _ => None,
+        }
+    }
+}
+
+/// The storage of one tensor buffer: an enum over devices.
+///
+/// A device backend adds a variant here (behind its cargo feature) and an arm in each kernel
+/// dispatch of `ops/`; nothing above `ebm-core` sees which variant a tensor holds.
+#[derive(Debug)]
+pub enum Storage {
+    Cpu(CpuStorage),
+}
+
+/// An allocation with its size accounted in [`live_tensor_bytes`].
+#[derive(Debug)]
+pub struct Buffer {
+    storage: Storage,
+    bytes: i64,
+}
+
+impl Buffer {
+    pub fn new(storage: Storage) -> Self {
+        let bytes = match &storage {
+            Storage::Cpu(c) => (c.len() * c.dtype().size()) as i64,
+        };
+        LIVE_BYTES.fetch_add(bytes, Ordering::Relaxed);
+        LIVE_BUFFERS.fetch_add(1, Ordering::Relaxed);
+        Buffer { storage, bytes }
+    }
+    pub fn storage(&self) -> &Storage {
+        &self.storage
+    }
+    pub fn storage_mut(&mut self) -> &mut Storage {
+        &mut self.storage
+    }
+    pub fn device(&self) -> Device {
+        match &self.storage {
+            Storage::Cpu(_) => Device::Cpu,
+        }
+    }
+}
+
+impl Clone for Buffer {
+    fn clone(&self) -> Self {
+        match &self.storage {
+            Storage::Cpu(c) => Buffer::new(Storage::Cpu(c.clone())),
+        }
+    }
+}
+
+impl Drop for Buffer {
+    fn drop(&mut self) {
+        LIVE_BYTES.fetch_sub(self.bytes, Ordering::Relaxed);
+        LIVE_BUFFERS.fetch_sub(1, Ordering::Relaxed);
+    }
+}

@@ -1,0 +1,292 @@
+//! The `Tensor` type: a shape plus a shared, reference-counted buffer.
+
+use crate::dtype::{DType, Elem};
+use crate::shape::numel;
+use crate::storage::{Buffer, CpuStorage, Device, HostVec, Storage};
+use std::sync::Arc;
+
+/// An immutable n-dimensional array of f32 or f64, row-major and contiguous.
+///
+/// Cloning is cheap (the buffer is shared). Every op returns a new tensor; `reshape` shares the
+/// buffer. Shape errors are programming errors and panic with a message naming both shapes.
+#[derive(Clone)]
+pub struct Tensor {
+    buf: Arc<Buffer>,
+    shape: Vec<usize>,
+}
+
+/// Runs `$body` with `$v` bound to the CPU slice of `$t`, for whichever element type it holds.
+#[macro_export]
+#[doc(hidden)]
+macro_rules! with_slice {
+    ($t:expr, |$v:ident| $body:expr) => {
+        match $t.cpu() {
+            $crate::CpuStorage::F32($v) => $body,
+            $crate::CpuStorage::F64($v) => $body,
+        }
+    };
+}
+
+/// Runs `$body` with both operands' slices, which must share an element type.
+#[macro_export]
+#[doc(hidden)]
+macro_rules! with_slices2 {
+    ($op:expr, $a:expr, $b:expr, |$x:ident, $y:ident| $body:expr) => {
+        match ($a.cpu(), $b.cpu()) {
+            ($crate::CpuStorage::F32($x), $crate::CpuStorage::F32($y)) => $body,
+            ($crate::CpuStorage::F64($x), $crate::CpuStorage::F64($y)) => $body,
+            _ => panic!(
+                "{}: dtype mismatch, {} {:?} vs {} {:?}",
+                $op,
+                $a.dtype(),
+                $a.shape(),
+                $b.dtype(),
+                $b.shape()
+            ),
+        }
+    };
+}
+
+impl Tensor {
+    /// Wraps CPU storage with a shape; panics if the element count disagrees.
+    pub fn from_storage(storage: CpuStorage, shape: &[usize]) -> Tensor {
+        assert_eq!(
+            storage.len(),
+            numel(shape),
+            "Tensor: {} elements cannot have shape {:?}",
+            storage.len(),
+            shape
+        );
+        Tensor {
+            buf: Arc::new(Buffer::new(Storage::Cpu(storage))),
+            shape: shape.to_vec(),
+        }
+    }
+
+    /// A tensor owning `data` with the given shape.
+    pub fn from_vec<T: HostVec>(data: Vec<T>, shape: &[usize]) -> Tensor {
+        Self::from_storage(T::wrap(data), shape)
+    }
+
+    /// A tensor copying `data`.
+    pub fn from_slice<T: HostVec>(data: &[T], shape: &[usize]) -> Tensor {
+        Self::from_vec(data.to_vec(), shape)
+    }
+
+    /// A tensor from f64 values, converted to `dtype`.
+    pub fn from_f64s(data: &[f64], shape: &[usize], dtype: DType) -> Tensor {
+        match dtype {
+            DType::F32 => Self::from_vec(data.iter().map(|&v| v as f32).collect::<Vec<_>>(), shape),
+            DType::F64 => Self::from_vec(data.to_vec(), shape),
+        }
+    }
+
+    /// A tensor filled with `value`.
+    pub fn full(shape: &[usize], value: f64, dtype: DType) -> Tensor {
+        let n = numel(shape);
+        match dtype {
+            DType::F32 => Self::from_vec(vec![value as f32; n], shape),
+            DType::F64 => Self::from_vec(vec![value; n], shape),
+        }
+    }
+
+    pub fn zeros(shape: &[usize], dtype: DType) -> Tensor {
+        Self::full(shape, 0.0, dtype)
+    }
+
+    pub fn ones(shape: &[usize], dtype: DType) -> Tensor {
+        Self::full(shape, 1.0, dtype)
+    }
+
+    /// A 0-d tensor.
+    pub fn scalar(value: f64, dtype: DType) -> Tensor {
+        Self::full(&[], value, dtype)
+    }
+
+    /// `[0, 1, …, n-1]` as a 1-d tensor.
+    pub fn arange(n: usize, dtype: DType) -> Tensor {
+        let v: Vec<f64> = (0..n).map(|i| i as f64).collect();
+        Self::from_f64s(&v, &[n], dtype)
+    }
+
+    pub fn zeros_like(&self) -> Tensor {
+        Self::zeros(&self.shape, self.dtype())
+    }
+
+    pub fn ones_like(&self) -> Tensor {
+        Self::ones(&self.shape, self.dtype())
+    }
+
+    pub fn full_like(&self, value: f64) -> Tensor {
+        Self::full(&self.shape, value, self.dtype())
+    }
+
+    pub fn shape(&self) -> &[usize] {
+        &self.shape
+    }
+
+    pub fn rank(&self) -> usize {
+        self.shape.len()
+    }
+
+    /// Size of axis `axis`; panics when out of range.
+    pub fn dim(&self, axis: usize) -> usize {
+        assert!(
+            axis < self.rank(),
+            "dim: axis {axis} out of range for shape {:?}",
+            self.shape
+        );
+        self.shape[axis]
+    }
+
+    pub fn numel(&self) -> usize {
+        numel(&self.shape)
+    }
+
+    pub fn dtype(&self) -> DType {
+        match self.buf.storage() {
+            Storage::Cpu(c) => c.dtype(),
+        }
+    }
+
+    pub fn device(&self) -> Device {
+        self.buf.device()
+    }
+
+    /// The host storage; panics for a tensor on another device.
+    pub fn cpu(&self) -> &CpuStorage {
+        match self.buf.storage() {
+            Storage::Cpu(c) => c,
+        }
+    }
+
+    /// The elements as a slice of `T`; panics if the dtype is not `T`.
+    pub fn as_slice<T: HostVec>(&self) -> &[T] {
+        T::view(self.cpu()).unwrap_or_else(|| {
+            panic!(
+                "as_slice: tensor {:?} holds {}, not {}",
+                self.shape,
+                self.dtype(),
+                T::DTYPE
+            )
+        })
+    }
+
+    /// Mutable access to the elements, copying the buffer first if it is shared.
+    pub fn data_mut<T: HostVec>(&mut self) -> &mut [T] {
+        let dt = self.dtype();
+        let buf = Arc::make_mut(&mut self.buf);
+        match (buf.storage_mut(), T::DTYPE) {
+            (Storage::Cpu(CpuStorage::F32(v)), DType::F32) => {
+                // SAFETY-free cast: T is f32 here, checked by the DTYPE tag.
+                let s: &mut [f32] = v;
+                unsafe { &mut *(s as *mut [f32] as *mut [T]) }
+            }
+            (Storage::Cpu(CpuStorage::F64(v)), DType::F64) => {
+                let s: &mut [f64] = v;
+                unsafe { &mut *(s as *mut [f64] as *mut [T]) }
+            }
+            _ => panic!("data_mut: tensor holds {dt}, not {}", T::DTYPE),
+        }
+    }
+
+    /// The elements converted to `T`.
+    pub fn to_vec<T: Elem>(&self) -> Vec<T> {
+        with_slice!(self, |v| v.iter().map(|&x| T::of(x.f64())).collect())
+    }
+
+    /// The elements widened to f64.
+    pub fn to_vec_f64(&self) -> Vec<f64> {
+        self.to_vec::<f64>()
+    }
+
+    /// The value of a one-element tensor.
+    pub fn item(&self) -> f64 {
+        assert_eq!(
+            self.numel(),
+            1,
+            "item: tensor of shape {:?} has {} elements",
+            self.shape,
+            self.numel()
+        );
+        with_slice!(self, |v| v[0].f64())
+    }
+
+    /// Converts to another element type (a shared copy when it already is that type).
+    pub fn cast(&self, dtype: DType) -> Tensor {
+        if dtype == self.dtype() {
+            return self.clone();
+        }
+        match dtype {
+            DType::F32 => Tensor::from_vec(self.to_vec::<f32>(), &self.shape),
+            DType::F64 => Tensor::from_vec(self.to_vec::<f64>(), &self.shape),
+        }
+    }
+
+    /// Same elements, new shape (shares the buffer). One axis may be `usize::MAX` to infer it.
+    pub fn reshape(&self, shape: &[usize]) -> Tensor {
+        let mut shape = shape.to_vec();
+        if let Some(pos) = shape.iter().position(|&d| d == usize::MAX) {
+            let known: usize = shape.iter().filter(|&&d| d != usize::MAX).product();
+            assert!(
+                known > 0 && self.numel() % known == 0,
+                "reshape: cannot infer an axis to reshape {:?} to {:?}",
+                self.shape,
+                shape
+            );
+            shape[pos] = self.numel() / known;
+        }
+        assert_eq!(
+            numel(&shape),
+            self.numel(),
+            "reshape: {:?} ({} elements) cannot become {:?}",
+            self.shape,
+            self.numel(),
+            shape
+        );
+        Tensor {
+            buf: self.buf.clone(),
+            shape,
+        }
+    }
+
+    /// Whether two tensors share one buffer.
+    pub fn same_buffer(&self, other: &Tensor) -> bool {
+        Arc::ptr_eq(&self.buf, &other.buf)
+    }
+
+    /// Largest absolute difference to `other` (same shape), in f64.
+    pub fn max_abs_diff(&self, other: &Tensor) -> f64 {
+        assert_eq!(
+            self.shape, other.shape,
+            "max_abs_diff: shapes {:?} and {:?} differ",
+            self.shape, other.shape
+        );
+        let a = self.to_vec_f64();
+        let b = other.to_vec_f64();
+        a.iter()
+            .zip(&b)
+            .map(|(x, y)| (x - y).abs())
+            .fold(0.0, f64::max)
+    }
+
+    /// Largest absolute element, in f64.
+    pub fn max_abs(&self) -> f64 {
+        self.to_vec_f64().iter().fold(0.0, |m, x| m.max(x.abs()))
+    }
+}
+
+impl std::fmt::Debug for Tensor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let v = self.to_vec_f64();
+        let shown: Vec<_> = v.iter().take(8).collect();
+        write!(
+            f,
+            "Tensor({}{:?}, {:?}{})",
+            self.dtype(),
+            self.shape,
+            shown,
+            if v.len() > 8 { " …" } else { "" }
+        )
+    }
+}
