@@ -87,8 +87,8 @@ fn check_scalar(
         .map(|g| g.value().clone())
         .collect();
     let mut cases: Vec<Option<usize>> = Vec::new();
-    for i in 0..inputs.len() {
-        if inputs[i].numel() > 0 {
+    for (i, x) in inputs.iter().enumerate() {
+        if x.numel() > 0 {
             cases.extend(std::iter::repeat_n(Some(i), opts.directions));
         }
     }

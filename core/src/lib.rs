@@ -22,6 +22,7 @@
 
 pub mod dtype;
 pub mod ops;
+pub mod profile;
 pub mod rng;
 pub mod shape;
 pub mod storage;
@@ -30,6 +31,7 @@ pub mod tensor;
 pub use dtype::{DType, Elem};
 pub use ops::elementwise::{BinaryOp, UnaryOp};
 pub use ops::matmul::Gemm;
+pub use profile::{profile, OpKind, Profile};
 pub use rng::Rng;
 pub use storage::{
     live_tensor_buffers, live_tensor_bytes, Buffer, CpuStorage, Device, HostVec, Storage,

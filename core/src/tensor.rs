@@ -229,7 +229,7 @@ impl Tensor {
         if let Some(pos) = shape.iter().position(|&d| d == usize::MAX) {
             let known: usize = shape.iter().filter(|&&d| d != usize::MAX).product();
             assert!(
-                known > 0 && self.numel() % known == 0,
+                known > 0 && self.numel().is_multiple_of(known),
                 "reshape: cannot infer an axis to reshape {:?} to {:?}",
                 self.shape,
                 shape

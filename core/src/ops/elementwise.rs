@@ -1,6 +1,7 @@
 //! Element-wise maps, binary ops with NumPy broadcasting, comparisons and `where`.
 
 use crate::dtype::Elem;
+use crate::profile::{timed, OpKind};
 use crate::shape::{broadcast_shapes, broadcast_strides, for_each_row, numel};
 use crate::storage::HostVec;
 use crate::tensor::Tensor;
@@ -235,7 +236,9 @@ fn binary_slices<T: Elem + HostVec>(
 impl Tensor {
     /// Applies an element-wise function.
     pub fn unary(&self, op: UnaryOp) -> Tensor {
-        with_slice!(self, |v| Tensor::from_vec(unary_slice(v, op), self.shape()))
+        timed(OpKind::Elementwise, || {
+            with_slice!(self, |v| Tensor::from_vec(unary_slice(v, op), self.shape()))
+        })
     }
 
     /// Applies a broadcasting binary op; panics naming both shapes if they do not broadcast.
@@ -247,10 +250,12 @@ impl Tensor {
                 rhs.shape()
             )
         });
-        with_slices2!(format!("{op:?}"), self, rhs, |a, b| Tensor::from_vec(
-            binary_slices(a, self.shape(), b, rhs.shape(), &out_shape, op),
-            &out_shape
-        ))
+        timed(OpKind::Elementwise, || {
+            with_slices2!(format!("{op:?}"), self, rhs, |a, b| Tensor::from_vec(
+                binary_slices(a, self.shape(), b, rhs.shape(), &out_shape, op),
+                &out_shape
+            ))
+        })
     }
 
     pub fn add(&self, rhs: &Tensor) -> Tensor {

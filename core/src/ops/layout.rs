@@ -2,6 +2,7 @@
 //! gather/scatter along axis 0 (what replay buffers and minibatching need).
 
 use crate::dtype::Elem;
+use crate::profile::{timed, OpKind};
 use crate::shape::{broadcast_strides, can_broadcast_to, contiguous_strides, for_each_row, numel};
 use crate::storage::HostVec;
 use crate::tensor::Tensor;
@@ -45,10 +46,12 @@ impl Tensor {
             shape
         );
         let strides = broadcast_strides(self.shape(), shape);
-        with_slice!(self, |v| Tensor::from_vec(
-            gather_strided(v, &strides, shape),
-            shape
-        ))
+        timed(OpKind::Layout, || {
+            with_slice!(self, |v| Tensor::from_vec(
+                gather_strided(v, &strides, shape),
+                shape
+            ))
+        })
     }
 
     /// Reorders axes: output axis i is input axis `perm[i]`.
@@ -69,10 +72,12 @@ impl Tensor {
         let own = contiguous_strides(self.shape());
         let shape: Vec<usize> = perm.iter().map(|&p| self.shape()[p]).collect();
         let strides: Vec<usize> = perm.iter().map(|&p| own[p]).collect();
-        with_slice!(self, |v| Tensor::from_vec(
-            gather_strided(v, &strides, &shape),
-            &shape
-        ))
+        timed(OpKind::Layout, || {
+            with_slice!(self, |v| Tensor::from_vec(
+                gather_strided(v, &strides, &shape),
+                &shape
+            ))
+        })
     }
 
     /// Swaps two axes.
@@ -108,13 +113,15 @@ impl Tensor {
         let outer = numel(&self.shape()[..axis]);
         let inner = numel(&self.shape()[axis + 1..]);
         let n = self.shape()[axis];
-        with_slice!(self, |v| {
-            let mut out = Vec::with_capacity(numel(&shape));
-            for o in 0..outer {
-                let base = (o * n + start) * inner;
-                out.extend_from_slice(&v[base..base + len * inner]);
-            }
-            Tensor::from_vec(out, &shape)
+        timed(OpKind::Layout, || {
+            with_slice!(self, |v| {
+                let mut out = Vec::with_capacity(numel(&shape));
+                for o in 0..outer {
+                    let base = (o * n + start) * inner;
+                    out.extend_from_slice(&v[base..base + len * inner]);
+                }
+                Tensor::from_vec(out, &shape)
+            })
         })
     }
 
@@ -133,14 +140,16 @@ impl Tensor {
         let outer = numel(&self.shape()[..axis]);
         let inner = numel(&self.shape()[axis + 1..]);
         let n = self.shape()[axis];
-        with_slices2!("narrow_assign", self, src, |d, s| {
-            let mut out = d.to_vec();
-            for o in 0..outer {
-                let base = (o * n + start) * inner;
-                out[base..base + len * inner]
-                    .copy_from_slice(&s[o * len * inner..(o + 1) * len * inner]);
-            }
-            Tensor::from_vec(out, self.shape())
+        timed(OpKind::Layout, || {
+            with_slices2!("narrow_assign", self, src, |d, s| {
+                let mut out = d.to_vec();
+                for o in 0..outer {
+                    let base = (o * n + start) * inner;
+                    out[base..base + len * inner]
+                        .copy_from_slice(&s[o * len * inner..(o + 1) * len * inner]);
+                }
+                Tensor::from_vec(out, self.shape())
+            })
         })
     }
 
@@ -205,12 +214,14 @@ impl Tensor {
         }
         let mut shape = self.shape().to_vec();
         shape[0] = indices.len();
-        with_slice!(self, |v| {
-            let mut out = Vec::with_capacity(indices.len() * row);
-            for &i in indices {
-                out.extend_from_slice(&v[i * row..(i + 1) * row]);
-            }
-            Tensor::from_vec(out, &shape)
+        timed(OpKind::Layout, || {
+            with_slice!(self, |v| {
+                let mut out = Vec::with_capacity(indices.len() * row);
+                for &i in indices {
+                    out.extend_from_slice(&v[i * row..(i + 1) * row]);
+                }
+                Tensor::from_vec(out, &shape)
+            })
         })
     }
 
@@ -231,18 +242,20 @@ impl Tensor {
             panic!("{op}: row {bad} out of range for shape {:?}", self.shape());
         }
         let row = numel(&self.shape()[1..]);
-        with_slices2!(op, self, src, |d, s| {
-            let mut out = d.to_vec();
-            for (k, &i) in indices.iter().enumerate() {
-                let dst = &mut out[i * row..(i + 1) * row];
-                let srow = &s[k * row..(k + 1) * row];
-                if accumulate {
-                    dst.iter_mut().zip(srow).for_each(|(a, &b)| *a = *a + b);
-                } else {
-                    dst.copy_from_slice(srow);
+        timed(OpKind::Layout, || {
+            with_slices2!(op, self, src, |d, s| {
+                let mut out = d.to_vec();
+                for (k, &i) in indices.iter().enumerate() {
+                    let dst = &mut out[i * row..(i + 1) * row];
+                    let srow = &s[k * row..(k + 1) * row];
+                    if accumulate {
+                        dst.iter_mut().zip(srow).for_each(|(a, &b)| *a += b);
+                    } else {
+                        dst.copy_from_slice(srow);
+                    }
                 }
-            }
-            Tensor::from_vec(out, self.shape())
+                Tensor::from_vec(out, self.shape())
+            })
         })
     }
 

@@ -4,6 +4,7 @@
 //! `matmul_t(a, b, true, false)` computes aᵀb without copying a. Backward passes use this.
 
 use crate::dtype::Elem;
+use crate::profile::{timed, OpKind};
 use crate::storage::HostVec;
 use crate::tensor::Tensor;
 use crate::with_slices2;
@@ -194,9 +195,11 @@ impl Tensor {
             if ta { "ᵀ" } else { "" },
             if tb { "ᵀ" } else { "" }
         );
-        with_slices2!("matmul", self, rhs, |a, b| {
-            let (v, shape) = matmul_slices(a, sa, ta, b, sb, tb);
-            Tensor::from_vec(v, &shape)
+        timed(OpKind::Matmul, || {
+            with_slices2!("matmul", self, rhs, |a, b| {
+                let (v, shape) = matmul_slices(a, sa, ta, b, sb, tb);
+                Tensor::from_vec(v, &shape)
+            })
         })
     }
 

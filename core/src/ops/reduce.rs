@@ -1,6 +1,7 @@
 //! Reductions over axes: sum, max, mean, logsumexp; and `sum_to`, the adjoint of broadcasting.
 
 use crate::dtype::Elem;
+use crate::profile::{timed, OpKind};
 use crate::shape::numel;
 use crate::storage::HostVec;
 use crate::tensor::Tensor;
@@ -53,10 +54,12 @@ impl Tensor {
         let n = s[axis];
         let mut out_shape = s.to_vec();
         out_shape[axis] = 1;
-        with_slice!(self, |v| Tensor::from_vec(
-            reduce_axis(v, outer, n, inner, kind),
-            &out_shape
-        ))
+        timed(OpKind::Reduce, || {
+            with_slice!(self, |v| Tensor::from_vec(
+                reduce_axis(v, outer, n, inner, kind),
+                &out_shape
+            ))
+        })
     }
 
     fn reduce(&self, axes: &[usize], keepdim: bool, kind: Reduce, name: &str) -> Tensor {
