@@ -41,9 +41,17 @@ impl Var {
         self.square().sum(axes, keepdim)
     }
 
-    /// Row-wise dot product over the last axis: Σᵢ aᵢbᵢ → one value per row.
+    /// Row-wise dot product over the last axis: Σᵢ aᵢbᵢ → one value per row. The operands
+    /// broadcast; the sum runs over the last axis of their broadcast product.
     pub fn dot_rows(&self, rhs: &Var) -> Var {
-        let last = self.rank() - 1;
-        self.mul(rhs).sum(&[last], false)
+        let prod = self.mul(rhs);
+        assert!(
+            prod.rank() >= 1,
+            "dot_rows: shapes {:?} and {:?} have no axis to sum",
+            self.shape(),
+            rhs.shape()
+        );
+        let last = prod.rank() - 1;
+        prod.sum(&[last], false)
     }
 }

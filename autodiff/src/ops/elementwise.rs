@@ -71,15 +71,49 @@ impl Var {
         self.unary_op(UnaryOp::Softplus, |g, x, _| g.mul(&x.sigmoid()))
     }
 
-    /// SiLU / swish: x·σ(x); d/dx = σ(x)·(1 + x·(1−σ(x))).
+    /// SiLU / swish: x·σ(x); d/dx = silu′(x) = σ(x)·(1 + x·(1−σ(x))).
     ///
-    /// A fused primitive for speed; its derivative is composed of primitives, so every higher
-    /// derivative follows.
+    /// A fused primitive, and so is its derivative chain (`mul_silu_d1`, `mul_silu_d2`): the
+    /// score and the DSM double-backward of a SiLU network each cost one pass per layer.
     pub fn silu(&self) -> Var {
-        self.unary_op(UnaryOp::Silu, |g, x, _| {
-            let s = x.sigmoid();
-            let one_minus_s = s.neg().add_scalar(1.0);
-            g.mul(&s.mul(&x.mul(&one_minus_s).add_scalar(1.0)))
+        self.unary_op(UnaryOp::Silu, |g, x, _| g.mul_silu_d1(x))
+    }
+
+    /// g ⊙ silu′(x) in one pass (`self` is g): SiLU's backward.
+    /// ∂/∂g = silu′(x), ∂/∂x = g ⊙ silu″(x).
+    pub fn mul_silu_d1(&self, x: &Var) -> Var {
+        let out = self.value.binary(&x.value, BinaryOp::MulSiluD1);
+        let (sg, sx) = (self.shape().to_vec(), x.shape().to_vec());
+        self.tape.record(out, &[self, x], move |g2, ins, _, need| {
+            let (g, x) = (&ins[0], &ins[1]);
+            vec![
+                need[0].then(|| g2.mul_silu_d1(x).sum_to(&sg)),
+                need[1].then(|| g2.mul(g).mul_silu_d2(x).sum_to(&sx)),
+            ]
+        })
+    }
+
+    /// g ⊙ silu″(x) in one pass. ∂/∂g = silu″(x), ∂/∂x = g ⊙ silu‴(x), where with s = σ(x),
+    /// s′ = s(1−s): silu‴ = s′·((1−2s)(3 + x(1−2s)) − 2x·s′), composed of primitives so every
+    /// higher order follows.
+    pub fn mul_silu_d2(&self, x: &Var) -> Var {
+        let out = self.value.binary(&x.value, BinaryOp::MulSiluD2);
+        let (sg, sx) = (self.shape().to_vec(), x.shape().to_vec());
+        self.tape.record(out, &[self, x], move |g2, ins, _, need| {
+            let (g, x) = (&ins[0], &ins[1]);
+            vec![
+                need[0].then(|| g2.mul_silu_d2(x).sum_to(&sg)),
+                need[1].then(|| {
+                    let s = x.sigmoid();
+                    let ds = s.mul(&s.neg().add_scalar(1.0));
+                    let a = s.mul_scalar(-2.0).add_scalar(1.0);
+                    let third = ds.mul(
+                        &a.mul(&x.mul(&a).add_scalar(3.0))
+                            .sub(&x.mul(&ds).mul_scalar(2.0)),
+                    );
+                    g2.mul(g).mul(&third).sum_to(&sx)
+                }),
+            ]
         })
     }
 

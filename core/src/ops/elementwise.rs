@@ -21,6 +21,10 @@ pub enum UnaryOp {
     Softplus,
     /// x·sigmoid(x).
     Silu,
+    /// silu′(x) = σ(x)(1 + x(1 − σ(x))).
+    SiluD1,
+    /// silu″(x) = σ(1 − σ)(2 + x(1 − 2σ)).
+    SiluD2,
     Relu,
     Abs,
     /// -1, 0 or 1.
@@ -41,36 +45,57 @@ pub enum UnaryOp {
     Affine(f64, f64),
 }
 
+/// σ(x) = 1/(1 + e⁻ˣ). Branch-free and still stable: for x ≪ 0, e⁻ˣ = inf gives exactly 0.
 #[inline(always)]
 fn sigmoid<T: Elem>(x: T) -> T {
-    if x >= T::zero() {
-        T::one() / (T::one() + (-x).exp())
-    } else {
-        let e = x.exp();
-        e / (T::one() + e)
-    }
+    T::one() / (T::one() + (-x).exp_fast())
 }
 
 #[inline(always)]
 fn softplus<T: Elem>(x: T) -> T {
-    x.max(T::zero()) + (-x.abs()).exp().ln_1p()
+    x.max(T::zero()) + (-x.abs()).exp_fast().ln_1p()
 }
 
+#[inline(always)]
+fn silu_d1<T: Elem>(x: T) -> T {
+    let s = sigmoid(x);
+    s * (T::one() + x * (T::one() - s))
+}
+
+#[inline(always)]
+fn silu_d2<T: Elem>(x: T) -> T {
+    let s = sigmoid(x);
+    let two = T::one() + T::one();
+    s * (T::one() - s) * (two + x * (T::one() - two * s))
+}
+
+#[inline(always)]
 fn map<T: Elem + HostVec>(src: &[T], f: impl Fn(T) -> T) -> Vec<T> {
-    src.iter().map(|&x| f(x)).collect()
+    let mut out = vec![T::zero(); src.len()];
+    super::fastmath::dispatch(
+        #[inline(always)]
+        || {
+            for (o, &x) in out.iter_mut().zip(src) {
+                *o = f(x);
+            }
+        },
+    );
+    out
 }
 
 fn unary_slice<T: Elem + HostVec>(src: &[T], op: UnaryOp) -> Vec<T> {
     use UnaryOp::*;
     match op {
         Neg => map(src, |x| -x),
-        Exp => map(src, |x| x.exp()),
+        Exp => map(src, |x| x.exp_fast()),
         Log => map(src, |x| x.ln()),
         Sqrt => map(src, |x| x.sqrt()),
         Tanh => map(src, |x| x.tanh()),
         Sigmoid => map(src, sigmoid),
         Softplus => map(src, softplus),
         Silu => map(src, |x| x * sigmoid(x)),
+        SiluD1 => map(src, silu_d1),
+        SiluD2 => map(src, silu_d2),
         Relu => map(src, |x| x.max(T::zero())),
         Abs => map(src, |x| x.abs()),
         Sign => map(src, |x| {
@@ -132,6 +157,10 @@ pub enum BinaryOp {
     Lt,
     Le,
     Eq,
+    /// a · silu′(b): SiLU's backward in one pass.
+    MulSiluD1,
+    /// a · silu″(b).
+    MulSiluD2,
 }
 
 impl BinaryOp {
@@ -150,6 +179,8 @@ impl BinaryOp {
             BinaryOp::Lt => flag(a < b),
             BinaryOp::Le => flag(a <= b),
             BinaryOp::Eq => flag(a == b),
+            BinaryOp::MulSiluD1 => a * silu_d1(b),
+            BinaryOp::MulSiluD2 => a * silu_d2(b),
         }
     }
 }
@@ -205,22 +236,27 @@ fn binary_slices<T: Elem + HostVec>(
     macro_rules! run {
         ($f:expr) => {{
             let f = $f;
-            if ashape == bshape {
-                binary_row(&mut out, a, 1, b, 1, f);
-            } else if b.len() == 1 {
-                binary_row(&mut out, a, 1, b, 0, f);
-            } else if a.len() == 1 {
-                binary_row(&mut out, a, 0, b, 1, f);
-            } else {
-                let sa = broadcast_strides(ashape, out_shape);
-                let sb = broadcast_strides(bshape, out_shape);
-                let r = out_shape.len();
-                let inner = out_shape[r - 1];
-                let (ia, ib) = (sa[r - 1], sb[r - 1]);
-                for_each_row(out_shape, [&sa, &sb], |o, [oa, ob]| {
-                    binary_row(&mut out[o..o + inner], &a[oa..], ia, &b[ob..], ib, f);
-                });
-            }
+            super::fastmath::dispatch(
+                #[inline(always)]
+                || {
+                    if ashape == bshape {
+                        binary_row(&mut out, a, 1, b, 1, f);
+                    } else if b.len() == 1 {
+                        binary_row(&mut out, a, 1, b, 0, f);
+                    } else if a.len() == 1 {
+                        binary_row(&mut out, a, 0, b, 1, f);
+                    } else {
+                        let sa = broadcast_strides(ashape, out_shape);
+                        let sb = broadcast_strides(bshape, out_shape);
+                        let r = out_shape.len();
+                        let inner = out_shape[r - 1];
+                        let (ia, ib) = (sa[r - 1], sb[r - 1]);
+                        for_each_row(out_shape, [&sa, &sb], |o, [oa, ob]| {
+                            binary_row(&mut out[o..o + inner], &a[oa..], ia, &b[ob..], ib, f);
+                        });
+                    }
+                },
+            )
         }};
     }
     match op {
@@ -228,6 +264,8 @@ fn binary_slices<T: Elem + HostVec>(
         BinaryOp::Sub => run!(|x: T, y: T| x - y),
         BinaryOp::Mul => run!(|x: T, y: T| x * y),
         BinaryOp::Div => run!(|x: T, y: T| x / y),
+        BinaryOp::MulSiluD1 => run!(|x: T, y: T| x * silu_d1(y)),
+        BinaryOp::MulSiluD2 => run!(|x: T, y: T| x * silu_d2(y)),
         other => run!(move |x: T, y: T| other.apply(x, y)),
     }
     out

@@ -1,6 +1,7 @@
 //! CPU kernels behind `Tensor`'s methods.
 
 pub mod elementwise;
+pub mod fastmath;
 pub mod layout;
 pub mod matmul;
 pub mod reduce;

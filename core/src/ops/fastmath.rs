@@ -1,0 +1,90 @@
+//! Vectorisable transcendental functions for f32, and runtime dispatch of element-wise loops
+//! to AVX-512 / AVX2 code paths.
+//!
+//! `exp_f32` is the Cephes `expf` scheme (range reduction x = n·ln2 + r, |r| ≤ ln2/2, degree-6
+//! polynomial, 2ⁿ built in the exponent bits) written branch-free so LLVM vectorises it; libm's
+//! `expf` is a scalar call and made SiLU 20× slower than a matmul of the same size.
+
+/// e^x for f32, within 2 ulp of libm on the normal range; 0 below −87.33 (where the result
+/// would be subnormal) and +inf above 88.72. NaN propagates.
+#[inline(always)]
+pub fn exp_f32(x: f32) -> f32 {
+    const LOG2E: f32 = std::f32::consts::LOG2_E;
+    const LN2_HI: f32 = 0.693_359_4;
+    const LN2_LO: f32 = -2.121_944_4e-4;
+    const MAGIC: f32 = 12_582_912.0; // 1.5·2²³: adding it rounds to an integer
+    let xc = if x < -87.33 { -87.33 } else { x };
+    let xc = if xc > 88.3 { 88.3 } else { xc };
+    let nm = xc * LOG2E + MAGIC;
+    let n = nm - MAGIC;
+    let r = xc - n * LN2_HI - n * LN2_LO;
+    let r2 = r * r;
+    let p = ((((1.987_569_1e-4 * r + 1.398_199_9e-3) * r + 8.333_452e-3) * r + 4.166_579_6e-2) * r
+        + 1.666_666_5e-1)
+        * r
+        + 5.000_000_1e-1;
+    let p = p * r2 + r + 1.0;
+    // n sits in the low mantissa bits of nm: 2ⁿ from integer ops alone (no float→int convert)
+    let ni = nm.to_bits().wrapping_sub(MAGIC.to_bits());
+    let scale = f32::from_bits(ni.wrapping_add(127) << 23);
+    let y = p * scale;
+    let y = if x > 88.72 { f32::INFINITY } else { y };
+    if x < -87.33 {
+        0.0
+    } else {
+        y
+    }
+}
+
+/// Runs `body` compiled for the widest vector unit this CPU has. `body` must be an
+/// `#[inline(always)]`-friendly loop: it is inlined into each feature-specific copy.
+#[inline(always)]
+pub fn dispatch<R>(body: impl FnOnce() -> R) -> R {
+    #[cfg(target_arch = "x86_64")]
+    {
+        #[target_feature(enable = "avx512f,avx512dq,avx512vl,avx2,fma")]
+        unsafe fn avx512<R>(f: impl FnOnce() -> R) -> R {
+            f()
+        }
+        #[target_feature(enable = "avx2,fma")]
+        unsafe fn avx2<R>(f: impl FnOnce() -> R) -> R {
+            f()
+        }
+        if std::arch::is_x86_feature_detected!("avx512f")
+            && std::arch::is_x86_feature_detected!("avx512dq")
+            && std::arch::is_x86_feature_detected!("avx512vl")
+        {
+            // SAFETY: the features were detected at run time.
+            return unsafe { avx512(body) };
+        }
+        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
+        {
+            // SAFETY: as above.
+            return unsafe { avx2(body) };
+        }
+    }
+    body()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exp_f32_is_accurate() {
+        let mut worst = 0f64;
+        let mut x = -87.0f32;
+        while x < 88.0 {
+            let want = (x as f64).exp();
+            let got = exp_f32(x) as f64;
+            worst = worst.max(((got - want) / want).abs());
+            x += 0.0137;
+        }
+        // f32 epsilon is 1.19e-7: within about 2 ulp everywhere on the normal range
+        assert!(worst < 2.5e-7, "worst relative error {worst}");
+        assert_eq!(exp_f32(0.0), 1.0);
+        assert_eq!(exp_f32(-200.0), 0.0);
+        assert_eq!(exp_f32(100.0), f32::INFINITY);
+        assert!(exp_f32(f32::NAN).is_nan());
+    }
+}
