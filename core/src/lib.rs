@@ -22,6 +22,7 @@
 
 pub mod dtype;
 pub mod ops;
+pub mod pool;
 pub mod profile;
 pub mod rng;
 pub mod shape;

@@ -50,7 +50,7 @@ impl CpuStorage {
 }
 
 /// Conversion between a typed `Vec` and the untyped storage.
-pub trait HostVec: Elem {
+pub trait HostVec: Elem + crate::pool::Pooled {
     fn wrap(v: Vec<Self>) -> CpuStorage;
     fn view(s: &CpuStorage) -> Option<&[Self]>;
 }
@@ -127,6 +127,10 @@ impl Clone for Buffer {
 
 impl Drop for Buffer {
     fn drop(&mut self) {
+        match &mut self.storage {
+            Storage::Cpu(CpuStorage::F32(v)) => crate::pool::give(std::mem::take(v)),
+            Storage::Cpu(CpuStorage::F64(v)) => crate::pool::give(std::mem::take(v)),
+        }
         LIVE_BYTES.fetch_sub(self.bytes, Ordering::Relaxed);
         LIVE_BUFFERS.fetch_sub(1, Ordering::Relaxed);
     }

@@ -85,8 +85,8 @@ impl Tensor {
     pub fn full(shape: &[usize], value: f64, dtype: DType) -> Tensor {
         let n = numel(shape);
         match dtype {
-            DType::F32 => Self::from_vec(vec![value as f32; n], shape),
-            DType::F64 => Self::from_vec(vec![value; n], shape),
+            DType::F32 => Self::from_vec(crate::pool::filled(n, value as f32), shape),
+            DType::F64 => Self::from_vec(crate::pool::filled(n, value), shape),
         }
     }
 

@@ -71,7 +71,7 @@ fn silu_d2<T: Elem>(x: T) -> T {
 
 #[inline(always)]
 fn map<T: Elem + HostVec>(src: &[T], f: impl Fn(T) -> T) -> Vec<T> {
-    let mut out = vec![T::zero(); src.len()];
+    let mut out = crate::pool::take(src.len());
     super::fastmath::dispatch(
         #[inline(always)]
         || {
@@ -231,8 +231,7 @@ fn binary_slices<T: Elem + HostVec>(
     out_shape: &[usize],
     op: BinaryOp,
 ) -> Vec<T> {
-    let n = numel(out_shape);
-    let mut out = vec![T::zero(); n];
+    let mut out = crate::pool::take(numel(out_shape));
     macro_rules! run {
         ($f:expr) => {{
             let f = $f;

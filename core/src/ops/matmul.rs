@@ -197,7 +197,8 @@ fn matmul_slices<T: Gemm>(
     let (m, k, n) = (oa.rows, oa.cols, ob.cols);
     let batched = ashape.len() == 3 || bshape.len() == 3;
     let batch = oa.batch.max(ob.batch);
-    let mut out = vec![T::zero(); batch * m * n];
+    // zeroed: the skinny kernels accumulate into it (GEMM overwrites with beta = 0)
+    let mut out = crate::pool::filled(batch * m * n, T::zero());
     let out_shape = if batched {
         vec![batch, m, n]
     } else {

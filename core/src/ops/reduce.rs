@@ -25,7 +25,7 @@ fn reduce_axis<T: Elem + HostVec>(
         Reduce::Sum => T::zero(),
         Reduce::Max => T::neg_infinity(),
     };
-    let mut out = vec![init; outer * inner];
+    let mut out = crate::pool::filled(outer * inner, init);
     for o in 0..outer {
         let block = &src[o * n * inner..(o + 1) * n * inner];
         let dst = &mut out[o * inner..(o + 1) * inner];
