@@ -22,7 +22,7 @@ pub fn exp_f32(x: f32) -> f32 {
     let p = ((((1.987_569_1e-4 * r + 1.398_199_9e-3) * r + 8.333_452e-3) * r + 4.166_579_6e-2) * r
         + 1.666_666_5e-1)
         * r
-        + 5.000_000_1e-1;
+        + 0.5;
     let p = p * r2 + r + 1.0;
     // n sits in the low mantissa bits of nm: 2ⁿ from integer ops alone (no float→int convert)
     let ni = nm.to_bits().wrapping_sub(MAGIC.to_bits());
