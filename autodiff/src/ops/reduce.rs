@@ -29,7 +29,10 @@ impl Var {
 
     /// Mean over `axes`.
     pub fn mean(&self, axes: &[usize], keepdim: bool) -> Var {
-        let n: usize = axes.iter().map(|&a| self.shape()[a]).product();
+        let mut distinct = axes.to_vec();
+        distinct.sort_unstable();
+        distinct.dedup();
+        let n: usize = distinct.iter().map(|&a| self.shape()[a]).product();
         self.sum(axes, keepdim).mul_scalar(1.0 / n as f64)
     }
 

@@ -124,7 +124,10 @@ impl Tensor {
 
     /// Mean over `axes`.
     pub fn mean_axes(&self, axes: &[usize], keepdim: bool) -> Tensor {
-        let n: usize = axes.iter().map(|&a| self.dim(a)).product();
+        let mut distinct = axes.to_vec();
+        distinct.sort_unstable();
+        distinct.dedup();
+        let n: usize = distinct.iter().map(|&a| self.dim(a)).product();
         self.sum_axes(axes, keepdim).mul_scalar(1.0 / n as f64)
     }
 
