@@ -1,0 +1,563 @@
+//! SGD (momentum, Nesterov, weight decay), Adam and AdamW with PyTorch's update formulas,
+//! their state as named tensors for checkpoints.
+
+use crate::checkpoint::CheckpointError;
+use crate::params::Params;
+use ebm_core::{DType, HostVec, Tensor};
+use serde::{Deserialize, Serialize};
+
+/// Hyperparameters of [`OptimizerConfig::Sgd`] (PyTorch's `torch.optim.SGD`).
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SgdConfig {
+    pub lr: f64,
+    pub momentum: f64,
+    pub dampening: f64,
+    pub nesterov: bool,
+    /// L2 penalty added to the gradient: g ← g + λθ.
+    pub weight_decay: f64,
+}
+
+impl SgdConfig {
+    /// Plain SGD at `lr`.
+    pub fn new(lr: f64) -> SgdConfig {
+        SgdConfig {
+            lr,
+            momentum: 0.0,
+            dampening: 0.0,
+            nesterov: false,
+            weight_decay: 0.0,
+        }
+    }
+}
+
+/// Hyperparameters of Adam and AdamW (PyTorch's defaults: lr 1e-3, betas (0.9, 0.999),
+/// eps 1e-8; weight decay 0 for Adam, 1e-2 for AdamW).
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdamConfig {
+    pub lr: f64,
+    pub beta1: f64,
+    pub beta2: f64,
+    pub eps: f64,
+    /// Adam: L2 penalty in the gradient (g ← g + λθ). AdamW: decoupled decay θ ← θ(1 − lr·λ).
+    pub weight_decay: f64,
+}
+
+impl AdamConfig {
+    /// PyTorch's defaults with learning rate `lr` and no weight decay.
+    pub fn new(lr: f64) -> AdamConfig {
+        AdamConfig {
+            lr,
+            beta1: 0.9,
+            beta2: 0.999,
+            eps: 1e-8,
+            weight_decay: 0.0,
+        }
+    }
+}
+
+/// Which optimizer and its hyperparameters; serialised (with `"kind"`) into checkpoints.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum OptimizerConfig {
+    Sgd(SgdConfig),
+    Adam(AdamConfig),
+    #[serde(rename = "adamw")]
+    AdamW(AdamConfig),
+}
+
+impl OptimizerConfig {
+    /// The base learning rate.
+    pub fn lr(&self) -> f64 {
+        match self {
+            OptimizerConfig::Sgd(c) => c.lr,
+            OptimizerConfig::Adam(c) | OptimizerConfig::AdamW(c) => c.lr,
+        }
+    }
+
+    /// Names of the per-parameter state tensors (PyTorch's state-dict keys).
+    pub fn slots(&self) -> &'static [&'static str] {
+        match self {
+            OptimizerConfig::Sgd(c) if c.momentum != 0.0 => &["momentum_buffer"],
+            OptimizerConfig::Sgd(_) => &[],
+            OptimizerConfig::Adam(_) | OptimizerConfig::AdamW(_) => &["exp_avg", "exp_avg_sq"],
+        }
+    }
+
+    /// PyTorch's argument checks (finite, non-negative, betas in [0, 1), Nesterov needs
+    /// momentum and no dampening).
+    pub fn validate(&self) -> Result<(), String> {
+        let nonneg = |name: &str, v: f64| {
+            if v.is_finite() && v >= 0.0 {
+                Ok(())
+            } else {
+                Err(format!("{name} must be finite and ≥ 0, got {v}"))
+            }
+        };
+        match self {
+            OptimizerConfig::Sgd(c) => {
+                nonneg("lr", c.lr)?;
+                nonneg("momentum", c.momentum)?;
+                nonneg("dampening", c.dampening)?;
+                nonneg("weight_decay", c.weight_decay)?;
+                if c.nesterov && (c.momentum <= 0.0 || c.dampening != 0.0) {
+                    return Err("Nesterov momentum requires a momentum and zero dampening".into());
+                }
+            }
+            OptimizerConfig::Adam(c) | OptimizerConfig::AdamW(c) => {
+                nonneg("lr", c.lr)?;
+                nonneg("eps", c.eps)?;
+                nonneg("weight_decay", c.weight_decay)?;
+                for (name, b) in [("beta1", c.beta1), ("beta2", c.beta2)] {
+                    if !(0.0..1.0).contains(&b) {
+                        return Err(format!("{name} must be in [0, 1), got {b}"));
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// An optimizer bound to a model's parameter list: its hyperparameters, current learning
+/// rate, step count, and per-parameter state tensors.
+#[derive(Clone, Debug)]
+pub struct Optimizer {
+    config: OptimizerConfig,
+    lr: f64,
+    step: u64,
+    names: Vec<String>,
+    /// `slots[s][i]`: state `config.slots()[s]` of parameter `i`.
+    slots: Vec<Vec<Tensor>>,
+}
+
+impl Optimizer {
+    /// An optimizer for `params` with zero state; panics on invalid hyperparameters (check
+    /// user input with [`OptimizerConfig::validate`] first).
+    pub fn new(config: OptimizerConfig, params: &Params) -> Optimizer {
+        if let Err(e) = config.validate() {
+            panic!("Optimizer::new: {e}");
+        }
+        let slots = config
+            .slots()
+            .iter()
+            .map(|_| params.tensors().iter().map(Tensor::zeros_like).collect())
+            .collect();
+        Optimizer {
+            lr: config.lr(),
+            config,
+            step: 0,
+            names: params.names().to_vec(),
+            slots,
+        }
+    }
+
+    /// SGD with momentum (0 for none).
+    pub fn sgd(lr: f64, momentum: f64, params: &Params) -> Optimizer {
+        let c = SgdConfig {
+            momentum,
+            ..SgdConfig::new(lr)
+        };
+        Optimizer::new(OptimizerConfig::Sgd(c), params)
+    }
+
+    /// Adam with PyTorch's defaults.
+    pub fn adam(lr: f64, params: &Params) -> Optimizer {
+        Optimizer::new(OptimizerConfig::Adam(AdamConfig::new(lr)), params)
+    }
+
+    /// AdamW with PyTorch's defaults and decoupled weight decay `weight_decay`.
+    pub fn adamw(lr: f64, weight_decay: f64, params: &Params) -> Optimizer {
+        let c = AdamConfig {
+            weight_decay,
+            ..AdamConfig::new(lr)
+        };
+        Optimizer::new(OptimizerConfig::AdamW(c), params)
+    }
+
+    pub fn config(&self) -> &OptimizerConfig {
+        &self.config
+    }
+
+    /// The learning rate of the next step.
+    pub fn lr(&self) -> f64 {
+        self.lr
+    }
+
+    /// Sets the learning rate of the next steps (schedules call this before each step).
+    pub fn set_lr(&mut self, lr: f64) {
+        assert!(
+            lr.is_finite() && lr >= 0.0,
+            "Optimizer::set_lr: {lr} must be finite and ≥ 0"
+        );
+        self.lr = lr;
+    }
+
+    /// Number of steps taken.
+    pub fn steps(&self) -> u64 {
+        self.step
+    }
+
+    /// Names of the parameters this optimizer was built for, in order.
+    pub fn param_names(&self) -> &[String] {
+        &self.names
+    }
+
+    /// One update of `params` with `grads` (same order, shapes and dtypes).
+    ///
+    /// Parameters and state are updated in place when nothing else holds their buffers (drop
+    /// the step's tape and `Var`s first); otherwise they are copied, with the same result.
+    pub fn step(&mut self, params: &mut Params, grads: &[Tensor]) {
+        assert!(
+            params.names() == self.names.as_slice() && grads.len() == params.len(),
+            "Optimizer::step: built for {:?}, given parameters {:?} and {} gradients",
+            self.names,
+            params.names(),
+            grads.len()
+        );
+        self.step += 1;
+        let t = self.step;
+        for (i, g) in grads.iter().enumerate() {
+            let p = params.get_mut(i);
+            assert!(
+                p.shape() == g.shape() && p.dtype() == g.dtype(),
+                "Optimizer::step: `{}` is {} {:?} but its gradient is {} {:?}",
+                self.names[i],
+                p.dtype(),
+                p.shape(),
+                g.dtype(),
+                g.shape()
+            );
+            match p.dtype() {
+                DType::F32 => self.update_one::<f32>(i, p, g, t),
+                DType::F64 => self.update_one::<f64>(i, p, g, t),
+            }
+        }
+    }
+
+    fn update_one<T: HostVec>(&mut self, i: usize, p: &mut Tensor, g: &Tensor, t: u64) {
+        let lr = self.lr;
+        let g = g.as_slice::<T>();
+        match self.config {
+            OptimizerConfig::Sgd(c) => {
+                let p = p.data_mut::<T>();
+                let buf = self.slots.first_mut().map(|s| s[i].data_mut::<T>());
+                sgd_update(p, g, buf, t == 1, &c, lr);
+            }
+            OptimizerConfig::Adam(c) | OptimizerConfig::AdamW(c) => {
+                let decoupled = matches!(self.config, OptimizerConfig::AdamW(_));
+                let (m_slot, v_slot) = self.slots.split_at_mut(1);
+                let m = m_slot[0][i].data_mut::<T>();
+                let v = v_slot[0][i].data_mut::<T>();
+                adam_update(p.data_mut::<T>(), g, m, v, &c, decoupled, lr, t);
+            }
+        }
+    }
+
+    /// The state as named tensors, `<slot>.<param>` (e.g. `exp_avg.l0.weight`), in order.
+    pub fn state_tensors(&self) -> Vec<(String, Tensor)> {
+        let mut out = Vec::new();
+        for (s, slot) in self.config.slots().iter().zip(&self.slots) {
+            for (name, t) in self.names.iter().zip(slot) {
+                out.push((format!("{s}.{name}"), t.clone()));
+            }
+        }
+        out
+    }
+
+    /// Hyperparameters, current learning rate and step count as JSON (checkpoint metadata).
+    pub fn hyper_json(&self) -> serde_json::Value {
+        serde_json::json!({ "config": self.config, "lr": self.lr, "step": self.step })
+    }
+
+    /// Rebuilds an optimizer for parameters `names` from [`Optimizer::hyper_json`] and the
+    /// state tensor of each (slot, parameter index), as read from a checkpoint.
+    pub(crate) fn from_parts(
+        hyper: &serde_json::Value,
+        names: &[String],
+        mut tensor: impl FnMut(&str, usize) -> Result<Tensor, CheckpointError>,
+    ) -> Result<Optimizer, CheckpointError> {
+        #[derive(Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct Hyper {
+            config: OptimizerConfig,
+            lr: f64,
+            step: u64,
+        }
+        let bad = |detail: String| CheckpointError::BadMetadata {
+            key: "optimizer".into(),
+            detail,
+        };
+        let h: Hyper = serde_json::from_value(hyper.clone()).map_err(|e| bad(e.to_string()))?;
+        h.config.validate().map_err(bad)?;
+        if !(h.lr.is_finite() && h.lr >= 0.0) {
+            return Err(bad(format!("lr {} must be finite and ≥ 0", h.lr)));
+        }
+        let mut slots = Vec::new();
+        for s in h.config.slots() {
+            slots.push(
+                (0..names.len())
+                    .map(|i| tensor(s, i))
+                    .collect::<Result<Vec<Tensor>, CheckpointError>>()?,
+            );
+        }
+        Ok(Optimizer {
+            config: h.config,
+            lr: h.lr,
+            step: h.step,
+            names: names.to_vec(),
+            slots,
+        })
+    }
+
+    /// The same optimizer with its parameters reordered to `order` (indices into the
+    /// current order).
+    pub(crate) fn permuted(&self, order: &[usize]) -> Optimizer {
+        Optimizer {
+            config: self.config,
+            lr: self.lr,
+            step: self.step,
+            names: order.iter().map(|&i| self.names[i].clone()).collect(),
+            slots: self
+                .slots
+                .iter()
+                .map(|s| order.iter().map(|&i| s[i].clone()).collect())
+                .collect(),
+        }
+    }
+
+    /// Whether config, lr, step, names and every state bit agree.
+    pub fn bit_eq(&self, other: &Optimizer) -> bool {
+        self.config == other.config
+            && self.lr.to_bits() == other.lr.to_bits()
+            && self.step == other.step
+            && self.names == other.names
+            && self.slots.len() == other.slots.len()
+            && self.slots.iter().zip(&other.slots).all(|(a, b)| {
+                a.len() == b.len()
+                    && a.iter()
+                        .zip(b)
+                        .all(|(x, y)| crate::params::tensor_bit_eq(x, y))
+            })
+    }
+}
+
+/// PyTorch's SGD for one tensor:
+/// g ← g + λθ; b ← g (first step) or μb + (1−τ)g; g ← g + μb (Nesterov) or b; θ ← θ − lr·g.
+fn sgd_update<T: HostVec>(
+    p: &mut [T],
+    g: &[T],
+    mut buf: Option<&mut [T]>,
+    first: bool,
+    c: &SgdConfig,
+    lr: f64,
+) {
+    let (wd, mom, damp) = (
+        T::of(c.weight_decay),
+        T::of(c.momentum),
+        T::of(1.0 - c.dampening),
+    );
+    let lr = T::of(lr);
+    for j in 0..p.len() {
+        let mut d = g[j];
+        if c.weight_decay != 0.0 {
+            d = d + wd * p[j];
+        }
+        if let Some(b) = buf.as_deref_mut() {
+            let bj = if first { d } else { mom * b[j] + damp * d };
+            b[j] = bj;
+            d = if c.nesterov { d + mom * bj } else { bj };
+        }
+        p[j] = p[j] - lr * d;
+    }
+}
+
+/// PyTorch's Adam/AdamW for one tensor at step t (single-tensor path, same operation order):
+/// AdamW: θ ← θ(1 − lr·λ); Adam: g ← g + λθ;
+/// m ← m + (1−β₁)(g − m); v ← β₂v + (1−β₂)g²;
+/// θ ← θ − (lr/(1−β₁ᵗ)) · m / (√v/√(1−β₂ᵗ) + ε).
+#[allow(clippy::too_many_arguments)]
+fn adam_update<T: HostVec>(
+    p: &mut [T],
+    g: &[T],
+    m: &mut [T],
+    v: &mut [T],
+    c: &AdamConfig,
+    decoupled: bool,
+    lr: f64,
+    t: u64,
+) {
+    let bc1 = 1.0 - c.beta1.powf(t as f64);
+    let bc2 = 1.0 - c.beta2.powf(t as f64);
+    let step_size = T::of(lr / bc1);
+    let bc2_sqrt = T::of(bc2.sqrt());
+    let (w1, b2, w2, eps) = (
+        T::of(1.0 - c.beta1),
+        T::of(c.beta2),
+        T::of(1.0 - c.beta2),
+        T::of(c.eps),
+    );
+    let decay = T::of(1.0 - lr * c.weight_decay);
+    let wd = T::of(c.weight_decay);
+    for j in 0..p.len() {
+        let mut gj = g[j];
+        if c.weight_decay != 0.0 {
+            if decoupled {
+                p[j] = p[j] * decay;
+            } else {
+                gj = gj + wd * p[j];
+            }
+        }
+        m[j] = m[j] + w1 * (gj - m[j]);
+        v[j] = v[j] * b2 + w2 * (gj * gj);
+        let denom = v[j].sqrt() / bc2_sqrt + eps;
+        p[j] = p[j] - step_size * (m[j] / denom);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn one_param(v: &[f64]) -> Params {
+        let mut p = Params::new();
+        p.push("w", Tensor::from_vec(v.to_vec(), &[v.len()]));
+        p
+    }
+
+    fn run(opt: &mut Optimizer, p: &mut Params, grads: &[&[f64]]) -> Vec<f64> {
+        for g in grads {
+            opt.step(p, &[Tensor::from_vec(g.to_vec(), &[g.len()])]);
+        }
+        p.get(0).to_vec_f64()
+    }
+
+    #[test]
+    fn sgd_momentum_nesterov_and_decay_by_hand() {
+        // θ₀ = 1, grads 1, 2; lr 0.1, μ 0.9, λ 0.1.
+        // plain momentum: g₁ = 1 + 0.1 = 1.1, b₁ = 1.1, θ₁ = 1 − 0.11 = 0.89;
+        //   g₂ = 2 + 0.089 = 2.089, b₂ = 0.99 + 2.089 = 3.079, θ₂ = 0.89 − 0.3079 = 0.5821
+        let cfg = SgdConfig {
+            momentum: 0.9,
+            weight_decay: 0.1,
+            ..SgdConfig::new(0.1)
+        };
+        let mut p = one_param(&[1.0]);
+        let mut o = Optimizer::new(OptimizerConfig::Sgd(cfg), &p);
+        let got = run(&mut o, &mut p, &[&[1.0], &[2.0]])[0];
+        assert!((got - 0.5821).abs() < 1e-14, "{got}");
+        // Nesterov: step 1 uses g + μb = 1.1 + 0.99 = 2.09, θ₁ = 0.791;
+        //   g₂ = 2 + 0.0791 = 2.0791, b₂ = 0.99 + 2.0791 = 3.0691,
+        //   d = 2.0791 + 0.9·3.0691 = 4.84129, θ₂ = 0.791 − 0.484129 = 0.306871
+        let mut p = one_param(&[1.0]);
+        let mut o = Optimizer::new(
+            OptimizerConfig::Sgd(SgdConfig {
+                nesterov: true,
+                ..cfg
+            }),
+            &p,
+        );
+        let got = run(&mut o, &mut p, &[&[1.0], &[2.0]])[0];
+        assert!((got - 0.306871).abs() < 1e-14, "{got}");
+        // dampening 0.5 without decay: b₁ = g₁ = 1 (no dampening on the first step),
+        //   b₂ = 0.9 + 0.5·2 = 1.9; θ = 1 − 0.1 − 0.19 = 0.71
+        let mut p = one_param(&[1.0]);
+        let mut o = Optimizer::new(
+            OptimizerConfig::Sgd(SgdConfig {
+                momentum: 0.9,
+                dampening: 0.5,
+                ..SgdConfig::new(0.1)
+            }),
+            &p,
+        );
+        let got = run(&mut o, &mut p, &[&[1.0], &[2.0]])[0];
+        assert!((got - 0.71).abs() < 1e-14, "{got}");
+        assert_eq!(o.state_tensors()[0].0, "momentum_buffer.w");
+        // no momentum: no state
+        assert!(Optimizer::sgd(0.1, 0.0, &p).state_tensors().is_empty());
+    }
+
+    #[test]
+    fn adam_and_adamw_by_hand() {
+        // Step 1 of Adam moves every coordinate by lr·g/(|g| + ε√(1−β₂)·…) ≈ lr·sign(g).
+        let mut p = one_param(&[1.0, -2.0]);
+        let mut o = Optimizer::adam(0.01, &p);
+        let got = run(&mut o, &mut p, &[&[3.0, -0.5]]);
+        // m = 0.1g, v = 0.001g², m̂ = g, √v̂ = |g|: θ − 0.01·g/(|g| + 1e-8)
+        assert!((got[0] - (1.0 - 0.01 * 3.0 / (3.0 + 1e-8))).abs() < 1e-15);
+        assert!((got[1] - (-2.0 + 0.01 * 0.5 / (0.5 + 1e-8))).abs() < 1e-15);
+        // Step 2 with g = 1 after g = 3 (θ₀ = 0, lr 0.1):
+        //   m₂ = 0.9·0.3 + 0.1 = 0.37, v₂ = 0.999·0.009 + 0.001 = 0.009991,
+        //   m̂ = 0.37/0.19, √v̂ = √(0.009991/0.001999)
+        let mut p = one_param(&[0.0]);
+        let mut o = Optimizer::adam(0.1, &p);
+        let got = run(&mut o, &mut p, &[&[3.0], &[1.0]])[0];
+        let b2c = 1.0 - 0.999f64.powi(2);
+        let theta1 = -0.1 * 0.3 / 0.1 / ((0.009f64).sqrt() / (0.001f64).sqrt() + 1e-8);
+        let theta2 = theta1 - 0.1 / 0.19 * 0.37 / (0.009991f64.sqrt() / b2c.sqrt() + 1e-8);
+        assert!((got - theta2).abs() < 1e-14, "{got} vs {theta2}");
+        // AdamW decays θ by (1 − lr·λ) before the Adam step; Adam adds λθ to g instead.
+        let mut p = one_param(&[2.0]);
+        let mut o = Optimizer::adamw(0.1, 0.5, &p);
+        let got = run(&mut o, &mut p, &[&[1.0]])[0];
+        assert!((got - (2.0 * 0.95 - 0.1 / (1.0 + 1e-8))).abs() < 1e-14);
+        let mut p = one_param(&[2.0]);
+        let cfg = AdamConfig {
+            weight_decay: 0.5,
+            ..AdamConfig::new(0.1)
+        };
+        let mut o = Optimizer::new(OptimizerConfig::Adam(cfg), &p);
+        let got = run(&mut o, &mut p, &[&[-1.5]])[0];
+        // g = −1.5 + 1 = −0.5: θ = 2 + 0.1·0.5/(0.5 + 1e-8)
+        assert!((got - (2.0 + 0.1 * 0.5 / (0.5 + 1e-8))).abs() < 1e-14);
+    }
+
+    #[test]
+    fn f32_matches_f64_closely() {
+        let mut p32 = Params::new();
+        p32.push("w", Tensor::from_vec(vec![0.5f32, -0.25], &[2]));
+        let mut p64 = p32.clone();
+        p64.cast(DType::F64);
+        let mut o32 = Optimizer::adamw(1e-2, 0.01, &p32);
+        let mut o64 = Optimizer::adamw(1e-2, 0.01, &p64);
+        for k in 0..5 {
+            let g = [0.3 * k as f64 - 0.5, 1.0 / (k + 1) as f64];
+            o32.step(&mut p32, &[Tensor::from_f64s(&g, &[2], DType::F32)]);
+            o64.step(&mut p64, &[Tensor::from_f64s(&g, &[2], DType::F64)]);
+        }
+        assert!(p32.get(0).cast(DType::F64).max_abs_diff(p64.get(0)) < 1e-6);
+    }
+
+    #[test]
+    fn config_json_and_validation() {
+        let c = OptimizerConfig::AdamW(AdamConfig::new(1e-3));
+        let s = serde_json::to_string(&c).unwrap();
+        assert!(s.contains("\"kind\":\"adamw\""), "{s}");
+        assert_eq!(serde_json::from_str::<OptimizerConfig>(&s).unwrap(), c);
+        let bad = OptimizerConfig::Sgd(SgdConfig {
+            nesterov: true,
+            ..SgdConfig::new(0.1)
+        });
+        assert!(bad.validate().is_err());
+        let bad = OptimizerConfig::Adam(AdamConfig {
+            beta2: 1.0,
+            ..AdamConfig::new(0.1)
+        });
+        assert!(bad.validate().is_err());
+        assert!(OptimizerConfig::Sgd(SgdConfig::new(f64::NAN))
+            .validate()
+            .is_err());
+    }
+
+    #[test]
+    fn shared_buffers_are_copied_not_mutated() {
+        let mut p = one_param(&[1.0, 2.0]);
+        let mut o = Optimizer::adam(0.1, &p);
+        let before = p.get(0).clone();
+        o.step(&mut p, &[Tensor::from_vec(vec![1.0f64, 1.0], &[2])]);
+        // `before` still holds the old buffer: the update copied, and `before` is unchanged
+        assert_eq!(before.to_vec_f64(), vec![1.0, 2.0]);
+        assert!(!p.get(0).same_buffer(&before));
+    }
+}
