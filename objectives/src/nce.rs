@@ -1,0 +1,188 @@
+//! Noise contrastive estimation with a learnable normaliser.
+
+use crate::Objective;
+use ebm_autodiff::{Tape, Var};
+use ebm_core::{DType, Rng, Tensor};
+use ebm_nn::{EnergyModel, Params};
+
+/// The noise distribution q of NCE: a Gaussian N(μ, LLᵀ) with a closed-form log-density.
+#[derive(Clone, Debug)]
+pub struct NoiseDistribution {
+    mean: Vec<f64>,
+    /// Lower-triangular Cholesky factor of the covariance, row-major d×d.
+    chol: Vec<f64>,
+    dim: usize,
+}
+
+impl NoiseDistribution {
+    /// N(0, σ²I) in d dimensions.
+    pub fn isotropic(dim: usize, std: f64) -> NoiseDistribution {
+        let mut chol = vec![0.0; dim * dim];
+        for i in 0..dim {
+            chol[i * dim + i] = std;
+        }
+        NoiseDistribution {
+            mean: vec![0.0; dim],
+            chol,
+            dim,
+        }
+    }
+
+    /// The Gaussian with the data's mean and covariance (inflated by `inflate`² so the noise
+    /// covers the data's tails), the usual NCE choice when no better q is known.
+    pub fn fitted(data: &Tensor, inflate: f64) -> NoiseDistribution {
+        let n = data.shape()[0];
+        let d = data.numel() / n;
+        let x = data.reshape(&[n, d]).to_vec_f64();
+        let mut mean = vec![0.0; d];
+        for r in 0..n {
+            for j in 0..d {
+                mean[j] += x[r * d + j] / n as f64;
+            }
+        }
+        let mut cov = vec![0.0; d * d];
+        for r in 0..n {
+            for i in 0..d {
+                let di = x[r * d + i] - mean[i];
+                for j in 0..d {
+                    cov[i * d + j] += di * (x[r * d + j] - mean[j]) / (n as f64 - 1.0).max(1.0);
+                }
+            }
+        }
+        for v in cov.iter_mut() {
+            *v *= inflate * inflate;
+        }
+        for i in 0..d {
+            cov[i * d + i] += 1e-9; // keep the factorisation defined for degenerate data
+        }
+        let chol = ebm_nn::analytic::cholesky(&cov, d)
+            .expect("a covariance with a positive diagonal shift is positive definite");
+        NoiseDistribution { mean, chol, dim: d }
+    }
+
+    pub fn dim(&self) -> usize {
+        self.dim
+    }
+
+    /// `n` samples μ + Lz.
+    pub fn sample(&self, n: usize, rng: &mut Rng, dtype: DType) -> Tensor {
+        let d = self.dim;
+        let z = rng.normal_vec(n * d);
+        let mut out = vec![0.0; n * d];
+        for r in 0..n {
+            for i in 0..d {
+                let mut v = self.mean[i];
+                for j in 0..=i {
+                    v += self.chol[i * d + j] * z[r * d + j];
+                }
+                out[r * d + i] = v;
+            }
+        }
+        Tensor::from_f64s(&out, &[n, d], dtype)
+    }
+
+    /// log q(x) per row: −½‖L⁻¹(x − μ)‖² − Σ log Lᵢᵢ − (d/2) log 2π.
+    pub fn log_prob(&self, x: &Tensor) -> Tensor {
+        let n = x.shape()[0];
+        let d = self.dim;
+        let xv = x.reshape(&[n, d]).to_vec_f64();
+        let log_det: f64 = (0..d).map(|i| self.chol[i * d + i].ln()).sum();
+        let c = -log_det - 0.5 * d as f64 * (2.0 * std::f64::consts::PI).ln();
+        let mut out = Vec::with_capacity(n);
+        let mut w = vec![0.0; d];
+        for r in 0..n {
+            // forward substitution L w = x − μ
+            for i in 0..d {
+                let row = &self.chol[i * d..i * d + i];
+                let v = xv[r * d + i]
+                    - self.mean[i]
+                    - row.iter().zip(&w[..i]).map(|(l, w)| l * w).sum::<f64>();
+                w[i] = v / self.chol[i * d + i];
+            }
+            out.push(c - 0.5 * w.iter().map(|v| v * v).sum::<f64>());
+        }
+        Tensor::from_f64s(&out, &[n], x.dtype())
+    }
+}
+
+/// Noise contrastive estimation (Gutmann & Hyvärinen 2010, "Noise-contrastive estimation: a
+/// new estimation principle for unnormalized statistical models").
+///
+/// The model log-density is log p_θ(x) = −E(x) − log Z with log Z a learnable scalar
+/// (the parameter `log_z`; c = −log Z in the paper's notation). With ν noise samples per data
+/// point and G(u) = log p_θ(u) − log q(u) − log ν, NCE is logistic regression of data against
+/// noise: J = −mean_data log σ(G(x)) − ν·mean_noise log σ(−G(y)). Its minimiser is the true
+/// density when the family contains it, normaliser included.
+#[derive(Clone, Debug)]
+pub struct Nce {
+    pub noise: NoiseDistribution,
+    /// Noise samples per data sample (ν).
+    pub nu: f64,
+    params: Params,
+}
+
+impl Nce {
+    /// NCE with noise `noise`, ratio ν, and log Z initialised to `log_z0`.
+    pub fn new(noise: NoiseDistribution, nu: f64, log_z0: f64, dtype: DType) -> Nce {
+        assert!(nu > 0.0, "NCE: the noise ratio must be positive, got {nu}");
+        let mut params = Params::new();
+        params.push("log_z", Tensor::scalar(log_z0, dtype));
+        Nce { noise, nu, params }
+    }
+
+    /// The current estimate of log Z.
+    pub fn log_z(&self) -> f64 {
+        self.params.get(0).item()
+    }
+
+    /// The loss for given noise samples `y` (ν·B rows, rounded).
+    #[allow(clippy::too_many_arguments)]
+    pub fn loss_with_noise(
+        &self,
+        tape: &Tape,
+        model: &dyn EnergyModel,
+        p: &[Var],
+        q: &[Var],
+        x: &Tensor,
+        y: &Tensor,
+    ) -> Var {
+        let log_z = &q[0];
+        let log_nu = self.nu.ln();
+        let g = |u: &Tensor| {
+            let e = model.energy_var(&tape.constant(u.clone()), p);
+            let lq = self.noise.log_prob(u).cast(u.dtype());
+            e.neg().sub(log_z).add_const(&lq.neg()).add_scalar(-log_nu)
+        };
+        let data_term = g(x).log_sigmoid().mean_all();
+        let noise_term = g(y).neg().log_sigmoid().mean_all().mul_scalar(self.nu);
+        data_term.add(&noise_term).neg()
+    }
+}
+
+impl Objective for Nce {
+    fn name(&self) -> &'static str {
+        "nce"
+    }
+
+    fn params(&self) -> Option<&Params> {
+        Some(&self.params)
+    }
+
+    fn params_mut(&mut self) -> Option<&mut Params> {
+        Some(&mut self.params)
+    }
+
+    fn loss(
+        &mut self,
+        tape: &Tape,
+        model: &dyn EnergyModel,
+        p: &[Var],
+        q: &[Var],
+        x: &Tensor,
+        rng: &mut Rng,
+    ) -> Var {
+        let m = ((x.shape()[0] as f64) * self.nu).round().max(1.0) as usize;
+        let y = self.noise.sample(m, rng, x.dtype());
+        self.loss_with_noise(tape, model, p, q, x, &y)
+    }
+}

@@ -1,0 +1,284 @@
+//! Score matching: exact (Hessian trace), sliced (Hessian-vector products), denoising, and
+//! denoising with a control variate.
+
+use crate::{half_mean_sq, Objective};
+use ebm_autodiff::{grad_with, hessian_diag, GradOpts, Tape, Var};
+use ebm_core::{Rng, Tensor};
+use ebm_nn::EnergyModel;
+
+/// Exact score matching (Hyvärinen 2005, "Estimation of non-normalized statistical models by
+/// score matching"): J(θ) = mean_b [ ½‖∇ₓE(x_b)‖² − tr ∇²ₓE(x_b) ].
+///
+/// Equal, up to a constant, to the Fisher divergence ½E‖s_θ − ∇log p‖² by integration by
+/// parts. The trace is exact: d backward passes of the recorded score ([`hessian_diag`]), so
+/// the cost grows with the dimension; prefer [`SlicedScoreMatching`] in high d.
+#[derive(Clone, Debug, Default)]
+pub struct ExactScoreMatching;
+
+impl Objective for ExactScoreMatching {
+    fn name(&self) -> &'static str {
+        "esm"
+    }
+
+    fn loss(
+        &mut self,
+        tape: &Tape,
+        model: &dyn EnergyModel,
+        p: &[Var],
+        _q: &[Var],
+        x: &Tensor,
+        _rng: &mut Rng,
+    ) -> Var {
+        let xv = tape.var(x.clone());
+        let e = model.energy_var(&xv, p);
+        let g = grad_with(&e.sum_all(), &[&xv], GradOpts::create_graph()).remove(0);
+        let h = hessian_diag(&e, &xv, GradOpts::create_graph());
+        let b = x.shape()[0];
+        let trace = h.reshape(&[b, usize::MAX]).sum(&[1], false);
+        let half_sq = g
+            .reshape(&[b, usize::MAX])
+            .square()
+            .sum(&[1], false)
+            .mul_scalar(0.5);
+        half_sq.sub(&trace).mean_all()
+    }
+}
+
+/// The distribution of the projection vectors v of sliced score matching, all with
+/// E[vvᵀ] = I so that vᵀ(∇s)v is an unbiased estimate of tr ∇s.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Projection {
+    /// v ~ N(0, I).
+    Gaussian,
+    /// vᵢ = ±1 with equal probability (the lowest-variance choice, Hutchinson 1990).
+    Rademacher,
+    /// v uniform on the sphere of radius √d.
+    Sphere,
+}
+
+impl Projection {
+    /// `n` projection vectors shaped like `x`.
+    pub fn draw(self, shape: &[usize], rng: &mut Rng, dtype: ebm_core::DType) -> Tensor {
+        match self {
+            Projection::Gaussian => rng.normal(shape, dtype),
+            Projection::Rademacher => rng.rademacher(shape, dtype),
+            Projection::Sphere => {
+                let g = rng.normal(shape, dtype);
+                let b = shape[0];
+                let d: usize = shape[1..].iter().product();
+                let g2 = g.reshape(&[b, d]);
+                let norm = g2.square().sum_axes(&[1], true).sqrt();
+                g2.div(&norm).mul_scalar((d as f64).sqrt()).reshape(shape)
+            }
+        }
+    }
+}
+
+/// Sliced score matching (Song, Garg, Shi & Ermon 2019, "Sliced Score Matching"):
+/// J(θ) = mean_b mean_m [ v_mᵀ∇ₓ(v_mᵀ s(x_b)) + ½(v_mᵀ s(x_b))² ], s = −∇ₓE.
+///
+/// The variance-reduced form SSM-VR replaces ½(vᵀs)² by its expectation ½‖s‖² (exact for
+/// E[vvᵀ] = I). Each projection costs one Hessian-vector product instead of ESM's d.
+#[derive(Clone, Debug)]
+pub struct SlicedScoreMatching {
+    pub projection: Projection,
+    /// Projections per data point (M).
+    pub n_projections: usize,
+    pub variance_reduced: bool,
+}
+
+impl Default for SlicedScoreMatching {
+    fn default() -> Self {
+        SlicedScoreMatching {
+            projection: Projection::Gaussian,
+            n_projections: 1,
+            variance_reduced: false,
+        }
+    }
+}
+
+impl SlicedScoreMatching {
+    /// The loss with given projection vectors `v` [M, B, d…] (M projections per row), for
+    /// tests and for callers that fix projections.
+    pub fn loss_with_projections(
+        &self,
+        tape: &Tape,
+        model: &dyn EnergyModel,
+        p: &[Var],
+        x: &Tensor,
+        v: &[Tensor],
+    ) -> Var {
+        let xv = tape.var(x.clone());
+        let s = model.score_var(&xv, p, GradOpts::create_graph());
+        let b = x.shape()[0];
+        let flat = |t: &Var| t.reshape(&[b, usize::MAX]);
+        let s2 = flat(&s);
+        let mut total: Option<Var> = None;
+        for vm in v {
+            let vv = vm.reshape(&[b, s2.shape()[1]]);
+            // vᵀs per row, then ∇ₓ(Σ_b v_bᵀ s_b): rows are independent, so row b is ∇(v_bᵀs_b)
+            let vs = s2.mul_const(&vv).sum(&[1], false);
+            let hv = grad_with(&vs.sum_all(), &[&xv], GradOpts::create_graph()).remove(0);
+            let vhv = flat(&hv).mul_const(&vv).sum(&[1], false);
+            let second = if self.variance_reduced {
+                s2.square().sum(&[1], false).mul_scalar(0.5)
+            } else {
+                vs.square().mul_scalar(0.5)
+            };
+            let term = vhv.add(&second).mean_all();
+            total = Some(match total {
+                Some(t) => t.add(&term),
+                None => term,
+            });
+        }
+        total
+            .expect("sliced score matching needs at least one projection")
+            .mul_scalar(1.0 / v.len() as f64)
+    }
+}
+
+impl Objective for SlicedScoreMatching {
+    fn name(&self) -> &'static str {
+        if self.variance_reduced {
+            "ssm-vr"
+        } else {
+            "ssm"
+        }
+    }
+
+    fn loss(
+        &mut self,
+        tape: &Tape,
+        model: &dyn EnergyModel,
+        p: &[Var],
+        _q: &[Var],
+        x: &Tensor,
+        rng: &mut Rng,
+    ) -> Var {
+        let v: Vec<Tensor> = (0..self.n_projections.max(1))
+            .map(|_| self.projection.draw(x.shape(), rng, x.dtype()))
+            .collect();
+        self.loss_with_projections(tape, model, p, x, &v)
+    }
+}
+
+/// Denoising score matching (Vincent 2011, "A connection between score matching and denoising
+/// autoencoders"): J(θ) = ½ mean_b ‖s(x̃_b) + z_b/σ‖², x̃ = x + σz, z ~ N(0, I).
+///
+/// It matches the score of the noised data p_σ = p ∗ N(0, σ²I), not of p: on Gaussian data
+/// N(μ, Σ) its minimiser is the precision (Σ + σ²I)⁻¹.
+#[derive(Clone, Debug)]
+pub struct DenoisingScoreMatching {
+    pub sigma: f64,
+}
+
+impl DenoisingScoreMatching {
+    /// The loss for given noise `z` (shaped like `x`).
+    pub fn loss_with_noise(
+        &self,
+        tape: &Tape,
+        model: &dyn EnergyModel,
+        p: &[Var],
+        x: &Tensor,
+        z: &Tensor,
+    ) -> Var {
+        let b = x.shape()[0];
+        let xt = tape.var(x.add(&z.mul_scalar(self.sigma)));
+        let s = model.score_var(&xt, p, GradOpts::create_graph());
+        let r = s.add_const(&z.mul_scalar(1.0 / self.sigma));
+        half_mean_sq(&r.reshape(&[b, usize::MAX]))
+    }
+}
+
+impl Objective for DenoisingScoreMatching {
+    fn name(&self) -> &'static str {
+        "dsm"
+    }
+
+    fn loss(
+        &mut self,
+        tape: &Tape,
+        model: &dyn EnergyModel,
+        p: &[Var],
+        _q: &[Var],
+        x: &Tensor,
+        rng: &mut Rng,
+    ) -> Var {
+        let z = rng.normal(x.shape(), x.dtype());
+        self.loss_with_noise(tape, model, p, x, &z)
+    }
+}
+
+/// Denoising score matching with a control variate (Wang, Cheng, Yueru, Liu & Zhang 2020,
+/// "Wasserstein control variates for DSM"; the construction below is derived here).
+///
+/// Per sample, ℓ = ‖s(x + σz) + z/σ‖² (no ½). Expanding s(x + σz) = s(x) + σ∇s(x)z + O(σ²):
+/// ℓ = ‖z‖²/σ² + (2/σ)zᵀs(x) + 2zᵀ∇s(x)z + ‖s(x)‖² + O(σ). The first two terms have
+/// variance 2d/σ⁴ and 4‖s‖²/σ², which swamp the signal as σ → 0, and
+/// c = (2/σ)zᵀs(x) + ‖z‖²/σ² − d/σ² collects them with E_z[c | x] = 0 (so E_z[∇θc] = 0 too:
+/// the gradient stays unbiased). The loss is ½ mean_b (ℓ_b − c_b), whose per-sample variance
+/// stays bounded as σ → 0 at the price of one extra score evaluation at the clean x.
+#[derive(Clone, Debug)]
+pub struct DsmControlVariate {
+    pub sigma: f64,
+}
+
+impl DsmControlVariate {
+    /// The loss for given noise `z` (shaped like `x`).
+    pub fn loss_with_noise(
+        &self,
+        tape: &Tape,
+        model: &dyn EnergyModel,
+        p: &[Var],
+        x: &Tensor,
+        z: &Tensor,
+    ) -> Var {
+        let sigma = self.sigma;
+        let b = x.shape()[0];
+        let d = (x.numel() / b) as f64;
+        let z2 = z.reshape(&[b, usize::MAX]);
+        let xt = tape.var(x.add(&z.mul_scalar(sigma)));
+        let s_noisy = model
+            .score_var(&xt, p, GradOpts::create_graph())
+            .reshape(&[b, usize::MAX]);
+        let l = s_noisy
+            .add_const(&z2.mul_scalar(1.0 / sigma))
+            .square()
+            .sum(&[1], false);
+        let xc = tape.var(x.clone());
+        let s_clean = model
+            .score_var(&xc, p, GradOpts::create_graph())
+            .reshape(&[b, usize::MAX]);
+        // c = (2/σ) zᵀs(x) + ‖z‖²/σ² − d/σ²; the last two terms are constants
+        let zs = s_clean
+            .mul_const(&z2)
+            .sum(&[1], false)
+            .mul_scalar(2.0 / sigma);
+        let zz = z2
+            .square()
+            .sum_axes(&[1], false)
+            .mul_scalar(1.0 / (sigma * sigma))
+            .add_scalar(-d / (sigma * sigma));
+        let c = zs.add_const(&zz);
+        l.sub(&c).mean_all().mul_scalar(0.5)
+    }
+}
+
+impl Objective for DsmControlVariate {
+    fn name(&self) -> &'static str {
+        "dsm-cv"
+    }
+
+    fn loss(
+        &mut self,
+        tape: &Tape,
+        model: &dyn EnergyModel,
+        p: &[Var],
+        _q: &[Var],
+        x: &Tensor,
+        rng: &mut Rng,
+    ) -> Var {
+        let z = rng.normal(x.shape(), x.dtype());
+        self.loss_with_noise(tape, model, p, x, &z)
+    }
+}
