@@ -135,12 +135,12 @@ impl GbRbm {
                 u -= pk;
             }
             let z = rng.normal_vec(self.d);
-            for i in 0..self.d {
+            for (i, zi) in z.iter().enumerate() {
                 let m: f64 = self.b[i]
                     + (0..self.h)
                         .map(|j| self.w[i * self.h + j] * ((mask >> j) & 1) as f64)
                         .sum::<f64>();
-                out.push(m + z[i]);
+                out.push(m + zi);
             }
         }
         Tensor::from_f64s(&out, &[n, self.d], DType::F64)
