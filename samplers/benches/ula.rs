@@ -97,6 +97,10 @@ fn bench_ula(c: &mut Criterion) {
     g.bench_function("chains_10000_score_only", |b| {
         pool.install(|| b.iter(|| black_box(target.score(&x))))
     });
+    // where a step's time goes besides the score: the Gaussian noise for every chain
+    g.bench_function("chains_10000_noise_only", |b| {
+        b.iter(|| black_box(rng.normal(&[CHAINS, 2], DType::F32)))
+    });
     g.finish();
 }
 

@@ -22,6 +22,26 @@
 //! split-R̂.
 //!
 //! Conventions: E(x) is `[B]`, the score s(x) = −∇ₓE(x) = ∇ₓ log p(x) is shaped like x.
+//!
+//! ```
+//! use ebm_autodiff::Var;
+//! use ebm_core::{DType, Rng};
+//! use ebm_samplers::{Mala, Record, Target, VarEnergy};
+//!
+//! // E(x) = ¼‖x‖⁴ − ‖x‖² per row: a ring. Any energy in Var ops is a target.
+//! let ring = VarEnergy::new(|x: &Var| {
+//!     let r2 = x.square().sum(&[1], false);
+//!     r2.square().mul_scalar(0.25).sub(&r2)
+//! });
+//! let mut rng = Rng::new(0);
+//! let x0 = rng.normal(&[256, 2], DType::F64); // 256 chains
+//! let out = Mala::new(0.3, 200, 200).with_record(Record::every(10)).run(&ring, x0, &mut rng);
+//! assert_eq!(out.x.shape(), &[256, 2]);
+//! let acc = out.stats.accept_rate.unwrap();
+//! assert!(acc > 0.3 && acc < 0.9, "acceptance {acc}");
+//! assert!(out.split_rhat(0) < 1.1);
+//! let _energy_trace = out.mean_energy_trace();
+//! ```
 
 pub mod analytic;
 pub mod annealed;

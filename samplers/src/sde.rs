@@ -290,6 +290,10 @@ impl ReverseSde {
                     let z = noise_like(&x, rng);
                     let mean = |v: Vec<f64>| v.iter().sum::<f64>() / v.len() as f64;
                     let (zn, sn) = (mean(row_norms(&z)), mean(row_norms(&s)));
+                    if !(sn > 0.0 && sn.is_finite()) {
+                        // a zero score (an exact mode for every chain) sets no step; skip
+                        continue;
+                    }
                     let eps = 2.0 * alpha * (snr * zn / sn).powi(2);
                     corrector_steps.push(eps);
                     x = axpby(x, eps, &s, (2.0 * eps).sqrt(), &z);
