@@ -7,7 +7,7 @@
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use ebm_autodiff::Var;
-use ebm_core::{DType, Rng, Tensor};
+use ebm_core::{profile, DType, Rng, Tensor};
 use ebm_samplers::{Step, Target, Ula, VarEnergy};
 use safetensors::{Dtype, SafeTensors};
 use std::hint::black_box;
@@ -102,6 +102,24 @@ fn bench_ula(c: &mut Criterion) {
         b.iter(|| black_box(rng.normal(&[CHAINS, 2], DType::F32)))
     });
     g.finish();
+
+    // Where a step's time goes (the fastest of 20 profiled steps).
+    let best = pool.install(|| {
+        (0..20)
+            .map(|_| {
+                let xi = std::mem::replace(&mut x, Tensor::zeros(&[0], DType::F32));
+                let (xn, prof) = profile(|| ula.step(&target, xi, &mut rng));
+                x = xn;
+                prof
+            })
+            .min_by_key(|p| p.wall)
+            .unwrap()
+    });
+    eprintln!(
+        "ula step profile: wall {:.3} ms; {best}; outside matmul: {:.1}%",
+        best.wall.as_secs_f64() * 1e3,
+        100.0 * best.share_outside_matmul()
+    );
 }
 
 criterion_group!(benches, bench_ula);
