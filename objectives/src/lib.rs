@@ -20,6 +20,7 @@ pub mod mle;
 pub mod multiscale;
 pub mod nce;
 pub mod score_matching;
+pub mod train;
 
 pub use mle::{ChainInit, MaximumLikelihood, ModelTarget};
 pub use multiscale::{MultiScaleDsm, NoiseSchedule};
@@ -27,6 +28,7 @@ pub use nce::{Nce, NoiseDistribution};
 pub use score_matching::{
     DenoisingScoreMatching, DsmControlVariate, ExactScoreMatching, Projection, SlicedScoreMatching,
 };
+pub use train::train_step;
 
 use ebm_autodiff::{Tape, Var};
 use ebm_core::{Rng, Tensor};
