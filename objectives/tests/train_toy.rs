@@ -205,7 +205,7 @@ fn run_all(steps: usize, batch: usize, margin_8g: f64, margin_cb: f64) {
             eprintln!(
                 "| {name} | {data:?} | {nll:.3} | {gap:+.3} | {steps} | {secs:.1} s | grid err {grid_err:.1e} |"
             );
-            if !(gap.abs() < margin) {
+            if gap.is_nan() || gap.abs() >= margin {
                 failures.push(format!(
                     "{name} on {data:?}: NLL {nll:.3}, gap {gap:+.3} > {margin}"
                 ));
