@@ -1,0 +1,176 @@
+"""Shared definitions of the benchmark workloads (issue 8) and the harness used by bench_jax.py and
+bench_torch.py: command line, timing, JSON output, fixture comparison.
+
+Nothing here imports a framework, so the JAX script can set XLA_FLAGS before `import jax`.
+
+Workloads (f32, Adam lr 1e-3; one timed "step" = draw a batch and the noise, compute the loss and
+its parameter gradient, apply the Adam update):
+
+| name     | what one step does                                                                  |
+|----------|-------------------------------------------------------------------------------------|
+| dsm      | denoising score matching, sigma = 0.1                                               |
+| esm      | exact (implicit) score matching, exact Hessian diagonal (d backward passes)         |
+| ssm      | sliced score matching, one Gaussian projection per sample                           |
+| nce      | noise-contrastive estimation, nu = 1, learnable log Z                               |
+| pcd      | 20 Langevin steps (eps = 0.01) on persistent chains, then the contrastive loss      |
+| langevin | sampling only, M2: 100 Langevin steps (eps = 0.01) of 10,000 chains per timed step  |
+
+Models: M2 = MLP 2-128-128-1 (SiLU), batch 1024, 8-Gaussians; M64 = MLP 64-256-256-1 (SiLU),
+batch 256, digits / 16. Initialisation as PyTorch's nn.Linear: W, b ~ U(-1/sqrt(fan_in), +1/sqrt(fan_in)).
+
+The exact loss formulas are those of shared/fixtures/README.md; they are repeated next to each
+implementation in the framework scripts.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+FIXTURE_DIR = REPO_ROOT / "autodiff" / "tests" / "data"
+
+WORKLOADS = ("dsm", "esm", "ssm", "nce", "pcd", "langevin")
+MODELS = {
+    # dims, batch, data set, NCE noise variance
+    "M2": dict(dims=(2, 128, 128, 1), batch=1024, data="8gaussians", nce_var=4.0),
+    "M64": dict(dims=(64, 256, 256, 1), batch=256, data="digits", nce_var=1.0),
+}
+# (workload, model) cells of the benchmark; langevin is defined for M2 only.
+CELLS = [(w, m) for m in MODELS for w in WORKLOADS if not (w == "langevin" and m != "M2")]
+
+LR = 1e-3
+BETA1, BETA2, ADAM_EPS = 0.9, 0.999, 1e-8
+DSM_SIGMA = 0.1
+PCD_LANGEVIN_STEPS = 20
+LANGEVIN_EPS = 0.01
+PCD_REG = 0.1
+LANGEVIN_CHAINS = 10_000
+LANGEVIN_STEPS = 100  # Langevin steps per timed step of the `langevin` workload
+
+PARAM_NAMES = ("l0.weight", "l0.bias", "l1.weight", "l1.bias", "l2.weight", "l2.bias")
+
+
+def parse_args(framework_help: str, torch_modes: bool = False) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=framework_help)
+    p.add_argument("--workload", choices=WORKLOADS + ("all",), default="all")
+    p.add_argument("--model", choices=tuple(MODELS) + ("all",), default="all")
+    p.add_argument("--threads", type=int, default=1, help="intra-op threads (1 or 2 here)")
+    p.add_argument("--steps", type=int, default=30, help="timed steps (>= 30)")
+    p.add_argument("--warmup", type=int, default=3, help="untimed steps first (compilation included)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--check-fixtures", action="store_true",
+                   help="check the losses (f64) against the fixtures, then exit")
+    p.add_argument("--info", action="store_true", help="print versions, BLAS and threads, then exit")
+    p.add_argument("--fixtures", type=Path, default=FIXTURE_DIR)
+    if torch_modes:
+        p.add_argument("--torch-mode", choices=("eager", "compile", "both"), default="both",
+                       help="eager PyTorch, torch.compile, or both (two JSON lines per cell)")
+    args = p.parse_args()
+    if args.steps < 30 and not (args.check_fixtures or args.info):
+        p.error("--steps must be >= 30")
+    return args
+
+
+def cells(args: argparse.Namespace):
+    """The (workload, model) pairs selected on the command line, in benchmark order."""
+    return [(w, m) for (w, m) in CELLS
+            if args.workload in ("all", w) and args.model in ("all", m)]
+
+
+def time_steps(step, sync, warmup: int, steps: int):
+    """Run `step()` warmup + steps times, calling `sync(out)` after each (so asynchronous dispatch
+    is included), and return (first_step_seconds, [timed step seconds])."""
+    first = None
+    for i in range(warmup):
+        t0 = time.perf_counter()
+        sync(step())
+        if i == 0:
+            first = time.perf_counter() - t0
+    times = []
+    for _ in range(steps):
+        t0 = time.perf_counter()
+        sync(step())
+        times.append(time.perf_counter() - t0)
+    return first, times
+
+
+def result_line(framework: str, workload: str, model: str, threads: int, times, first_step_s,
+                final_loss=None, **extra) -> dict:
+    med = statistics.median(times)
+    out = {
+        "framework": framework,
+        "workload": workload,
+        "model": model,
+        "threads": threads,
+        "median_step_s": med,
+        "steps_per_s": 1.0 / med,
+    }
+    if workload == "langevin":
+        out["chain_steps_per_s"] = LANGEVIN_CHAINS * LANGEVIN_STEPS / med
+    out["timed_steps"] = len(times)
+    out["first_step_s"] = first_step_s
+    if final_loss is not None:
+        out["final_loss"] = final_loss
+    out.update(extra)
+    return out
+
+
+def error_line(framework: str, workload: str, model: str, threads: int, err: BaseException) -> dict:
+    msg = f"{type(err).__name__}: {err}".strip().splitlines()
+    return {"framework": framework, "workload": workload, "model": model, "threads": threads,
+            "median_step_s": None, "steps_per_s": None, "timed_steps": 0,
+            "error": (msg[0] if msg else type(err).__name__)[:300]}
+
+
+def emit(line: dict) -> None:
+    print(json.dumps(line), flush=True)
+
+
+def log(*a) -> None:
+    print(*a, file=sys.stderr, flush=True)
+
+
+def load_fixtures(fixture_dir: Path):
+    """(weights, inputs, expected) as float64 numpy dicts."""
+    from safetensors.numpy import load_file
+
+    def f64(d):
+        return {k: np.asarray(v, dtype=np.float64) for k, v in d.items()}
+    return tuple(f64(load_file(str(fixture_dir / f"M2_{n}.safetensors")))
+                 for n in ("weights", "inputs", "expected"))
+
+
+class FixtureCheck:
+    """Collects comparisons against the fixtures; |got - want| <= tol * max(1, max|want|)."""
+
+    def __init__(self, framework: str, tol: float = 1e-10):
+        self.framework, self.tol, self.rows, self.failed = framework, tol, [], 0
+
+    def compare(self, name: str, got, want) -> None:
+        got = np.asarray(got, dtype=np.float64)
+        want = np.asarray(want, dtype=np.float64)
+        if got.shape != want.shape:
+            got = got.reshape(want.shape)
+        scale = max(1.0, float(np.max(np.abs(want))) if want.size else 1.0)
+        err = float(np.max(np.abs(got - want))) if want.size else 0.0
+        ok = math.isfinite(err) and err <= self.tol * scale
+        self.failed += not ok
+        self.rows.append((name, err, scale, ok))
+
+    def report(self) -> bool:
+        worst = max((r[1] / r[2] for r in self.rows), default=0.0)
+        for name, err, scale, ok in self.rows:
+            if not ok or name.endswith(".loss"):
+                log(f"  {'ok  ' if ok else 'FAIL'} {name:28s} max|diff| = {err:.3e} (scale {scale:.3g})")
+        summary = {"framework": self.framework, "fixture_check": "pass" if not self.failed else "FAIL",
+                   "compared": len(self.rows), "failed": self.failed,
+                   "worst_scaled_diff": worst, "tolerance": self.tol}
+        emit(summary)
+        return not self.failed
