@@ -110,33 +110,35 @@ impl Rng {
         b
     }
 
-    /// `n` values, element i computed by `f(block for i/2, i % 2)`; advances by ⌈n/2⌉ blocks.
-    fn draw(&mut self, n: usize, f: impl Fn([u32; 4], usize) -> f64) -> Vec<f64> {
+    /// `n` values, elements 2j and 2j+1 computed together by `f(block j) -> (v₀, v₁)` from
+    /// block `counter + j`; advances by ⌈n/2⌉ blocks. One Philox call serves both elements.
+    fn draw(&mut self, n: usize, f: impl Fn([u32; 4]) -> (f64, f64)) -> Vec<f64> {
         let base = self.counter;
-        let out = (0..n)
-            .map(|i| f(self.block_at(base.wrapping_add((i / 2) as u64)), i % 2))
-            .collect();
+        let mut out = Vec::with_capacity(n);
+        for j in 0..n.div_ceil(2) {
+            let (a, b) = f(self.block_at(base.wrapping_add(j as u64)));
+            out.push(a);
+            if out.len() < n {
+                out.push(b);
+            }
+        }
         self.counter = base.wrapping_add(n.div_ceil(2) as u64);
         out
     }
 
     /// Uniform draws in (0, 1) as f64.
     pub fn uniform_vec(&mut self, n: usize) -> Vec<f64> {
-        self.draw(n, |b, h| open_unit(b[2 * h], b[2 * h + 1]))
+        self.draw(n, |b| (open_unit(b[0], b[1]), open_unit(b[2], b[3])))
     }
 
     /// Standard normal draws as f64 (Box–Muller on each block's two uniforms).
     pub fn normal_vec(&mut self, n: usize) -> Vec<f64> {
-        self.draw(n, |b, h| {
+        self.draw(n, |b| {
             let u1 = open_unit(b[0], b[1]);
             let u2 = open_unit(b[2], b[3]);
             let r = (-2.0 * u1.ln()).sqrt();
-            let th = std::f64::consts::TAU * u2;
-            if h == 0 {
-                r * th.cos()
-            } else {
-                r * th.sin()
-            }
+            let (sin, cos) = (std::f64::consts::TAU * u2).sin_cos();
+            (r * cos, r * sin)
         })
     }
 
