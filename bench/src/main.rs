@@ -1,0 +1,300 @@
+//! ebm's side of the benchmark suite (issue 8): the same workloads as bench/python, one JSON
+//! line per (workload, model) in the format of bench/python/common.py.
+//!
+//! `cargo run --release -p ebm-bench -- --workload dsm --model M2 --threads 1 --steps 30`
+//!
+//! Workloads (f32, Adam lr 1e-3, one timed step = batch + noise + loss + gradient + update):
+//! dsm (σ = 0.1), esm (exact Hessian diagonal), ssm (one Gaussian projection), nce (noise
+//! N(0, 4I) for M2, N(0, I) for M64, ν = 1, learnable log Z), pcd (20 Langevin steps of
+//! ε = 0.01 on persistent chains, 0.1 energy regulariser), langevin (M2 only: 100 Langevin
+//! steps of 10,000 chains per timed step). Models: M2 = MLP 2-128-128-1 SiLU, batch 1024,
+//! 8-Gaussians; M64 = MLP 64-256-256-1 SiLU, batch 256, digits / 16.
+
+use ebm_core::{profile, DType, OpKind, Rng, Tensor};
+use ebm_nn::{Mlp, MlpConfig, Module, Optimizer};
+use ebm_objectives::{
+    train_step, ChainInit, DenoisingScoreMatching, ExactScoreMatching, MaximumLikelihood,
+    ModelTarget, Nce, NoiseDistribution, Objective, SlicedScoreMatching,
+};
+use ebm_samplers::replay::{Init, ReplayBuffer};
+use ebm_samplers::ula::{Step, Ula};
+use std::time::Instant;
+
+const WORKLOADS: [&str; 6] = ["dsm", "esm", "ssm", "nce", "pcd", "langevin"];
+const MODELS: [&str; 2] = ["M2", "M64"];
+
+struct Args {
+    workloads: Vec<String>,
+    models: Vec<String>,
+    threads: usize,
+    steps: usize,
+    warmup: usize,
+    seed: u64,
+    profile: bool,
+}
+
+fn usage(msg: &str) -> ! {
+    eprintln!("ebm-bench: {msg}");
+    eprintln!(
+        "usage: ebm-bench [--workload dsm|esm|ssm|nce|pcd|langevin|all] [--model M2|M64|all] \
+         [--threads N] [--steps N>=30] [--warmup N] [--seed N] [--profile]"
+    );
+    std::process::exit(2)
+}
+
+fn parse_args() -> Args {
+    let mut a = Args {
+        workloads: vec!["all".into()],
+        models: vec!["all".into()],
+        threads: 1,
+        steps: 30,
+        warmup: 3,
+        seed: 0,
+        profile: false,
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(flag) = it.next() {
+        let mut value = || {
+            it.next()
+                .unwrap_or_else(|| usage(&format!("{flag} needs a value")))
+        };
+        let num = |v: String, f: &str| -> u64 {
+            v.parse()
+                .unwrap_or_else(|_| usage(&format!("{f} takes a whole number, got `{v}`")))
+        };
+        match flag.as_str() {
+            "--workload" => a.workloads = vec![value()],
+            "--model" => a.models = vec![value()],
+            "--threads" => a.threads = num(value(), "--threads") as usize,
+            "--steps" => a.steps = num(value(), "--steps") as usize,
+            "--warmup" => a.warmup = num(value(), "--warmup") as usize,
+            "--seed" => a.seed = num(value(), "--seed"),
+            "--profile" => a.profile = true,
+            "-h" | "--help" => usage("the ebm side of bench/run.sh"),
+            other => usage(&format!("unknown flag `{other}`")),
+        }
+    }
+    if a.workloads == ["all"] {
+        a.workloads = WORKLOADS.iter().map(|s| s.to_string()).collect();
+    }
+    if a.models == ["all"] {
+        a.models = MODELS.iter().map(|s| s.to_string()).collect();
+    }
+    for w in &a.workloads {
+        if !WORKLOADS.contains(&w.as_str()) {
+            usage(&format!("unknown workload `{w}`"));
+        }
+    }
+    for m in &a.models {
+        if !MODELS.contains(&m.as_str()) {
+            usage(&format!("unknown model `{m}`"));
+        }
+    }
+    if a.steps < 30 {
+        usage("--steps must be at least 30");
+    }
+    if a.threads == 0 {
+        usage("--threads must be at least 1");
+    }
+    a
+}
+
+/// FFJORD's 8-Gaussians: centres 4·(cos kπ/4, sin kπ/4)/√2, standard deviation 0.5/√2.
+fn eight_gaussians(n: usize, rng: &mut Rng) -> Tensor {
+    let z = rng.normal_vec(2 * n);
+    let s = std::f64::consts::SQRT_2;
+    let mut v = Vec::with_capacity(2 * n);
+    for i in 0..n {
+        let k = rng.below(8) as f64 * std::f64::consts::FRAC_PI_4;
+        v.push((4.0 * k.cos() + 0.5 * z[2 * i]) / s);
+        v.push((4.0 * k.sin() + 0.5 * z[2 * i + 1]) / s);
+    }
+    Tensor::from_f64s(&v, &[n, 2], DType::F32)
+}
+
+/// data/digits.csv (see data/README.md) as pixels / 16, [1797, 64] f32.
+fn load_digits() -> Tensor {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../data/digits.csv");
+    let text = std::fs::read_to_string(path)
+        .unwrap_or_else(|e| usage(&format!("cannot read {path}: {e}")));
+    let mut v = Vec::new();
+    let mut rows = 0;
+    for (i, line) in text.lines().enumerate().skip(1) {
+        let fields: Vec<&str> = line.split(',').collect();
+        if fields.len() != 65 {
+            usage(&format!("{path}: line {} has {} fields, expected 65", i + 1, fields.len()));
+        }
+        for (j, f) in fields[..64].iter().enumerate() {
+            let p: f64 = f.trim().parse().unwrap_or_else(|_| {
+                usage(&format!("{path}: line {}, column {}: `{f}` is not a number", i + 1, j + 1))
+            });
+            v.push(p / 16.0);
+        }
+        rows += 1;
+    }
+    Tensor::from_f64s(&v, &[rows, 64], DType::F32)
+}
+
+struct Spec {
+    widths: [usize; 4],
+    batch: usize,
+    nce_std: f64,
+}
+
+fn spec(model: &str) -> Spec {
+    match model {
+        "M2" => Spec {
+            widths: [2, 128, 128, 1],
+            batch: 1024,
+            nce_std: 2.0,
+        },
+        _ => Spec {
+            widths: [64, 256, 256, 1],
+            batch: 256,
+            nce_std: 1.0,
+        },
+    }
+}
+
+fn median(v: &mut [f64]) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    let n = v.len();
+    if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        0.5 * (v[n / 2 - 1] + v[n / 2])
+    }
+}
+
+/// Runs one cell; returns its JSON line.
+fn run_cell(workload: &str, model_name: &str, args: &Args) -> serde_json::Value {
+    let sp = spec(model_name);
+    let d = sp.widths[0];
+    let mut rng = Rng::new(args.seed);
+    let mut model = Mlp::new(MlpConfig::new(&sp.widths), &mut rng);
+    let digits = (model_name == "M64").then(load_digits);
+    let batch = |rng: &mut Rng, n: usize| match &digits {
+        Some(x) => x.index_select(&rng.indices(n, x.shape()[0])),
+        None => eight_gaussians(n, rng),
+    };
+    let langevin = Ula::new(Step::Tied { eps: 0.01 }, 20);
+    let mut objective: Option<Box<dyn Objective>> = match workload {
+        "dsm" => Some(Box::new(DenoisingScoreMatching { sigma: 0.1 })),
+        "esm" => Some(Box::new(ExactScoreMatching)),
+        "ssm" => Some(Box::new(SlicedScoreMatching::default())),
+        "nce" => Some(Box::new(Nce::new(
+            NoiseDistribution::isotropic(d, sp.nce_std),
+            1.0,
+            0.0,
+            DType::F32,
+        ))),
+        "pcd" => Some(Box::new(MaximumLikelihood::new(
+            langevin,
+            ChainInit::Persistent(
+                ReplayBuffer::new(
+                    sp.batch,
+                    &[d],
+                    Init::Normal {
+                        mean: 0.0,
+                        std: 1.0,
+                    },
+                    DType::F32,
+                    &mut rng,
+                )
+                .with_reinit(0.0),
+            ),
+            0.1,
+        ))),
+        _ => None,
+    };
+    let mut opt = Optimizer::adam(1e-3, model.params());
+    let mut opt_q = objective
+        .as_ref()
+        .and_then(|o| o.params())
+        .map(|q| Optimizer::adam(1e-3, q));
+    let chains = 10_000;
+    let mut x_chain = rng.normal(&[chains, 2], DType::F32);
+    let sampler = Ula::new(Step::Tied { eps: 0.01 }, 100);
+    let mut step = |rng: &mut Rng| -> Option<f64> {
+        match objective.as_mut() {
+            Some(obj) => {
+                let x = batch(rng, sp.batch);
+                Some(train_step(
+                    obj.as_mut(),
+                    &mut model,
+                    &mut opt,
+                    opt_q.as_mut(),
+                    &x,
+                    rng,
+                ))
+            }
+            None => {
+                let x = std::mem::replace(&mut x_chain, Tensor::zeros(&[0, 2], DType::F32));
+                x_chain = sampler.run(&ModelTarget(&model), x, rng).x;
+                None
+            }
+        }
+    };
+    let t_first = Instant::now();
+    let mut last = None;
+    for _ in 0..args.warmup.max(1) {
+        last = step(&mut rng);
+    }
+    let first_step_s = t_first.elapsed().as_secs_f64() / args.warmup.max(1) as f64;
+    let mut times = Vec::with_capacity(args.steps);
+    let mut prof = None;
+    for k in 0..args.steps {
+        let t0 = Instant::now();
+        if args.profile && k == args.steps / 2 {
+            let (l, p) = profile(|| step(&mut rng));
+            last = l;
+            prof = Some(p);
+        } else {
+            last = step(&mut rng);
+        }
+        times.push(t0.elapsed().as_secs_f64());
+    }
+    let med = median(&mut times);
+    let mut out = serde_json::json!({
+        "framework": "ebm",
+        "workload": workload,
+        "model": model_name,
+        "threads": args.threads,
+        "median_step_s": med,
+        "steps_per_s": 1.0 / med,
+    });
+    if workload == "langevin" {
+        out["chain_steps_per_s"] = serde_json::json!(chains as f64 * 100.0 / med);
+    }
+    out["timed_steps"] = serde_json::json!(args.steps);
+    out["first_step_s"] = serde_json::json!(first_step_s);
+    if let Some(l) = last {
+        out["final_loss"] = serde_json::json!(l);
+    }
+    if let Some(p) = prof {
+        out["profile"] = serde_json::json!({
+            "wall_s": p.wall.as_secs_f64(),
+            "matmul_share": p.time(OpKind::Matmul).as_secs_f64() / p.wall.as_secs_f64(),
+            "elementwise_share": p.time(OpKind::Elementwise).as_secs_f64() / p.wall.as_secs_f64(),
+            "reduce_share": p.time(OpKind::Reduce).as_secs_f64() / p.wall.as_secs_f64(),
+            "layout_share": p.time(OpKind::Layout).as_secs_f64() / p.wall.as_secs_f64(),
+            "matmul_calls": p.calls(OpKind::Matmul),
+            "elementwise_calls": p.calls(OpKind::Elementwise),
+        });
+    }
+    out
+}
+
+fn main() {
+    let args = parse_args();
+    // ebm's kernels are single-threaded today: `--threads` is recorded, and the process is
+    // pinned by the driver (taskset), so 1 and 2 threads differ only by what else can run.
+    for m in &args.models {
+        for w in &args.workloads {
+            if w == "langevin" && m != "M2" {
+                continue;
+            }
+            println!("{}", run_cell(w, m, &args));
+        }
+    }
+}
