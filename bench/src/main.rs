@@ -122,11 +122,19 @@ fn load_digits() -> Tensor {
     for (i, line) in text.lines().enumerate().skip(1) {
         let fields: Vec<&str> = line.split(',').collect();
         if fields.len() != 65 {
-            usage(&format!("{path}: line {} has {} fields, expected 65", i + 1, fields.len()));
+            usage(&format!(
+                "{path}: line {} has {} fields, expected 65",
+                i + 1,
+                fields.len()
+            ));
         }
         for (j, f) in fields[..64].iter().enumerate() {
             let p: f64 = f.trim().parse().unwrap_or_else(|_| {
-                usage(&format!("{path}: line {}, column {}: `{f}` is not a number", i + 1, j + 1))
+                usage(&format!(
+                    "{path}: line {}, column {}: `{f}` is not a number",
+                    i + 1,
+                    j + 1
+                ))
             });
             v.push(p / 16.0);
         }
