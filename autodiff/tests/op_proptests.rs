@@ -310,9 +310,10 @@ mod binary {
         sub: REAL, REAL, exact, |a, b| a.sub(b);
         mul: REAL, REAL, exact, |a, b| a.mul(b);
         div: REAL, NONZERO, smooth, |a, b| a.div(b);
-        // SiLU's fused derivative chain: g ⊙ silu′(x) and g ⊙ silu″(x)
+        // SiLU's fused derivative chain: g ⊙ silu′(x), g ⊙ silu″(x), g ⊙ silu‴(x)
         mul_silu_d1: REAL, REAL, smooth, |g, x| g.mul_silu_d1(x);
         mul_silu_d2: REAL, REAL, smooth, |g, x| g.mul_silu_d2(x);
+        mul_silu_d3: REAL, REAL, smooth, |g, x| g.mul_silu_d3(x);
         // piecewise linear; the lattice domains keep every broadcast pair ≥ 0.1 apart
         maximum: LOWER, UPPER, exact, |a, b| a.maximum(b);
         minimum: UPPER, LOWER, exact, |a, b| a.minimum(b);

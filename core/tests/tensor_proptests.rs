@@ -99,7 +99,7 @@ type Naive = fn(f64, f64) -> f64;
 /// Each binary op with its scalar definition. The plain ops must agree exactly (an f32 op
 /// computed in f64 and rounded gives the same f32); the fused SiLU-derivative products are
 /// compared to 1e-14 (f64) or 1e-5 (f32) of 1 + |reference|.
-const BINARY_OPS: [(BinaryOp, Naive, f64, f64); 13] = [
+const BINARY_OPS: [(BinaryOp, Naive, f64, f64); 14] = [
     (BinaryOp::Add, |a, b| a + b, 0.0, 0.0),
     (BinaryOp::Sub, |a, b| a - b, 0.0, 0.0),
     (BinaryOp::Mul, |a, b| a * b, 0.0, 0.0),
@@ -113,7 +113,18 @@ const BINARY_OPS: [(BinaryOp, Naive, f64, f64); 13] = [
     (BinaryOp::Eq, |a, b| flag(a == b), 0.0, 0.0),
     (BinaryOp::MulSiluD1, |g, x| g * silu_d1(x), 1e-14, 1e-5),
     (BinaryOp::MulSiluD2, |g, x| g * silu_d2(x), 1e-14, 1e-5),
+    (BinaryOp::MulSiluD3, |g, x| g * silu_d3(x), 1e-14, 1e-5),
 ];
+
+/// silu‴ = 3σ″ + xσ‴ (silu = xσ), with σ′ = σ(1−σ), σ″ = σ′(1−2σ), σ‴ = σ″(1−2σ) − 2σ′²: a
+/// different route from the kernel's closed form.
+fn silu_d3(x: f64) -> f64 {
+    let s = sigmoid(x);
+    let d1 = s * (1.0 - s);
+    let d2 = d1 * (1.0 - 2.0 * s);
+    let d3 = d2 * (1.0 - 2.0 * s) - 2.0 * d1 * d1;
+    3.0 * d2 + x * d3
+}
 
 fn sigmoid(x: f64) -> f64 {
     1.0 / (1.0 + (-x).exp())

@@ -69,6 +69,16 @@ fn silu_d2<T: Elem>(x: T) -> T {
     s * (T::one() - s) * (two + x * (T::one() - two * s))
 }
 
+/// silu‴(x) = p·(q(3 + xq) − 2xp) with p = σ(1 − σ), q = 1 − 2σ.
+#[inline(always)]
+fn silu_d3<T: Elem>(x: T) -> T {
+    let s = sigmoid(x);
+    let two = T::one() + T::one();
+    let p = s * (T::one() - s);
+    let q = T::one() - two * s;
+    p * (q * (T::of(3.0) + x * q) - two * x * p)
+}
+
 #[inline(always)]
 fn map<T: Elem + HostVec>(src: &[T], f: impl Fn(T) -> T) -> Vec<T> {
     let mut out = crate::pool::take(src.len());
@@ -161,6 +171,8 @@ pub enum BinaryOp {
     MulSiluD1,
     /// a · silu″(b).
     MulSiluD2,
+    /// a · silu‴(b).
+    MulSiluD3,
 }
 
 impl BinaryOp {
@@ -181,6 +193,7 @@ impl BinaryOp {
             BinaryOp::Eq => flag(a == b),
             BinaryOp::MulSiluD1 => a * silu_d1(b),
             BinaryOp::MulSiluD2 => a * silu_d2(b),
+            BinaryOp::MulSiluD3 => a * silu_d3(b),
         }
     }
 }
@@ -265,6 +278,7 @@ fn binary_slices<T: Elem + HostVec>(
         BinaryOp::Div => run!(|x: T, y: T| x / y),
         BinaryOp::MulSiluD1 => run!(|x: T, y: T| x * silu_d1(y)),
         BinaryOp::MulSiluD2 => run!(|x: T, y: T| x * silu_d2(y)),
+        BinaryOp::MulSiluD3 => run!(|x: T, y: T| x * silu_d3(y)),
         other => run!(move |x: T, y: T| other.apply(x, y)),
     }
     out
