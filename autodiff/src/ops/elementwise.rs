@@ -122,9 +122,7 @@ impl Var {
                     let p = s.mul(&s.neg().add_scalar(1.0));
                     let q = s.mul_scalar(-2.0).add_scalar(1.0);
                     let xp = x.mul(&p);
-                    let a = q
-                        .mul(&x.mul(&q).add_scalar(3.0))
-                        .sub(&xp.mul_scalar(2.0));
+                    let a = q.mul(&x.mul(&q).add_scalar(3.0)).sub(&xp.mul_scalar(2.0));
                     let fourth = p.mul(
                         &q.mul(&a)
                             .add(&q.square())
