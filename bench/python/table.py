@@ -1,0 +1,116 @@
+"""Markdown table of benchmark results (JSON lines as printed by ebm-bench, bench_jax.py and
+bench_torch.py).
+
+    python bench/python/table.py bench/results/latest.jsonl
+
+Rows: (workload, model, threads). Columns: steps/s for ebm, JAX, PyTorch eager and torch.compile
+(for `langevin`: chain-steps/s), then the ratios ebm/JAX and ebm/PyTorch-eager (> 1: ebm faster).
+"n/a": no result line for that cell; "fail": the framework reported an error (see the JSONL file).
+Uses only the standard library.
+"""
+from __future__ import annotations
+
+import json
+import sys
+
+FRAMEWORKS = [("ebm", "ebm"), ("jax", "JAX (jit)"), ("torch", "PyTorch eager"),
+              ("torch_compile", "torch.compile")]
+WORKLOAD_ORDER = ["dsm", "esm", "ssm", "nce", "pcd", "langevin"]
+MODEL_ORDER = ["M2", "M64"]
+BUSY = 0.2  # others_cpu (CPUs kept busy by other processes during the run) that marks a cell
+
+
+def rate(line):
+    """The throughput compared in the table, or None."""
+    if line is None or line.get("error"):
+        return None
+    key = "chain_steps_per_s" if line.get("workload") == "langevin" else "steps_per_s"
+    v = line.get(key)
+    return float(v) if v is not None else None
+
+
+def fmt_rate(v, langevin=False):
+    if v is None:
+        return None
+    if langevin:
+        return f"{v / 1e6:.3g}M"
+    return f"{v:.4g}" if v < 1e4 else f"{v:.0f}"
+
+
+def fmt_ratio(a, b):
+    if a is None or b is None or b == 0:
+        return "n/a"
+    return f"{a / b:.2f}"
+
+
+def load(paths):
+    results, checks, other = {}, [], []
+    for path in paths:
+        with open(path) as f:
+            for raw in f:
+                raw = raw.strip()
+                if not raw.startswith("{"):
+                    continue
+                try:
+                    line = json.loads(raw)
+                except json.JSONDecodeError:
+                    continue
+                if "fixture_check" in line:
+                    checks.append(line)
+                elif {"framework", "workload", "model", "threads"} <= line.keys():
+                    # the last line for a cell wins (re-runs appended to the same file)
+                    results[(line["framework"], line["workload"], line["model"], int(line["threads"]))] = line
+                else:
+                    other.append(line)
+    return results, checks, other
+
+
+def render(results, checks) -> str:
+    rows = sorted({(w, m, t) for (_, w, m, t) in results},
+                  key=lambda r: (r[2], MODEL_ORDER.index(r[1]) if r[1] in MODEL_ORDER else 99,
+                                 WORKLOAD_ORDER.index(r[0]) if r[0] in WORKLOAD_ORDER else 99))
+    head = ["workload", "model", "threads"] + [name for _, name in FRAMEWORKS] + ["ebm/JAX", "ebm/PyTorch"]
+    out = ["| " + " | ".join(head) + " |", "|" + "|".join(["---"] * 3 + ["---:"] * (len(head) - 3)) + "|"]
+    for w, m, t in rows:
+        cells, rates = [w, m, str(t)], {}
+        for fw, _ in FRAMEWORKS:
+            line = results.get((fw, w, m, t))
+            rates[fw] = rate(line)
+            if line is None:
+                cells.append("n/a")
+            elif line.get("error"):
+                cells.append("fail")
+            else:
+                busy = (line.get("others_cpu") or 0) >= BUSY
+                cells.append((fmt_rate(rates[fw], w == "langevin") or "n/a") + ("*" if busy else ""))
+        cells += [fmt_ratio(rates["ebm"], rates["jax"]), fmt_ratio(rates["ebm"], rates["torch"])]
+        out.append("| " + " | ".join(cells) + " |")
+    notes = ["", "Throughput in steps/s (median step time over the timed steps); `langevin`: millions of "
+             "chain-steps/s (10,000 chains x 100 steps per timed step). Ratios > 1 mean ebm is faster."]
+    if any((v.get("others_cpu") or 0) >= BUSY for v in results.values()):
+        notes.append(f"`*`: other processes kept >= {BUSY} CPU busy on average during that run (field "
+                     "`others_cpu`); the 2 vCPUs share one core's vector units, so that number is low.")
+    errors = [(k, v["error"]) for k, v in sorted(results.items()) if v.get("error")]
+    if errors:
+        notes.append("")
+        notes.append("Failures:")
+        notes += [f"- {fw} {w} {m} threads={t}: {msg}" for (fw, w, m, t), msg in errors]
+    if checks:
+        notes.append("")
+        notes.append("Fixture checks (f64 losses and gradients vs autodiff/tests/data): " + "; ".join(
+            f"{c['framework']} {c['fixture_check']} ({c.get('compared', '?')} tensors, worst scaled "
+            f"diff {c.get('worst_scaled_diff', float('nan')):.1e})" for c in checks))
+    return "\n".join(out + notes)
+
+
+def main(argv):
+    if len(argv) < 2:
+        print(__doc__, file=sys.stderr)
+        return 2
+    results, checks, _ = load(argv[1:])
+    print(render(results, checks))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))

@@ -1,0 +1,169 @@
+#!/usr/bin/env bash
+# Benchmark driver (issue 8): ebm vs JAX (jit) vs PyTorch (eager, torch.compile) on CPU.
+#
+#   bash bench/run.sh
+#
+# From a fresh clone this creates bench/.venv first (bench/setup_venv.sh, ~1-2 min, ~4.6 GB).
+# For threads in 1 and 2 and every (workload, model) it runs, each in its own process pinned with
+# taskset (1 thread: CPU 0; 2 threads: CPUs 0,1):
+#   ebm:   cargo run --release -p ebm-bench -- --workload W --model M --threads T --steps S --warmup U
+#   JAX:   bench/python/bench_jax.py   (same arguments)
+#   torch: bench/python/bench_torch.py (same arguments; eager and torch.compile)
+# Every JSON line goes to bench/results/latest.jsonl, versions/BLAS/threads to
+# bench/results/latest_env.txt, and the Markdown table (bench/python/table.py) to stdout and
+# bench/results/latest.md. If ebm-bench does not build, ebm's cells are "n/a" and the run goes on.
+#
+# Knobs (environment):
+#   BENCH_THREADS="1 2"          thread counts
+#   BENCH_FRAMEWORKS="ebm jax torch"
+#   BENCH_CELLS="dsm:M2 ..."     (workload:model) pairs; default: all 11
+#   BENCH_STEPS=50 BENCH_WARMUP=5            timed / untimed steps (fast workloads)
+#   BENCH_STEPS_SLOW=30 BENCH_WARMUP_SLOW=2  for esm:M64 and langevin:M2 (~0.2-2 s per step)
+#   BENCH_TIMEOUT=900            seconds per process
+#   BENCH_NICE=-10               scheduling priority of the benchmark processes when run as root
+#                                (the machine is shared; "" to leave it alone)
+#
+# The Python runs get OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE removed from their environment (this
+# machine sets them for old OpenBLAS builds, and they slow numpy's kernels); nothing else changes.
+set -uo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+BENCH="$ROOT/bench"
+RESULTS="$BENCH/results"
+OUT="$RESULTS/latest.jsonl"
+ENVF="$RESULTS/latest_env.txt"
+PY="$BENCH/.venv/bin/python"
+
+THREADS="${BENCH_THREADS:-1 2}"
+FRAMEWORKS="${BENCH_FRAMEWORKS:-ebm jax torch}"
+CELLS="${BENCH_CELLS:-dsm:M2 esm:M2 ssm:M2 nce:M2 pcd:M2 langevin:M2 dsm:M64 esm:M64 ssm:M64 nce:M64 pcd:M64}"
+STEPS="${BENCH_STEPS:-50}"
+WARMUP="${BENCH_WARMUP:-5}"
+STEPS_SLOW="${BENCH_STEPS_SLOW:-30}"
+WARMUP_SLOW="${BENCH_WARMUP_SLOW:-2}"
+TIMEOUT="${BENCH_TIMEOUT:-900}"
+NICE="${BENCH_NICE--10}"
+
+log() { echo "[bench] $*" >&2; }
+
+if [[ ! -x "$PY" || ! -f "$BENCH/.venv/.complete" ]]; then
+    log "creating bench/.venv"
+    bash "$BENCH/setup_venv.sh" || { log "setup_venv.sh failed"; exit 1; }
+fi
+
+PRIO=()
+if [[ -n "$NICE" && "$(id -u)" == 0 ]]; then
+    PRIO=(nice -n "$NICE")
+fi
+# Python runs: without the OpenBLAS overrides (numpy then picks its best kernel).
+PYENV=(env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE PYTHONWARNINGS=ignore)
+
+mkdir -p "$RESULTS"
+: > "$OUT"
+{
+    echo "# bench/run.sh $(date -u +%Y-%m-%dT%H:%M:%SZ), commit $(git rev-parse --short HEAD 2>/dev/null || echo '?')"
+    echo "# $(uname -srm); $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs); nproc $(nproc)"
+    echo "# load average at start: $(cut -d' ' -f1-3 /proc/loadavg)"
+    echo "# threads: $THREADS; steps $STEPS/$WARMUP (slow cells $STEPS_SLOW/$WARMUP_SLOW); priority: ${PRIO[*]:-default}"
+} > "$ENVF"
+
+# error_json FRAMEWORK WORKLOAD MODEL THREADS MESSAGE: a result line for a run that printed none.
+error_json() {
+    "$PY" -c 'import json,sys; f,w,m,t,e=sys.argv[1:]; print(json.dumps({"framework":f,"workload":w,"model":m,"threads":int(t),"median_step_s":None,"steps_per_s":None,"timed_steps":0,"error":e}))' "$@"
+}
+
+# CPU seconds used so far by all processes (from /proc/stat) and by this shell's children.
+busy_s() { awk -v hz="$(getconf CLK_TCK)" '/^cpu /{printf "%.2f", ($2+$3+$4+$7+$8)/hz}' /proc/stat; }
+# (`times` must run in this shell, not in a $(...) subshell, to see this shell's children.)
+children_s() { times > "$1"; tail -n 1 "$1" | awk '{gsub(/s/,""); split($1,u,"m"); split($2,s,"m"); printf "%.2f", u[1]*60+u[2]+s[1]*60+s[2]}'; }
+
+# run_one FRAMEWORK-LABEL WORKLOAD MODEL THREADS CMD...: run pinned, keep JSON lines from stdout,
+# and add "others_cpu": the CPUs (0..2) that other processes kept busy meanwhile, on average. The
+# two vCPUs share one core's vector units, so any other load lowers the numbers: check this field.
+run_one() {
+    local label="$1" w="$2" m="$3" t="$4"
+    shift 4
+    local cpus="0"
+    [[ "$t" -ge 2 ]] && cpus="0-$((t - 1))"
+    local tmp
+    tmp="$(mktemp)"
+    log "$label $w $m threads=$t (load $(cut -d' ' -f1 /proc/loadavg))"
+    local b0 c0 w0 b1 c1 w1 others
+    b0=$(busy_s); children_s "$tmp.t" > "$tmp.c"; c0=$(cat "$tmp.c"); w0=$(date +%s.%N)
+    OMP_NUM_THREADS="$t" MKL_NUM_THREADS="$t" timeout "$TIMEOUT" "${PRIO[@]}" taskset -c "$cpus" "$@" \
+        > "$tmp" 2> "$tmp.err"
+    local rc=$?
+    b1=$(busy_s); children_s "$tmp.t" > "$tmp.c"; c1=$(cat "$tmp.c"); w1=$(date +%s.%N)
+    others=$(awk -v b0="$b0" -v b1="$b1" -v c0="$c0" -v c1="$c1" -v w0="$w0" -v w1="$w1" \
+        'BEGIN { x = ((b1 - b0) - (c1 - c0)) / (w1 - w0); if (x < 0) x = 0; printf "%.2f", x }')
+    if ! grep -q '^{' "$tmp"; then
+        local why="exit code $rc"
+        [[ $rc == 124 ]] && why="timed out after ${TIMEOUT}s"
+        why="$why: $(grep -v '^\s*$' "$tmp.err" | tail -n 1 | cut -c1-200)"
+        error_json "$label" "$w" "$m" "$t" "$why" > "$tmp"
+    fi
+    "$PY" -c 'import json,sys
+for raw in open(sys.argv[1]):
+    if raw.startswith("{"):
+        d = json.loads(raw); d["others_cpu"] = float(sys.argv[2]); print(json.dumps(d))' "$tmp" "$others" \
+        | tee -a "$OUT" >&2
+    rm -f "$tmp" "$tmp.err" "$tmp.t" "$tmp.c"
+}
+
+has() { [[ " $FRAMEWORKS " == *" $1 "* ]]; }
+
+# --- versions, BLAS and threads of each framework; fixture checks (f64) ----------------------
+if has jax || has torch; then
+    for t in $THREADS; do
+        cpus="0"; [[ "$t" -ge 2 ]] && cpus="0-$((t - 1))"
+        has jax && { echo "## JAX, threads=$t"; "${PYENV[@]}" taskset -c "$cpus" "$PY" "$BENCH/python/bench_jax.py" --info --threads "$t" 2>&1; } >> "$ENVF"
+        has torch && { echo "## PyTorch, threads=$t"; "${PYENV[@]}" OMP_NUM_THREADS="$t" taskset -c "$cpus" "$PY" "$BENCH/python/bench_torch.py" --info --threads "$t" 2>&1; } >> "$ENVF"
+    done
+    cat "$ENVF" >&2
+    for fw in jax torch; do
+        has "$fw" || continue
+        log "fixture check: $fw"
+        "${PYENV[@]}" "$PY" "$BENCH/python/bench_$fw.py" --check-fixtures 2> >(grep -v -i warn >&2) | tee -a "$OUT" >&2
+    done
+fi
+
+# --- ebm -------------------------------------------------------------------------------------
+EBM_OK=0
+if has ebm; then
+    log "building ebm-bench (cargo build --release -p ebm-bench)"
+    if cargo build --release -q -p ebm-bench >&2; then
+        EBM_OK=1
+    else
+        log "ebm-bench does not build: ebm cells are n/a"
+    fi
+fi
+
+# --- the benchmark --------------------------------------------------------------------------
+for t in $THREADS; do
+    for cell in $CELLS; do
+        w="${cell%%:*}" m="${cell##*:}"
+        s="$STEPS" u="$WARMUP"
+        if [[ "$cell" == "esm:M64" || "$w" == "langevin" ]]; then
+            s="$STEPS_SLOW" u="$WARMUP_SLOW"
+        fi
+        args=(--workload "$w" --model "$m" --threads "$t" --steps "$s" --warmup "$u")
+        if has ebm && [[ $EBM_OK == 1 ]]; then
+            run_one ebm "$w" "$m" "$t" cargo run --release -q -p ebm-bench -- "${args[@]}"
+        fi
+        if has jax; then
+            xla=()
+            [[ "$t" == 1 ]] && xla=(XLA_FLAGS="--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1")
+            run_one jax "$w" "$m" "$t" "${PYENV[@]}" "${xla[@]}" "$PY" "$BENCH/python/bench_jax.py" "${args[@]}"
+        fi
+        if has torch; then
+            run_one torch "$w" "$m" "$t" "${PYENV[@]}" "$PY" "$BENCH/python/bench_torch.py" "${args[@]}" --torch-mode eager
+            run_one torch_compile "$w" "$m" "$t" "${PYENV[@]}" "$PY" "$BENCH/python/bench_torch.py" "${args[@]}" --torch-mode compile
+        fi
+    done
+done
+
+echo "# load average at end: $(cut -d' ' -f1-3 /proc/loadavg)" >> "$ENVF"
+"$PY" "$BENCH/python/table.py" "$OUT" | tee "$RESULTS/latest.md"
+echo
+echo "Results: $OUT; environment: $ENVF; table: $RESULTS/latest.md"
