@@ -1,13 +1,16 @@
 //! Evaluation: normalising constants (grid quadrature in d ≤ 2, annealed importance sampling
-//! with forward and reverse runs above), test NLL, and discrepancies between a model and data
+//! with forward and reverse runs above), test NLL (also by the probability-flow ODE, in bits per
+//! dimension with dequantisation), and discrepancies between a model and data
 //! (Fisher divergence, MMD, kernel Stein discrepancy).
 
 pub mod ais;
 pub mod discrepancy;
+pub mod likelihood;
 pub mod quadrature;
 
 pub use ais::{ais_log_z, AisConfig, AisResult};
 pub use discrepancy::{fisher_divergence, ksd, median_bandwidth, mmd2};
+pub use likelihood::{pf_ode_nll, OdeNll, TimeModel};
 pub use quadrature::{grid_log_z, GridLogZ};
 
 use ebm_core::Tensor;
