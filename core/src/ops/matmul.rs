@@ -151,6 +151,7 @@ fn skinny_gemm<T: Gemm>(
             || {
                 for i in 0..m {
                     let orow = &mut out[i * n..(i + 1) * n];
+                    orow.fill(T::zero());
                     for p in 0..k {
                         let aip = a[i * rsa + p * csa];
                         let brow = &b[p * rsb..p * rsb + n];
@@ -197,14 +198,19 @@ fn matmul_slices<T: Gemm>(
     let (m, k, n) = (oa.rows, oa.cols, ob.cols);
     let batched = ashape.len() == 3 || bshape.len() == 3;
     let batch = oa.batch.max(ob.batch);
-    // zeroed: the skinny kernels accumulate into it (GEMM overwrites with beta = 0)
-    let mut out = crate::pool::filled(batch * m * n, T::zero());
+    // contents unspecified: GEMM with beta = 0 never reads C, and the skinny kernels
+    // initialise each row before accumulating; only k = 0 needs explicit zeros
+    let mut out = if k == 0 {
+        crate::pool::filled(batch * m * n, T::zero())
+    } else {
+        crate::pool::take(batch * m * n)
+    };
     let out_shape = if batched {
         vec![batch, m, n]
     } else {
         vec![m, n]
     };
-    if m == 0 || n == 0 {
+    if m == 0 || n == 0 || k == 0 {
         return (out, out_shape);
     }
     // [B, m, k] · [k, n] with A untransposed is one tall GEMM: fold the batch into the rows.
@@ -293,6 +299,10 @@ impl Tensor {
             if ta { "ᵀ" } else { "" },
             if tb { "ᵀ" } else { "" }
         );
+        #[cfg(feature = "cuda")]
+        if let Some(t) = crate::cuda::matmul(self, rhs, ta, tb) {
+            return t;
+        }
         timed(OpKind::Matmul, || {
             with_slices2!("matmul", self, rhs, |a, b| {
                 let (v, shape) = matmul_slices(a, sa, ta, b, sb, tb);
