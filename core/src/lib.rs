@@ -8,18 +8,24 @@
 //! ## The device seam
 //!
 //! A tensor is `shape + Arc<Buffer>`, and a [`Buffer`] holds a [`Storage`]: an enum with one
-//! variant per device (today `Storage::Cpu`). Every op on `Tensor` dispatches on the storage
-//! variant inside this crate (`ops/`), so code above it — autodiff, nn, samplers, objectives —
-//! only ever calls `Tensor` methods and never sees where the elements live. A CUDA backend
-//! (crate `ebm-cuda`, below this one, behind the `cuda` feature) adds a `Storage::Cuda`
-//! variant and a kernel arm per op here; the derivative rules of `ebm-autodiff` are written in
-//! `Tensor`/`Var` ops and so run on the GPU without a line changed.
+//! variant per device (`Storage::Cpu`, and `Storage::Cuda` with the `cuda` feature). Every op
+//! on `Tensor` dispatches on the storage variant inside this crate (`ops/`), so code above it —
+//! autodiff, nn, samplers, objectives — only ever calls `Tensor` methods and never sees where
+//! the elements live. The CUDA backend (crate `ebm-cuda`, below this one) supplies device
+//! memory and kernels; `cuda.rs` holds the GPU arm of each op, which every op method asks first
+//! (one `cfg`'d early return, absent without the feature). The derivative rules of
+//! `ebm-autodiff` are written in `Tensor`/`Var` ops and so run on the GPU without a line
+//! changed. Move data with [`Tensor::to_device`] / [`Tensor::to_cpu`]; host access
+//! (`as_slice`, `data_mut`) panics for a device tensor, while `to_vec` and `item` copy back.
 //!
 //! ## Conventions
 //! Shape mismatches are programming errors: ops panic with a message naming both shapes
 //! (`Add: shapes [2, 3] and [2] do not broadcast`). [`live_tensor_bytes`] counts the bytes held
 //! by all live buffers, so tests can prove that loops do not leak.
 
+#[cfg(feature = "cuda")]
+pub mod cuda;
+pub mod device;
 pub mod dtype;
 pub mod ops;
 pub mod pool;

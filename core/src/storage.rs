@@ -22,6 +22,9 @@ pub fn live_tensor_buffers() -> i64 {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Device {
     Cpu,
+    /// A CUDA GPU by ordinal (feature `cuda`).
+    #[cfg(feature = "cuda")]
+    Cuda(usize),
 }
 
 /// Host memory, one variant per element type.
@@ -86,6 +89,9 @@ impl HostVec for f64 {
 #[derive(Debug)]
 pub enum Storage {
     Cpu(CpuStorage),
+    /// Device memory on a GPU (feature `cuda`); kernels in `ebm-cuda`, dispatch in `cuda.rs`.
+    #[cfg(feature = "cuda")]
+    Cuda(ebm_cuda::DeviceBuffer),
 }
 
 /// An allocation with its size accounted in [`live_tensor_bytes`].
@@ -99,6 +105,8 @@ impl Buffer {
     pub fn new(storage: Storage) -> Self {
         let bytes = match &storage {
             Storage::Cpu(c) => (c.len() * c.dtype().size()) as i64,
+            #[cfg(feature = "cuda")]
+            Storage::Cuda(b) => b.bytes() as i64,
         };
         LIVE_BYTES.fetch_add(bytes, Ordering::Relaxed);
         LIVE_BUFFERS.fetch_add(1, Ordering::Relaxed);
@@ -113,6 +121,8 @@ impl Buffer {
     pub fn device(&self) -> Device {
         match &self.storage {
             Storage::Cpu(_) => Device::Cpu,
+            #[cfg(feature = "cuda")]
+            Storage::Cuda(b) => Device::Cuda(b.gpu().ordinal()),
         }
     }
 }
@@ -121,6 +131,8 @@ impl Clone for Buffer {
     fn clone(&self) -> Self {
         match &self.storage {
             Storage::Cpu(c) => Buffer::new(Storage::Cpu(c.clone())),
+            #[cfg(feature = "cuda")]
+            Storage::Cuda(b) => Buffer::new(Storage::Cuda(crate::cuda::ok(b.try_clone(), "copy"))),
         }
     }
 }
@@ -130,6 +142,8 @@ impl Drop for Buffer {
         match &mut self.storage {
             Storage::Cpu(CpuStorage::F32(v)) => crate::pool::give(std::mem::take(v)),
             Storage::Cpu(CpuStorage::F64(v)) => crate::pool::give(std::mem::take(v)),
+            #[cfg(feature = "cuda")]
+            Storage::Cuda(_) => {}
         }
         LIVE_BYTES.fetch_sub(self.bytes, Ordering::Relaxed);
         LIVE_BUFFERS.fetch_sub(1, Ordering::Relaxed);

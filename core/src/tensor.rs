@@ -63,6 +63,20 @@ impl Tensor {
         }
     }
 
+    /// Wraps any storage (a device's) with a shape; the caller guarantees the element count.
+    #[cfg_attr(not(feature = "cuda"), allow(dead_code))]
+    pub(crate) fn from_parts(storage: Storage, shape: &[usize]) -> Tensor {
+        Tensor {
+            buf: Arc::new(Buffer::new(storage)),
+            shape: shape.to_vec(),
+        }
+    }
+
+    /// The storage behind this tensor (any device).
+    pub fn storage(&self) -> &Storage {
+        self.buf.storage()
+    }
+
     /// A tensor owning `data` with the given shape.
     pub fn from_vec<T: HostVec>(data: Vec<T>, shape: &[usize]) -> Tensor {
         Self::from_storage(T::wrap(data), shape)
@@ -109,15 +123,22 @@ impl Tensor {
         Self::from_f64s(&v, &[n], dtype)
     }
 
+    /// Zeros of this tensor's shape and dtype, on its device.
     pub fn zeros_like(&self) -> Tensor {
-        Self::zeros(&self.shape, self.dtype())
+        self.full_like(0.0)
     }
 
+    /// Ones of this tensor's shape and dtype, on its device.
     pub fn ones_like(&self) -> Tensor {
-        Self::ones(&self.shape, self.dtype())
+        self.full_like(1.0)
     }
 
+    /// `value` in this tensor's shape and dtype, on its device.
     pub fn full_like(&self, value: f64) -> Tensor {
+        #[cfg(feature = "cuda")]
+        if let Some(t) = crate::cuda::full_like(self, value) {
+            return t;
+        }
         Self::full(&self.shape, value, self.dtype())
     }
 
@@ -146,6 +167,8 @@ impl Tensor {
     pub fn dtype(&self) -> DType {
         match self.buf.storage() {
             Storage::Cpu(c) => c.dtype(),
+            #[cfg(feature = "cuda")]
+            Storage::Cuda(b) => crate::cuda::dtype_of(b),
         }
     }
 
@@ -157,6 +180,12 @@ impl Tensor {
     pub fn cpu(&self) -> &CpuStorage {
         match self.buf.storage() {
             Storage::Cpu(c) => c,
+            #[cfg(feature = "cuda")]
+            Storage::Cuda(_) => panic!(
+                "tensor {:?} is on {:?}: call .to_cpu() for host access",
+                self.shape,
+                self.device()
+            ),
         }
     }
 
@@ -175,6 +204,8 @@ impl Tensor {
     /// Mutable access to the elements, copying the buffer first if it is shared.
     pub fn data_mut<T: HostVec>(&mut self) -> &mut [T] {
         let dt = self.dtype();
+        #[cfg(feature = "cuda")]
+        let _ = self.cpu(); // a clear panic for device tensors
         let buf = Arc::make_mut(&mut self.buf);
         match (buf.storage_mut(), T::DTYPE) {
             (Storage::Cpu(CpuStorage::F32(v)), DType::F32) => {
@@ -192,6 +223,10 @@ impl Tensor {
 
     /// The elements converted to `T`.
     pub fn to_vec<T: Elem>(&self) -> Vec<T> {
+        #[cfg(feature = "cuda")]
+        if let Some(host) = crate::cuda::to_host(self) {
+            return host.to_vec();
+        }
         with_slice!(self, |v| v.iter().map(|&x| T::of(x.f64())).collect())
     }
 
@@ -209,6 +244,10 @@ impl Tensor {
             self.shape,
             self.numel()
         );
+        #[cfg(feature = "cuda")]
+        if let Some(host) = crate::cuda::to_host(self) {
+            return host.item();
+        }
         with_slice!(self, |v| v[0].f64())
     }
 
@@ -216,6 +255,10 @@ impl Tensor {
     pub fn cast(&self, dtype: DType) -> Tensor {
         if dtype == self.dtype() {
             return self.clone();
+        }
+        #[cfg(feature = "cuda")]
+        if let Some(t) = crate::cuda::cast(self, dtype) {
+            return t;
         }
         match dtype {
             DType::F32 => Tensor::from_vec(self.to_vec::<f32>(), &self.shape),

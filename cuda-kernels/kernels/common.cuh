@@ -97,5 +97,12 @@ template <typename T> __device__ __forceinline__ T ebm_silu_d2(T x) {
     T s = ebm_sigmoid(x);
     return s * (T(1) - s) * (T(2) + x * (T(1) - T(2) * s));
 }
+// silu‴(x) = p(q(3 + xq) − 2xp) with p = σ(1 − σ), q = 1 − 2σ
+template <typename T> __device__ __forceinline__ T ebm_silu_d3(T x) {
+    T s = ebm_sigmoid(x);
+    T p = s * (T(1) - s);
+    T q = T(1) - T(2) * s;
+    return p * (q * (T(3) + x * q) - T(2) * x * p);
+}
 
 #endif // EBM_COMMON_CUH

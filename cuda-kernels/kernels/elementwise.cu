@@ -63,7 +63,7 @@ __device__ __forceinline__ void unary_kernel(const T* x, T* y, u32 n, int op, do
 
 enum BinaryCode {
     B_ADD = 0, B_SUB = 1, B_MUL = 2, B_DIV = 3, B_MAXIMUM = 4, B_MINIMUM = 5, B_GT = 6, B_GE = 7,
-    B_LT = 8, B_LE = 9, B_EQ = 10, B_MUL_SILU_D1 = 11, B_MUL_SILU_D2 = 12
+    B_LT = 8, B_LE = 9, B_EQ = 10, B_MUL_SILU_D1 = 11, B_MUL_SILU_D2 = 12, B_MUL_SILU_D3 = 13
 };
 
 template <typename T> __device__ __forceinline__ T binary_apply(int op, T a, T b) {
@@ -80,7 +80,8 @@ template <typename T> __device__ __forceinline__ T binary_apply(int op, T a, T b
     case B_LE: return a <= b ? T(1) : T(0);
     case B_EQ: return a == b ? T(1) : T(0);
     case B_MUL_SILU_D1: return a * ebm_silu_d1(b);
-    default: return a * ebm_silu_d2(b); // B_MUL_SILU_D2
+    case B_MUL_SILU_D2: return a * ebm_silu_d2(b);
+    default: return a * ebm_silu_d3(b); // B_MUL_SILU_D3
     }
 }
 

@@ -111,6 +111,7 @@ pub enum Binary {
     Eq,
     MulSiluD1,
     MulSiluD2,
+    MulSiluD3,
 }
 
 impl Binary {

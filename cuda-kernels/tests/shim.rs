@@ -436,6 +436,7 @@ fn elementwise_and_layout_kernels_match_core() {
         B::Eq,
         B::MulSiluD1,
         B::MulSiluD2,
+        B::MulSiluD3,
     ];
     for (code, op) in ops.into_iter().enumerate() {
         let want = a.binary(&b.reshape(&[3, 1]), op).to_vec_f64();

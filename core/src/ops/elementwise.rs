@@ -287,6 +287,10 @@ fn binary_slices<T: Elem + HostVec>(
 impl Tensor {
     /// Applies an element-wise function.
     pub fn unary(&self, op: UnaryOp) -> Tensor {
+        #[cfg(feature = "cuda")]
+        if let Some(t) = crate::cuda::unary(self, op) {
+            return t;
+        }
         timed(OpKind::Elementwise, || {
             with_slice!(self, |v| Tensor::from_vec(unary_slice(v, op), self.shape()))
         })
@@ -301,6 +305,10 @@ impl Tensor {
                 rhs.shape()
             )
         });
+        #[cfg(feature = "cuda")]
+        if let Some(t) = crate::cuda::binary(self, rhs, op, &out_shape) {
+            return t;
+        }
         timed(OpKind::Elementwise, || {
             with_slices2!(format!("{op:?}"), self, rhs, |a, b| Tensor::from_vec(
                 binary_slices(a, self.shape(), b, rhs.shape(), &out_shape, op),
@@ -411,6 +419,10 @@ impl Tensor {
                     b.shape()
                 )
             });
+        #[cfg(feature = "cuda")]
+        if let Some(t) = crate::cuda::where_(cond, a, b, &s) {
+            return t;
+        }
         let (c, a, b) = (
             cond.broadcast_to(&s).cast(a.dtype()),
             a.broadcast_to(&s),

@@ -45,6 +45,10 @@ impl Tensor {
             self.shape(),
             shape
         );
+        #[cfg(feature = "cuda")]
+        if let Some(t) = crate::cuda::broadcast_to(self, shape) {
+            return t;
+        }
         let strides = broadcast_strides(self.shape(), shape);
         timed(OpKind::Layout, || {
             with_slice!(self, |v| Tensor::from_vec(
@@ -68,6 +72,10 @@ impl Tensor {
         );
         if perm.iter().enumerate().all(|(i, &p)| i == p) {
             return self.clone();
+        }
+        #[cfg(feature = "cuda")]
+        if let Some(t) = crate::cuda::permute(self, perm) {
+            return t;
         }
         let own = contiguous_strides(self.shape());
         let shape: Vec<usize> = perm.iter().map(|&p| self.shape()[p]).collect();
@@ -108,6 +116,10 @@ impl Tensor {
             start + len,
             self.shape()
         );
+        #[cfg(feature = "cuda")]
+        if let Some(t) = crate::cuda::narrow(self, axis, start, len) {
+            return t;
+        }
         let mut shape = self.shape().to_vec();
         shape[axis] = len;
         let outer = numel(&self.shape()[..axis]);
@@ -137,6 +149,10 @@ impl Tensor {
             src.shape(),
             self.shape()
         );
+        #[cfg(feature = "cuda")]
+        if let Some(t) = crate::cuda::narrow_assign(self, axis, start, src) {
+            return t;
+        }
         let outer = numel(&self.shape()[..axis]);
         let inner = numel(&self.shape()[axis + 1..]);
         let n = self.shape()[axis];
@@ -175,6 +191,10 @@ impl Tensor {
                 first.shape()
             );
         }
+        #[cfg(feature = "cuda")]
+        if let Some(t) = crate::cuda::concat(parts, axis) {
+            return t;
+        }
         let mut shape = first.shape().to_vec();
         shape[axis] = parts.iter().map(|p| p.shape()[axis]).sum();
         let outer = numel(&first.shape()[..axis]);
@@ -212,6 +232,10 @@ impl Tensor {
                 self.shape()
             );
         }
+        #[cfg(feature = "cuda")]
+        if let Some(t) = crate::cuda::index_select(self, indices) {
+            return t;
+        }
         let mut shape = self.shape().to_vec();
         shape[0] = indices.len();
         timed(OpKind::Layout, || {
@@ -240,6 +264,10 @@ impl Tensor {
         );
         if let Some(&bad) = indices.iter().find(|&&i| i >= n) {
             panic!("{op}: row {bad} out of range for shape {:?}", self.shape());
+        }
+        #[cfg(feature = "cuda")]
+        if let Some(t) = crate::cuda::scatter_rows(self, indices, src, accumulate) {
+            return t;
         }
         let row = numel(&self.shape()[1..]);
         timed(OpKind::Layout, || {

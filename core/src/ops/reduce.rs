@@ -54,6 +54,12 @@ impl Tensor {
         let n = s[axis];
         let mut out_shape = s.to_vec();
         out_shape[axis] = 1;
+        #[cfg(feature = "cuda")]
+        if let Some(t) =
+            crate::cuda::reduce(self, [outer, n, inner], kind == Reduce::Max, &out_shape)
+        {
+            return t;
+        }
         timed(OpKind::Reduce, || {
             with_slice!(self, |v| Tensor::from_vec(
                 reduce_axis(v, outer, n, inner, kind),

@@ -35,7 +35,7 @@ int main(int argc, char** argv) {
     }
     // a [2,3,4] op b [3,1] → [2,3,4]
     Strided3 L = strided({2, 3, 4}, {12, 4, 1}, {0, 1, 0}, {});
-    for (int op = 0; op <= 12; ++op) {
+    for (int op = 0; op <= 13; ++op) {
         shim_launch(dim3(2), dim3(8), 0, binary_strided_f64, a.data(), b.data(), y.data(), n, op, L);
         shim_write(p("binary_" + std::to_string(op) + ".f64").c_str(), y);
     }
