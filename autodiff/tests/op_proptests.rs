@@ -730,6 +730,21 @@ mod matmul {
         fn mat_batch((a, b) in operands(2, 3), seed in any::<u64>()) {
             all_flags(&a, &b, seed)?;
         }
+
+        /// The fused linear layer x·Wᵀ + b, with a bias of shape [out], [1, out] or [B, out].
+        #[test]
+        fn linear(
+            (x, w, b) in (1usize..=5, 1usize..=5, 1usize..=5, 0usize..3).prop_flat_map(|(n, i, o, kind)| {
+                let bias = match kind { 0 => vec![o], 1 => vec![1, o], _ => vec![n, o] };
+                (values(vec![n, i], REAL), values(vec![o, i], REAL), values(bias, REAL))
+            }),
+            seed in any::<u64>(),
+        ) {
+            let want = x.matmul_t(&w, false, true).add(&b);
+            let got = x.matmul_t_add(&w, false, true, &b);
+            prop_assert!(got.max_abs_diff(&want) <= 1e-12 * (1.0 + want.max_abs()));
+            check("linear", |v| v[0].linear(&v[1], &v[2]), &[x, w, b], exact(seed))?;
+        }
     }
 }
 

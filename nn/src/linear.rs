@@ -120,10 +120,10 @@ impl Linear {
             x.shape(),
             self.in_features
         );
-        let y = x.matmul_t(&p[self.weight], false, true);
         match self.bias {
-            Some(b) => y.add(&p[b]),
-            None => y,
+            // the bias rides in the GEMM's accumulator: no extra pass over the output
+            Some(b) => x.linear(&p[self.weight], &p[b]),
+            None => x.matmul_t(&p[self.weight], false, true),
         }
     }
 

@@ -42,6 +42,28 @@ impl Var {
         })
     }
 
+    /// A linear layer y = x·Wᵀ + b for x [B, in], W [out, in] (PyTorch's `nn.Linear` layout)
+    /// and b broadcastable to [B, out], the bias added by the GEMM itself.
+    /// ∂x = g·W, ∂W = gᵀ·x, ∂b = g summed to b's shape.
+    pub fn linear(&self, w: &Var, b: &Var) -> Var {
+        assert!(
+            self.rank() == 2 && w.rank() == 2,
+            "linear: x {:?} and W {:?} must be [B, in] and [out, in]",
+            self.shape(),
+            w.shape()
+        );
+        let out = self.value.matmul_t_add(&w.value, false, true, &b.value);
+        let bshape = b.shape().to_vec();
+        self.tape
+            .record(out, &[self, w, b], move |g, ins, _, need| {
+                vec![
+                    need[0].then(|| g.matmul_t(&ins[1], false, false)),
+                    need[1].then(|| g.matmul_t(&ins[0], true, false)),
+                    need[2].then(|| g.sum_to(&bshape)),
+                ]
+            })
+    }
+
     /// Matrix product (2-d or batched 3-d).
     pub fn matmul(&self, rhs: &Var) -> Var {
         self.matmul_t(rhs, false, false)

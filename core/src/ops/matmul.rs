@@ -117,6 +117,7 @@ fn skinny_gemm<T: Gemm>(
     b: &[T],
     (rsb, csb): (isize, isize),
     out: &mut [T],
+    acc: bool,
 ) -> bool {
     let (rsa, csa, rsb, csb) = (rsa as usize, csa as usize, rsb as usize, csb as usize);
     if n <= 4 && csa == 1 && rsb == 1 {
@@ -128,7 +129,8 @@ fn skinny_gemm<T: Gemm>(
                     let arow = &a[i * rsa..i * rsa + k];
                     for j in 0..n {
                         let bcol = &b[j * csb..j * csb + k];
-                        out[i * n + j] = dot(arow, bcol);
+                        let d = dot(arow, bcol);
+                        out[i * n + j] = if acc { out[i * n + j] + d } else { d };
                     }
                 }
             },
@@ -151,7 +153,9 @@ fn skinny_gemm<T: Gemm>(
             || {
                 for i in 0..m {
                     let orow = &mut out[i * n..(i + 1) * n];
-                    orow.fill(T::zero());
+                    if !acc {
+                        orow.fill(T::zero());
+                    }
                     for p in 0..k {
                         let aip = a[i * rsa + p * csa];
                         let brow = &b[p * rsb..p * rsb + n];
@@ -185,33 +189,32 @@ fn dot<T: Elem>(a: &[T], b: &[T]) -> T {
     s
 }
 
-fn matmul_slices<T: Gemm>(
+fn matmul_into<T: Gemm>(
     a: &[T],
     ashape: &[usize],
     ta: bool,
     b: &[T],
     bshape: &[usize],
     tb: bool,
-) -> (Vec<T>, Vec<usize>) {
+    out: &mut [T],
+    acc: bool,
+) {
     let oa = operand(ashape, ta);
     let ob = operand(bshape, tb);
     let (m, k, n) = (oa.rows, oa.cols, ob.cols);
-    let batched = ashape.len() == 3 || bshape.len() == 3;
     let batch = oa.batch.max(ob.batch);
-    // contents unspecified: GEMM with beta = 0 never reads C, and the skinny kernels
-    // initialise each row before accumulating; only k = 0 needs explicit zeros
-    let mut out = if k == 0 {
-        crate::pool::filled(batch * m * n, T::zero())
-    } else {
-        crate::pool::take(batch * m * n)
-    };
-    let out_shape = if batched {
-        vec![batch, m, n]
-    } else {
-        vec![m, n]
-    };
-    if m == 0 || n == 0 || k == 0 {
-        return (out, out_shape);
+    // With `acc`, C holds the addend and every kernel accumulates onto it (GEMM beta = 1).
+    // Without, its contents are unspecified: GEMM with beta = 0 never reads C, and the skinny
+    // kernels initialise each row first; k = 0 writes zeros here.
+    let beta = if acc { T::one() } else { T::zero() };
+    if m == 0 || n == 0 {
+        return;
+    }
+    if k == 0 {
+        if !acc {
+            out.fill(T::zero());
+        }
+        return;
     }
     // [B, m, k] · [k, n] with A untransposed is one tall GEMM: fold the batch into the rows.
     if oa.batch > 1 && bshape.len() == 2 && !ta {
@@ -223,9 +226,10 @@ fn matmul_slices<T: Gemm>(
             (oa.rs, oa.cs),
             b,
             (ob.rs, ob.cs),
-            &mut out,
+            out,
+            acc,
         ) {
-            return (out, out_shape);
+            return;
         }
         unsafe {
             T::gemm(
@@ -238,13 +242,13 @@ fn matmul_slices<T: Gemm>(
                 b.as_ptr(),
                 ob.rs,
                 ob.cs,
-                T::zero(),
+                beta,
                 out.as_mut_ptr(),
                 n as isize,
                 1,
             )
         };
-        return (out, out_shape);
+        return;
     }
     let (sa, sb) = (
         if oa.batch > 1 { m * k } else { 0 },
@@ -253,7 +257,7 @@ fn matmul_slices<T: Gemm>(
     for i in 0..batch {
         let (a_i, b_i) = (&a[i * sa..], &b[i * sb..]);
         let o_i = &mut out[i * m * n..(i + 1) * m * n];
-        if skinny_gemm(m, k, n, a_i, (oa.rs, oa.cs), b_i, (ob.rs, ob.cs), o_i) {
+        if skinny_gemm(m, k, n, a_i, (oa.rs, oa.cs), b_i, (ob.rs, ob.cs), o_i, acc) {
             continue;
         }
         unsafe {
@@ -267,47 +271,79 @@ fn matmul_slices<T: Gemm>(
                 b.as_ptr().add(i * sb),
                 ob.rs,
                 ob.cs,
-                T::zero(),
+                beta,
                 out.as_mut_ptr().add(i * m * n),
                 n as isize,
                 1,
             )
         };
     }
-    (out, out_shape)
 }
 
 impl Tensor {
+    /// The output shape of op(self)·op(rhs); panics naming both shapes when they do not fit.
+    fn matmul_shape(&self, rhs: &Tensor, ta: bool, tb: bool) -> Vec<usize> {
+        let (sa, sb) = (self.shape(), rhs.shape());
+        let ok_rank = |s: &[usize]| s.len() == 2 || s.len() == 3;
+        let oa = ok_rank(sa).then(|| operand(sa, ta));
+        let ob = ok_rank(sb).then(|| operand(sb, tb));
+        match (&oa, &ob) {
+            (Some(a), Some(b))
+                if a.cols == b.rows && (a.batch == b.batch || a.batch == 1 || b.batch == 1) =>
+            {
+                if sa.len() == 3 || sb.len() == 3 {
+                    vec![a.batch.max(b.batch), a.rows, b.cols]
+                } else {
+                    vec![a.rows, b.cols]
+                }
+            }
+            _ => panic!(
+                "matmul: shapes {sa:?}{} and {sb:?}{} do not multiply",
+                if ta { "ᵀ" } else { "" },
+                if tb { "ᵀ" } else { "" }
+            ),
+        }
+    }
+
     /// op(self) · op(rhs), where op transposes the last two axes when its flag is set.
     ///
     /// Operands are 2-d matrices or 3-d batches of them; a 2-d operand is shared by every batch
     /// element, and batch sizes must be equal or 1.
     pub fn matmul_t(&self, rhs: &Tensor, ta: bool, tb: bool) -> Tensor {
-        let (sa, sb) = (self.shape(), rhs.shape());
-        let ok_rank = |s: &[usize]| s.len() == 2 || s.len() == 3;
-        let oa = ok_rank(sa).then(|| operand(sa, ta));
-        let ob = ok_rank(sb).then(|| operand(sb, tb));
-        let fits = match (&oa, &ob) {
-            (Some(a), Some(b)) => {
-                a.cols == b.rows && (a.batch == b.batch || a.batch == 1 || b.batch == 1)
-            }
-            _ => false,
-        };
-        assert!(
-            fits,
-            "matmul: shapes {sa:?}{} and {sb:?}{} do not multiply",
-            if ta { "ᵀ" } else { "" },
-            if tb { "ᵀ" } else { "" }
-        );
-        #[cfg(feature = "cuda")]
-        if let Some(t) = crate::cuda::matmul(self, rhs, ta, tb) {
-            return t;
-        }
+        let shape = self.matmul_shape(rhs, ta, tb);
         timed(OpKind::Matmul, || {
             with_slices2!("matmul", self, rhs, |a, b| {
-                let (v, shape) = matmul_slices(a, sa, ta, b, sb, tb);
-                Tensor::from_vec(v, &shape)
+                let mut out = crate::pool::take(crate::shape::numel(&shape));
+                matmul_into(a, self.shape(), ta, b, rhs.shape(), tb, &mut out, false);
+                Tensor::from_vec(out, &shape)
             })
+        })
+    }
+
+    /// op(self) · op(rhs) + addend, with `addend` broadcast to the product's shape and the
+    /// product accumulated onto it by the GEMM itself (β = 1): a linear layer's bias costs no
+    /// extra pass over the output.
+    pub fn matmul_t_add(&self, rhs: &Tensor, ta: bool, tb: bool, addend: &Tensor) -> Tensor {
+        let shape = self.matmul_shape(rhs, ta, tb);
+        assert!(
+            crate::shape::can_broadcast_to(addend.shape(), &shape)
+                && addend.dtype() == self.dtype(),
+            "matmul_t_add: addend {} {:?} does not broadcast to the product's {} {shape:?}",
+            addend.dtype(),
+            addend.shape(),
+            self.dtype()
+        );
+        timed(OpKind::Matmul, || {
+            let mut init = addend.broadcast_to(&shape);
+            if init.same_buffer(addend) {
+                // broadcast_to returned the addend itself: copy, never write into a shared buffer
+                init = init.mul_scalar(1.0);
+            }
+            with_slices2!("matmul_t_add", self, rhs, |a, b| {
+                let out = init.data_mut();
+                matmul_into(a, self.shape(), ta, b, rhs.shape(), tb, out, true);
+            });
+            init
         })
     }
 
@@ -362,6 +398,45 @@ mod tests {
         assert_eq!(d.to_vec_f64(), e.to_vec_f64());
         let f = a.t().matmul_t(&shared, true, false);
         assert_eq!(d.to_vec_f64(), f.to_vec_f64());
+    }
+
+    #[test]
+    fn fused_addend_equals_product_plus_addend() {
+        let a = iota(&[5, 3]).mul_scalar(0.25);
+        let b = iota(&[3, 4]).add_scalar(-2.0);
+        let batched = iota(&[2, 5, 3]);
+        for (x, y) in [(&a, &b), (&batched, &b)] {
+            for ta in [false, true] {
+                for tb in [false, true] {
+                    let (xx, yy) = (
+                        if ta { x.t() } else { x.clone() },
+                        if tb { y.t() } else { y.clone() },
+                    );
+                    let prod = xx.matmul_t(&yy, ta, tb);
+                    let n = prod.shape()[prod.rank() - 1];
+                    for addend in [
+                        Tensor::arange(n, crate::DType::F64),
+                        prod.ones_like().mul_scalar(3.0),
+                        Tensor::scalar(-1.5, crate::DType::F64),
+                    ] {
+                        let fused = xx.matmul_t_add(&yy, ta, tb, &addend);
+                        assert_eq!(fused.to_vec_f64(), prod.add(&addend).to_vec_f64());
+                    }
+                }
+            }
+        }
+        // skinny shapes take the dot and axpy kernels
+        let tall = iota(&[64, 2]);
+        let w = iota(&[3, 2]);
+        let bias = Tensor::arange(3, crate::DType::F64);
+        assert_eq!(
+            tall.matmul_t_add(&w, false, true, &bias).to_vec_f64(),
+            tall.matmul_t(&w, false, true).add(&bias).to_vec_f64()
+        );
+        // the addend is never written through
+        let shared = Tensor::ones(&[64, 3], crate::DType::F64);
+        let _ = tall.matmul_t_add(&w, false, true, &shared);
+        assert_eq!(shared.to_vec_f64(), vec![1.0; 192]);
     }
 
     #[test]
