@@ -189,6 +189,7 @@ fn dot<T: Elem>(a: &[T], b: &[T]) -> T {
     s
 }
 
+#[allow(clippy::too_many_arguments)]
 fn matmul_into<T: Gemm>(
     a: &[T],
     ashape: &[usize],
