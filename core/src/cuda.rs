@@ -270,7 +270,7 @@ pub(crate) fn reduce(
     ))
 }
 
-#[allow(dead_code)] // hooked into ops/matmul.rs once that file's rework (fused bias) lands
+/// op(a)·op(b); `matmul_t_add` adds its addend to this with a broadcasting add.
 pub(crate) fn matmul(a: &Tensor, b: &Tensor, ta: bool, tb: bool) -> Option<Tensor> {
     let gpu = gpu_of("matmul", &[a, b])?;
     check_dtypes("matmul", a, b);

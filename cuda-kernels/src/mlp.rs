@@ -236,18 +236,17 @@ impl FusedMlpSampler {
         })
     }
 
-    /// Replans with `chains` chains per block and `threads` threads (for tuning).
+    /// Replans with `chains` chains per block, `threads` threads, and at most `smem_limit` bytes
+    /// of shared memory (the device's limit when `None`; a small limit forces the weights into
+    /// global memory). For tuning and tests.
     pub fn with_launch(
         mut self,
         chains: usize,
         threads: u32,
+        smem_limit: Option<usize>,
     ) -> Result<FusedMlpSampler, CudaError> {
-        self.plan = plan(
-            &self.widths,
-            chains,
-            threads,
-            self.gpu.smem_optin() as usize,
-        )?;
+        let limit = smem_limit.unwrap_or(self.gpu.smem_optin() as usize);
+        self.plan = plan(&self.widths, chains, threads, limit)?;
         Ok(self)
     }
 

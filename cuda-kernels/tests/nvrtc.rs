@@ -1,7 +1,8 @@
 //! Every embedded kernel module compiles with NVRTC, to PTX for compute_90 (what the GPU
 //! machines JIT) and to a CUBIN for sm_90 (so the assembler runs too), and emits exactly the
 //! kernels the table in `kernels.rs` names. Runs wherever libnvrtc is found (CI installs the
-//! pinned wheel, see .ci/run); under CI=true a missing NVRTC is a failure, not a skip.
+//! pinned wheel, see .ci/run); under CI=true (or EBM_REQUIRE_CUDA_TOOLS=1) a missing NVRTC is
+//! a failure, not a skip.
 
 use ebm_cuda::kernels::MODULES;
 use ebm_cuda::nvrtc::{self, Target};
@@ -11,8 +12,8 @@ fn nvrtc_or_skip() -> bool {
     match nvrtc::available() {
         Ok(()) => true,
         Err(e) => {
-            if std::env::var("CI").as_deref() == Ok("true") {
-                panic!("CI=true but NVRTC is missing, so the kernels cannot be compiled: {e}");
+            if tools_required() {
+                panic!("CI=true (or EBM_REQUIRE_CUDA_TOOLS=1) but NVRTC is missing, so the kernels cannot be compiled: {e}");
             }
             eprintln!("SKIP nvrtc tests: {e}");
             false
@@ -71,4 +72,10 @@ fn every_kernel_compiles_for_sm90_and_compute90() {
         "{} modules, {kernels} kernels: all compiled for compute_90 (PTX) and sm_90 (CUBIN)",
         MODULES.len()
     );
+}
+
+/// Under CI (CI=true, or EBM_REQUIRE_CUDA_TOOLS=1 as .ci/run sets) a missing tool is a failure.
+fn tools_required() -> bool {
+    std::env::var("CI").as_deref() == Ok("true")
+        || std::env::var("EBM_REQUIRE_CUDA_TOOLS").as_deref() == Ok("1")
 }

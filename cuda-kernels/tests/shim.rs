@@ -5,8 +5,8 @@
 //! comparison is bit for bit. Launches use a few small blocks so that grid-stride loops, block
 //! boundaries and partial tiles are all exercised while the tests stay fast.
 //!
-//! Needs g++ (C++20). Without it the tests print a skip line, except under CI=true, where
-//! they fail.
+//! Needs g++ (C++20). Without it the tests print a skip line, except under CI=true (or
+//! EBM_REQUIRE_CUDA_TOOLS=1), where they fail.
 
 use ebm_core::{DType, Rng, Tensor};
 use ebm_cuda::mlp;
@@ -62,8 +62,8 @@ fn build(name: &str) -> Option<Driver> {
     match out {
         Err(e) => {
             let _ = std::fs::remove_dir_all(&dir);
-            if std::env::var("CI").as_deref() == Ok("true") {
-                panic!("CI=true but the C++ compiler `{cxx}` could not run: {e}");
+            if tools_required() {
+                panic!("CI=true (or EBM_REQUIRE_CUDA_TOOLS=1) but the C++ compiler `{cxx}` could not run: {e}");
             }
             eprintln!("SKIP shim test {name}: no C++ compiler `{cxx}` ({e})");
             None
@@ -612,4 +612,10 @@ fn reference_gradient_is_ebm_nn_gradient() {
             );
         }
     }
+}
+
+/// Under CI (CI=true, or EBM_REQUIRE_CUDA_TOOLS=1 as .ci/run sets) a missing tool is a failure.
+fn tools_required() -> bool {
+    std::env::var("CI").as_deref() == Ok("true")
+        || std::env::var("EBM_REQUIRE_CUDA_TOOLS").as_deref() == Ok("1")
 }

@@ -120,8 +120,18 @@ fn skinny_gemm<T: Gemm>(
     acc: bool,
 ) -> bool {
     let (rsa, csa, rsb, csb) = (rsa as usize, csa as usize, rsb as usize, csb as usize);
-    if n <= 4 && csa == 1 && rsb == 1 {
-        // out[i, j] = ⟨row i of A, column j of B⟩, both contiguous
+    if n <= 4 && csa == 1 {
+        // out[i, j] = ⟨row i of A, column j of B⟩, with B's columns made contiguous first
+        // (at most 4·k elements)
+        let packed;
+        let (b, csb) = if rsb == 1 || k == 1 {
+            (b, csb)
+        } else {
+            packed = (0..n * k)
+                .map(|q| b[(q % k) * rsb + (q / k) * csb])
+                .collect::<Vec<T>>();
+            (&packed[..], k)
+        };
         super::fastmath::dispatch(
             #[inline(always)]
             || {
@@ -312,6 +322,10 @@ impl Tensor {
     /// element, and batch sizes must be equal or 1.
     pub fn matmul_t(&self, rhs: &Tensor, ta: bool, tb: bool) -> Tensor {
         let shape = self.matmul_shape(rhs, ta, tb);
+        #[cfg(feature = "cuda")]
+        if let Some(t) = crate::cuda::matmul(self, rhs, ta, tb) {
+            return t;
+        }
         timed(OpKind::Matmul, || {
             with_slices2!("matmul", self, rhs, |a, b| {
                 let mut out = crate::pool::take(crate::shape::numel(&shape));
@@ -334,6 +348,10 @@ impl Tensor {
             addend.shape(),
             self.dtype()
         );
+        #[cfg(feature = "cuda")]
+        if let Some(t) = crate::cuda::matmul(self, rhs, ta, tb) {
+            return t.add(addend);
+        }
         timed(OpKind::Matmul, || {
             let mut init = addend.broadcast_to(&shape);
             if init.same_buffer(addend) {
