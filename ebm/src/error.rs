@@ -1,0 +1,62 @@
+//! The one error type of the `ebm` command: each variant is a sentence for the user.
+
+use ebm_nn::CheckpointError;
+
+/// Why a command could not do what it was asked. Every variant but [`Error::Diverged`] is the
+/// user's to fix (a flag, a file, a checkpoint) and exits with status 2.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A bad flag value or combination, or a missing input file.
+    #[error("{0}")]
+    Usage(String),
+    /// A data file that cannot be used (ragged, non-finite, wrong dtype, empty).
+    #[error("{0}")]
+    Data(String),
+    /// A checkpoint or run directory that cannot be used.
+    #[error("{0}")]
+    Checkpoint(String),
+    /// Reading or writing an output failed.
+    #[error("{0}")]
+    Io(String),
+    /// Training diverged and the guard ran out of retries.
+    #[error("{0}")]
+    Diverged(String),
+}
+
+impl Error {
+    pub fn usage(msg: impl Into<String>) -> Error {
+        Error::Usage(msg.into())
+    }
+    pub fn data(msg: impl Into<String>) -> Error {
+        Error::Data(msg.into())
+    }
+    pub fn checkpoint(msg: impl Into<String>) -> Error {
+        Error::Checkpoint(msg.into())
+    }
+    pub fn io(msg: impl Into<String>) -> Error {
+        Error::Io(msg.into())
+    }
+
+    /// A checkpoint error, prefixed with the file it came from.
+    pub fn from_checkpoint(path: &std::path::Path, e: CheckpointError) -> Error {
+        match e {
+            CheckpointError::Io {
+                action,
+                path,
+                source,
+            } => Error::Checkpoint(format!(
+                "cannot {action} checkpoint {}: {source}",
+                path.display()
+            )),
+            other => Error::Checkpoint(format!("{}: {other}", path.display())),
+        }
+    }
+
+    /// The process exit status for this error.
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            Error::Diverged(_) => 1,
+            _ => 2,
+        }
+    }
+}

@@ -1,0 +1,261 @@
+//! The trained network: an MLP energy, or a noise-conditional energy for the multi-scale
+//! objectives; views of it as a sampler target; loading from a run directory.
+
+use crate::config::{ObjectiveKind, TrainConfig};
+use crate::error::Error;
+use ebm_core::{Rng, Tensor};
+use ebm_nn::{
+    Checkpoint, Conditioning, EnergyModel, Mlp, MlpConfig, Module, NoiseConditionalConfig,
+    NoiseConditionalModel, NoiseConditionalNet, Params,
+};
+use ebm_samplers::{NoiseScore, Target, TimeScore, VeSde, VpSde};
+use std::path::{Path, PathBuf};
+
+/// The energy network of a run.
+#[derive(Clone, Debug)]
+pub enum Net {
+    /// E(x) = mlp(x), widths d → hidden… → 1.
+    Mlp(Mlp),
+    /// E(x, c) for a noise level c (σ for NCSN, t for the VE/VP SDEs).
+    Cond(NoiseConditionalNet),
+}
+
+impl Net {
+    /// A freshly initialised network for `config` on `dim`-dimensional data.
+    pub fn new(config: &TrainConfig, dim: usize, rng: &mut Rng) -> Net {
+        if config.objective.noise_conditional() {
+            let cond = if config.objective == ObjectiveKind::Ncsn {
+                Conditioning::LogSigma
+            } else {
+                Conditioning::Time
+            };
+            let c = NoiseConditionalConfig::new(dim, &config.hidden)
+                .activation(config.activation)
+                .conditioning(cond);
+            Net::Cond(NoiseConditionalNet::new(c, rng))
+        } else {
+            let mut widths = vec![dim];
+            widths.extend(&config.hidden);
+            widths.push(1);
+            Net::Mlp(Mlp::new(
+                MlpConfig::new(&widths).activation(config.activation),
+                rng,
+            ))
+        }
+    }
+
+    pub fn module(&self) -> &dyn Module {
+        match self {
+            Net::Mlp(m) => m,
+            Net::Cond(m) => m,
+        }
+    }
+
+    pub fn params(&self) -> &Params {
+        self.module().params()
+    }
+
+    pub fn params_mut(&mut self) -> &mut Params {
+        match self {
+            Net::Mlp(m) => m.params_mut(),
+            Net::Cond(m) => m.params_mut(),
+        }
+    }
+
+    /// Restores parameters (and optimizer/EMA state) from a checkpoint, checking the
+    /// architecture.
+    pub fn restore(
+        &mut self,
+        ckpt: &Checkpoint,
+        opt: Option<&mut ebm_nn::Optimizer>,
+        ema: Option<&mut ebm_nn::Ema>,
+    ) -> Result<(), ebm_nn::CheckpointError> {
+        match self {
+            Net::Mlp(m) => ckpt.restore(m, opt, ema),
+            Net::Cond(m) => ckpt.restore(m, opt, ema),
+        }
+    }
+}
+
+/// How a noise-conditional network is read as a plain density: the noise level it is
+/// evaluated at, and the diffusion it was trained on.
+#[derive(Clone, Copy, Debug)]
+pub enum Noise {
+    /// Plain energy.
+    None,
+    /// NCSN: levels σ_max → σ_min (geometric).
+    Levels {
+        sigma_max: f64,
+        sigma_min: f64,
+        levels: usize,
+    },
+    Ve(VeSde, f64),
+    Vp(VpSde, f64),
+}
+
+impl Noise {
+    pub fn of(config: &TrainConfig) -> Noise {
+        let p = &config.params;
+        match config.objective {
+            ObjectiveKind::Ncsn => Noise::Levels {
+                sigma_max: p.sigma_max,
+                sigma_min: p.sigma_min,
+                levels: p.levels,
+            },
+            ObjectiveKind::Ve => Noise::Ve(VeSde::new(p.sigma_min, p.sigma_max), p.t_min),
+            ObjectiveKind::Vp => Noise::Vp(VpSde::new(p.beta_min, p.beta_max), p.t_min),
+            _ => Noise::None,
+        }
+    }
+
+    /// The condition value at which the network is read as the data density.
+    pub fn eval_cond(&self) -> f64 {
+        match *self {
+            Noise::None => 0.0,
+            Noise::Levels { sigma_min, .. } => sigma_min,
+            Noise::Ve(_, t) | Noise::Vp(_, t) => t,
+        }
+    }
+}
+
+/// A network read as a density over x: the plain energy, or the noise-conditional energy at
+/// its smallest noise level.
+pub struct Density<'a> {
+    pub net: &'a Net,
+    pub noise: Noise,
+}
+
+impl<'a> Density<'a> {
+    pub fn new(net: &'a Net, noise: Noise) -> Density<'a> {
+        Density { net, noise }
+    }
+
+    fn cond(&self, x: &Tensor, c: f64) -> Tensor {
+        Tensor::full(&[x.shape()[0]], c, x.dtype())
+    }
+}
+
+impl Target for Density<'_> {
+    fn energy(&self, x: &Tensor) -> Tensor {
+        match self.net {
+            Net::Mlp(m) => m.energy(x),
+            Net::Cond(m) => m
+                .energy(x, &self.cond(x, self.noise.eval_cond()))
+                .expect("noise-conditional nets here output energies"),
+        }
+    }
+
+    fn score(&self, x: &Tensor) -> Tensor {
+        match self.net {
+            Net::Mlp(m) => m.score(x),
+            Net::Cond(m) => m.score(x, &self.cond(x, self.noise.eval_cond())),
+        }
+    }
+
+    fn energy_and_score(&self, x: &Tensor) -> (Tensor, Tensor) {
+        match self.net {
+            Net::Mlp(m) => m.energy_and_score(x),
+            _ => (self.energy(x), self.score(x)),
+        }
+    }
+}
+
+impl NoiseScore for Density<'_> {
+    fn score_sigma(&self, x: &Tensor, sigma: f64) -> Tensor {
+        match self.net {
+            Net::Cond(m) => m.score(x, &self.cond(x, sigma)),
+            Net::Mlp(m) => m.score(x),
+        }
+    }
+}
+
+impl TimeScore for Density<'_> {
+    fn score_t(&self, x: &Tensor, t: f64) -> Tensor {
+        match self.net {
+            Net::Cond(m) => m.score(x, &self.cond(x, t)),
+            Net::Mlp(m) => m.score(x),
+        }
+    }
+}
+
+/// A trained model loaded from a run directory or checkpoint file.
+pub struct Loaded {
+    pub config: TrainConfig,
+    pub net: Net,
+    pub step: u64,
+    /// The run directory (the checkpoint's folder).
+    pub dir: PathBuf,
+    pub checkpoint: Checkpoint,
+}
+
+impl Loaded {
+    pub fn noise(&self) -> Noise {
+        Noise::of(&self.config)
+    }
+
+    pub fn density(&self) -> Density<'_> {
+        Density::new(&self.net, self.noise())
+    }
+}
+
+/// The checkpoint file of a run directory, or the path itself when it is a file.
+pub fn checkpoint_path(path: &Path) -> PathBuf {
+    if path.is_dir() {
+        path.join(crate::train::CHECKPOINT)
+    } else {
+        path.to_path_buf()
+    }
+}
+
+/// Loads the model of a run (directory or checkpoint file). With EMA weights present, those
+/// are loaded (they are what the run evaluates and samples).
+pub fn load(path: &Path) -> Result<Loaded, Error> {
+    if !path.exists() {
+        return Err(Error::checkpoint(format!(
+            "checkpoint {} does not exist (pass a run directory written by `ebm train`, or its checkpoint.safetensors)",
+            path.display()
+        )));
+    }
+    let file = checkpoint_path(path);
+    if !file.exists() {
+        return Err(Error::checkpoint(format!(
+            "{} holds no checkpoint.safetensors: not a run directory of `ebm train`",
+            path.display()
+        )));
+    }
+    let ckpt = Checkpoint::load(&file).map_err(|e| Error::from_checkpoint(&file, e))?;
+    let config = config_of(&ckpt, &file)?;
+    let dim = crate::train::data_dim(&config, &ckpt)?;
+    let mut net = Net::new(&config, dim, &mut Rng::new(0));
+    net.restore(&ckpt, None, None)
+        .map_err(|e| Error::from_checkpoint(&file, e))?;
+    if let Some(ema) = &ckpt.ema {
+        ema.copy_to(net.params_mut());
+    }
+    Ok(Loaded {
+        config,
+        net,
+        step: ckpt.step,
+        dir: file
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| PathBuf::from(".")),
+        checkpoint: ckpt,
+    })
+}
+
+/// The training configuration stored in a checkpoint.
+pub fn config_of(ckpt: &Checkpoint, file: &Path) -> Result<TrainConfig, Error> {
+    let s = ckpt.extra.get(crate::train::EXTRA_CONFIG).ok_or_else(|| {
+        Error::checkpoint(format!(
+            "{}: no training configuration inside (not written by `ebm train`)",
+            file.display()
+        ))
+    })?;
+    serde_json::from_str(s).map_err(|e| {
+        Error::checkpoint(format!(
+            "{}: its training configuration is unreadable: {e}",
+            file.display()
+        ))
+    })
+}

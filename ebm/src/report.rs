@@ -1,0 +1,318 @@
+//! Evaluation (test NLL and log Z by quadrature in 2-D or AIS above, MMD, KSD) and the files
+//! a finished run leaves: eval.json, samples.npy and the PNGs.
+
+use crate::data::Dataset;
+use crate::error::Error;
+use crate::model::{Density, Net, Noise};
+use crate::plot::{self, Grid};
+use crate::sample::{self, SampleInfo, SampleOptions};
+use ebm_core::{DType, Rng, Tensor};
+use ebm_objectives::eval::{ais_log_z, grid_log_z, ksd, mmd2, nll, AisConfig};
+use ebm_samplers::Target;
+use serde::Serialize;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+/// Numbers of one evaluation, as written to eval.json.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Report {
+    pub step: u64,
+    pub data: String,
+    pub objective: String,
+    pub dim: usize,
+    pub test_rows: usize,
+    /// Test negative log-likelihood in nats (in the file's units for standardised data).
+    pub test_nll: Option<f64>,
+    /// log Z and how it was computed ("grid" quadrature or "ais").
+    pub log_z: Option<f64>,
+    pub log_z_method: Option<String>,
+    /// Quadrature: change when the grid is halved (an error bar). AIS: standard error.
+    pub log_z_error: Option<f64>,
+    /// The data's entropy when known, and NLL − entropy (≥ 0 up to estimation error).
+    pub entropy: Option<f64>,
+    pub gap: Option<f64>,
+    /// Squared MMD (Gaussian kernel, median bandwidth) between samples and test rows.
+    pub mmd2: Option<f64>,
+    /// Kernel Stein discrepancy (IMQ kernel) of test rows under the model's score.
+    pub ksd: Option<f64>,
+    pub sampler: Option<SampleInfo>,
+    pub samples: usize,
+    pub train_seconds: Option<f64>,
+    pub eval_seconds: f64,
+    /// Files written, relative to the run directory.
+    pub files: Vec<String>,
+}
+
+impl Report {
+    pub fn empty(step: u64, train_seconds: f64) -> Report {
+        Report {
+            step,
+            train_seconds: Some(train_seconds),
+            ..Report::default()
+        }
+    }
+}
+
+/// Evaluation settings.
+#[derive(Clone, Debug)]
+pub struct EvalOptions {
+    /// Test rows used for MMD and KSD (all rows for the NLL).
+    pub rows: usize,
+    /// Model samples drawn for MMD and the pictures.
+    pub samples: usize,
+    /// AIS temperatures (d > 2).
+    pub ais_temps: usize,
+    pub seed: u64,
+    pub sample: SampleOptions,
+}
+
+impl Default for EvalOptions {
+    fn default() -> Self {
+        EvalOptions {
+            rows: 500,
+            samples: 1000,
+            ais_temps: 500,
+            seed: 0,
+            sample: SampleOptions::default(),
+        }
+    }
+}
+
+fn head(x: &Tensor, n: usize) -> Tensor {
+    let n = n.min(x.shape()[0]);
+    x.index_select(&(0..n).collect::<Vec<_>>())
+}
+
+/// Evaluates `net` on `data`; returns the report and the model samples it drew.
+pub fn evaluate(
+    net: &Net,
+    noise: Noise,
+    data: &Dataset,
+    log_det: f64,
+    opts: &EvalOptions,
+) -> Result<(Report, Tensor), Error> {
+    let t0 = Instant::now();
+    let density = Density::new(net, noise);
+    let mut rng = Rng::new(opts.seed).stream(0xE7A1);
+    let mut r = Report {
+        dim: data.dim,
+        data: data.spec.label(),
+        test_rows: data.test.shape()[0],
+        entropy: data.entropy(),
+        ..Report::default()
+    };
+    let (log_z, method, err) = if data.dim <= 2 {
+        let g = grid_log_z(&density, &data.bounds(), 200, 1e-4, DType::F32);
+        (g.log_z, "grid", g.grid_error)
+    } else {
+        let cfg = AisConfig {
+            n_temps: opts.ais_temps.max(2),
+            prior_std: 1.0,
+            step_size: 0.1,
+            ..AisConfig::default()
+        };
+        let a = ais_log_z(&density, data.dim, None, &cfg, DType::F32, &mut rng);
+        (a.forward, "ais", a.forward_se)
+    };
+    if log_z.is_finite() {
+        let v = nll(&density, &data.test, log_z) + log_det;
+        r.test_nll = v.is_finite().then_some(v);
+        r.log_z = Some(log_z);
+        r.log_z_method = Some(method.into());
+        r.log_z_error = Some(err);
+        r.gap = r.entropy.zip(r.test_nll).map(|(h, v)| v - h);
+    }
+    let (samples, info) = sample::draw(
+        net,
+        noise,
+        &data.bounds(),
+        opts.samples,
+        &opts.sample,
+        &mut rng,
+    )?;
+    r.samples = samples.shape()[0];
+    r.sampler = Some(info);
+    let finite = samples.to_vec_f64().iter().all(|v| v.is_finite());
+    let test = head(&data.test, opts.rows);
+    if finite && test.shape()[0] >= 2 {
+        r.mmd2 = Some(mmd2(&head(&samples, opts.rows), &test, None));
+    }
+    if test.shape()[0] >= 2 {
+        let k = ksd(&test, &density.score(&test));
+        r.ksd = k.is_finite().then_some(k);
+    }
+    r.eval_seconds = t0.elapsed().as_secs_f64();
+    Ok((r, samples))
+}
+
+/// Draws the pictures of a model into `dir`; returns the file names written.
+pub fn pictures(
+    dir: &Path,
+    r: &Report,
+    net: &Net,
+    noise: Noise,
+    data: &Dataset,
+    samples: &Tensor,
+    title: &str,
+) -> Result<Vec<String>, Error> {
+    let mut files = Vec::new();
+    if data.dim == 2 {
+        let b = data.bounds();
+        let model = Grid::of(&Density::new(net, noise), &b, 200);
+        let hist = Grid::histogram(&data.train_sample(100_000).cast(DType::F64), &b, 100);
+        plot::density_png(&dir.join("density.png"), &hist, &model, title)?;
+        files.push("density.png".into());
+        let sampler = r.sampler.as_ref().map_or("model", |s| s.sampler.as_str());
+        let st = format!("{} {sampler} samples over exp(−E)/Z", samples.shape()[0]);
+        plot::samples_png(&dir.join("samples.png"), &model, samples, &st)?;
+        files.push("samples.png".into());
+    } else if let Some(hw) = data.images {
+        plot::digits_png(&dir.join("samples.png"), samples, &data.test, hw, title)?;
+        files.push("samples.png".into());
+    } else {
+        plot::scatter_png(
+            &dir.join("samples.png"),
+            &data.test,
+            samples,
+            &format!("coordinates 1–2: {title}"),
+        )?;
+        files.push("samples.png".into());
+    }
+    Ok(files)
+}
+
+/// Points (step, value) of a curve.
+pub type Series = Vec<(f64, f64)>;
+
+/// (step, loss) and (step, test NLL) from a run's metrics.jsonl.
+pub fn read_metrics(path: &Path) -> (Series, Series) {
+    let mut loss = Vec::new();
+    let mut nll = Vec::new();
+    for line in std::fs::read_to_string(path).unwrap_or_default().lines() {
+        let Ok(v) = serde_json::from_str::<serde_json::Value>(line) else {
+            continue;
+        };
+        let Some(step) = v.get("step").and_then(|s| s.as_f64()) else {
+            continue;
+        };
+        if let Some(l) = v.get("loss").and_then(|l| l.as_f64()) {
+            loss.push((step, l));
+        }
+        if let Some(l) = v.get("test_nll").and_then(|l| l.as_f64()) {
+            nll.push((step, l));
+        }
+    }
+    (loss, nll)
+}
+
+/// The end of `ebm train`: evaluation, samples.npy, eval.json, and the PNGs.
+pub fn final_report(
+    t: &crate::train::Trainer,
+    dir: &Path,
+    train_secs: f64,
+    run: &crate::train::RunOptions,
+) -> Result<Report, Error> {
+    let mut net = t.net.clone();
+    if let Some(e) = &t.ema {
+        e.copy_to(net.params_mut());
+    }
+    let noise = Noise::of(&t.config);
+    let log_det = t.data.standardization.as_ref().map_or(0.0, |s| s.log_det());
+    let mut opts = EvalOptions {
+        seed: t.config.seed,
+        ..EvalOptions::default()
+    };
+    if run.eval_samples > 0 {
+        opts.samples = run.eval_samples;
+    }
+    let (mut r, samples) = evaluate(&net, noise, &t.data, log_det, &opts)?;
+    r.step = t.step;
+    r.objective = t.config.objective.name().into();
+    r.train_seconds = Some(train_secs);
+    write_outputs(dir, &mut r, &net, noise, &t.data, &samples)?;
+    if !run.quiet {
+        println!("{}", summary(&r, dir));
+    }
+    Ok(r)
+}
+
+/// samples.npy, the PNGs and eval.json of an evaluated model.
+pub fn write_outputs(
+    dir: &Path,
+    r: &mut Report,
+    net: &Net,
+    noise: Noise,
+    data: &Dataset,
+    samples: &Tensor,
+) -> Result<(), Error> {
+    let out = match &data.standardization {
+        Some(s) => s.invert(samples),
+        None => samples.clone(),
+    };
+    crate::data::write_npy(&dir.join("samples.npy"), &out)?;
+    r.files.push("samples.npy".into());
+    let title = match (r.test_nll, r.gap) {
+        (Some(v), Some(g)) => format!(
+            "{} on {} — test NLL {v:.3} (gap {g:+.3})",
+            r.objective, r.data
+        ),
+        (Some(v), None) => format!("{} on {} — test NLL {v:.3}", r.objective, r.data),
+        _ => format!("{} on {}", r.objective, r.data),
+    };
+    let pics = pictures(dir, r, net, noise, data, samples, &title)?;
+    r.files.extend(pics);
+    let (loss, nll) = read_metrics(&dir.join("metrics.jsonl"));
+    if !loss.is_empty() {
+        plot::loss_png(
+            &dir.join("loss.png"),
+            &loss,
+            &nll,
+            &format!("training loss — {} on {}", r.objective, r.data),
+        )?;
+        r.files.push("loss.png".into());
+    }
+    r.files.push("eval.json".into());
+    crate::io::write_json(&dir.join("eval.json"), r)?;
+    Ok(())
+}
+
+/// The closing lines of a run.
+pub fn summary(r: &Report, dir: &Path) -> String {
+    let mut s = String::new();
+    if let Some(t) = r.train_seconds {
+        s += &format!("trained {} steps in {t:.1} s; ", r.step);
+    }
+    match (r.test_nll, r.log_z_method.as_deref()) {
+        (Some(v), Some(m)) => {
+            s += &format!("test NLL {v:.3} nats (log Z by {m})");
+            if let (Some(h), Some(g)) = (r.entropy, r.gap) {
+                s += &format!(", data entropy {h:.3}, gap {g:+.3}");
+            }
+        }
+        _ => s += "test NLL unavailable (log Z did not converge)",
+    }
+    if let Some(m) = r.mmd2 {
+        s += &format!("; MMD² {m:.2e}");
+    }
+    if let Some(k) = r.ksd {
+        s += &format!("; KSD {k:.2e}");
+    }
+    let files: Vec<String> = r
+        .files
+        .iter()
+        .map(|f| dir.join(f).display().to_string())
+        .collect();
+    s += &format!("\nwrote {}", files.join(", "));
+    s
+}
+
+/// The run directory of a path given to `ebm eval` / `ebm sample`.
+pub fn run_dir(path: &Path) -> PathBuf {
+    if path.is_dir() {
+        path.to_path_buf()
+    } else {
+        path.parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| PathBuf::from("."))
+    }
+}
