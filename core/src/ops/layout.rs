@@ -11,17 +11,26 @@ use crate::{with_slice, with_slices2};
 /// Copies `src` read with `strides` (one per axis of `out_shape`) into a new contiguous vec.
 fn gather_strided<T: Elem + HostVec>(src: &[T], strides: &[usize], out_shape: &[usize]) -> Vec<T> {
     let n = numel(out_shape);
-    let mut out = Vec::with_capacity(n);
+    // pooled: broadcasts of biases and permutes of activations recur every step
+    let mut out = crate::pool::take(n);
     if out_shape.is_empty() {
-        out.push(src[0]);
+        out[0] = src[0];
         return out;
     }
     let inner = out_shape[out_shape.len() - 1];
     let si = strides[strides.len() - 1];
-    for_each_row(out_shape, [strides], |_, [o]| match si {
-        1 => out.extend_from_slice(&src[o..o + inner]),
-        0 => out.extend(std::iter::repeat_n(src[o], inner)),
-        _ => out.extend((0..inner).map(|i| src[o + i * si])),
+    let mut pos = 0;
+    for_each_row(out_shape, [strides], |_, [o]| {
+        let dst = &mut out[pos..pos + inner];
+        match si {
+            1 => dst.copy_from_slice(&src[o..o + inner]),
+            0 => dst.fill(src[o]),
+            _ => dst
+                .iter_mut()
+                .enumerate()
+                .for_each(|(i, d)| *d = src[o + i * si]),
+        }
+        pos += inner;
     });
     out
 }

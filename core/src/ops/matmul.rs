@@ -120,8 +120,18 @@ fn skinny_gemm<T: Gemm>(
     acc: bool,
 ) -> bool {
     let (rsa, csa, rsb, csb) = (rsa as usize, csa as usize, rsb as usize, csb as usize);
-    if n <= 4 && csa == 1 && rsb == 1 {
-        // out[i, j] = ⟨row i of A, column j of B⟩, both contiguous
+    if n <= 4 && csa == 1 {
+        // out[i, j] = ⟨row i of A, column j of B⟩, with B's columns made contiguous first
+        // (at most 4·k elements)
+        let packed;
+        let (b, csb) = if rsb == 1 || k == 1 {
+            (b, csb)
+        } else {
+            packed = (0..n * k)
+                .map(|q| b[(q % k) * rsb + (q / k) * csb])
+                .collect::<Vec<T>>();
+            (&packed[..], k)
+        };
         super::fastmath::dispatch(
             #[inline(always)]
             || {
