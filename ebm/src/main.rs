@@ -243,7 +243,8 @@ struct TrainArgs {
     /// Run directory [default: runs/<objective>-<data>-<time>]
     #[arg(long, help_heading = "Output")]
     out: Option<PathBuf>,
-    /// Continue the run in this directory exactly where its checkpoint left it (--steps may extend it)
+    /// Continue the run in this directory exactly where its checkpoint left it; --steps may
+    /// extend it (the learning-rate schedule is then stretched to the new length)
     #[arg(
         long,
         value_name = "DIR",

@@ -40,6 +40,7 @@ pub struct Report {
     pub train_seconds: Option<f64>,
     pub eval_seconds: f64,
     /// Files written, relative to the run directory.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub files: Vec<String>,
 }
 

@@ -600,7 +600,7 @@ impl Progress {
             let pb = indicatif::ProgressBar::new(steps);
             pb.set_style(
                 indicatif::ProgressStyle::with_template(
-                    "{spinner} [{elapsed_precise}] {wide_bar} {pos}/{len} {per_sec} {msg}",
+                    "{spinner} [{elapsed_precise}] {wide_bar} {pos}/{len} {msg}",
                 )
                 .expect("a valid template"),
             );
@@ -632,7 +632,7 @@ impl Progress {
         match &self.bar {
             Some(pb) => {
                 pb.set_position(step);
-                pb.set_message(format!("loss {loss:.4}{nll_s}"));
+                pb.set_message(format!("{rate:.0} steps/s  loss {loss:.4}{nll_s}"));
             }
             None => {
                 if !self.quiet && (step.is_multiple_of(self.every) || step == total) {
