@@ -115,6 +115,7 @@ def result_line(framework: str, workload: str, model: str, threads: int, times, 
     if workload == "langevin":
         out["chain_steps_per_s"] = LANGEVIN_CHAINS * LANGEVIN_STEPS / med
     out["timed_steps"] = len(times)
+    out["min_step_s"] = min(times)  # least disturbed step; compare with the median on a busy machine
     out["first_step_s"] = first_step_s
     if final_loss is not None:
         out["final_loss"] = final_loss
