@@ -70,9 +70,12 @@ __device__ __forceinline__ void mlp_block_gemm(const float* in, u32 ldi, const f
     }
 }
 
-// Grid: ceil(n_chains / C) blocks; dynamic shared memory as computed by src/mlp.rs.
-extern "C" __global__ void mlp_langevin_f32(float* x, u32 n_chains, const float* params, MlpDesc d, u32 steps,
-                                            double eta, double sigma, u64 seed, u64 stream, u64 counter) {
+// The sampler body; W_SMEM (d.weights_in_smem) is a template parameter so that with the
+// weights in shared memory every weight load is known to be a shared-memory load.
+template <bool W_SMEM>
+__device__ __forceinline__ void mlp_langevin_body(float* x, u32 n_chains, const float* params, const MlpDesc& d,
+                                                  u32 steps, double eta, double sigma, u64 seed, u64 stream,
+                                                  u64 counter) {
     EBM_DYN_SMEM(float, sm);
     const u32 L = d.n_layers, D = d.widths[0], C = d.chains_per_block;
     const u32 tid = threadIdx.x, nt = blockDim.x;
@@ -80,7 +83,7 @@ extern "C" __global__ void mlp_langevin_f32(float* x, u32 n_chains, const float*
     const u64 total = (u64)n_chains * D;
 
     const float* P = params;
-    if (d.weights_in_smem) {
+    if (W_SMEM) {
         for (u32 i = 0; i < L; ++i) {
             const u32 in = d.widths[i], out = d.widths[i + 1];
             for (u32 e = tid; e < out * in; e += nt) sm[d.w_off[i] + (e / in) * d.pitch[i] + e % in] = params[d.g_w_off[i] + e];
@@ -165,4 +168,16 @@ extern "C" __global__ void mlp_langevin_f32(float* x, u32 n_chains, const float*
         const u64 gi = c0 * D + e;
         if (e < C * D && gi < total) x[gi] = xr[r];
     }
+}
+
+// Grid: ceil(n_chains / C) blocks; dynamic shared memory as computed by src/mlp.rs.
+// Weights copied to shared memory (d.weights_in_smem == 1).
+extern "C" __global__ void mlp_langevin_f32(float* x, u32 n_chains, const float* params, MlpDesc d, u32 steps,
+                                            double eta, double sigma, u64 seed, u64 stream, u64 counter) {
+    mlp_langevin_body<true>(x, n_chains, params, d, steps, eta, sigma, seed, stream, counter);
+}
+// Weights read from global memory (d.weights_in_smem == 0: they do not fit).
+extern "C" __global__ void mlp_langevin_gw_f32(float* x, u32 n_chains, const float* params, MlpDesc d, u32 steps,
+                                               double eta, double sigma, u64 seed, u64 stream, u64 counter) {
+    mlp_langevin_body<false>(x, n_chains, params, d, steps, eta, sigma, seed, stream, counter);
 }

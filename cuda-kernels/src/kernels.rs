@@ -85,7 +85,7 @@ pub const LANGEVIN: Module = Module {
 pub const MLP_LANGEVIN: Module = Module {
     name: "mlp_langevin",
     source: include_str!("../kernels/mlp_langevin.cu"),
-    kernels: &["mlp_langevin_f32"],
+    kernels: &["mlp_langevin_f32", "mlp_langevin_gw_f32"],
 };
 
 /// Every module of the crate.

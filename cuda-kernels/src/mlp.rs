@@ -284,7 +284,12 @@ impl FusedMlpSampler {
             return Ok(after);
         }
         let c = self.plan.desc.chains_per_block as usize;
-        let f = self.gpu.func("mlp_langevin_f32")?;
+        let name = if self.plan.desc.weights_in_smem == 1 {
+            "mlp_langevin_f32"
+        } else {
+            "mlp_langevin_gw_f32"
+        };
+        let f = self.gpu.func(name)?;
         if self.plan.smem_bytes > 48 * 1024 {
             f.set_attribute(
                 CUfunction_attribute::CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,
@@ -301,7 +306,7 @@ impl FusedMlpSampler {
         let (seed, stream, ctr) = (state.seed, state.stream, state.counter);
         let gpu = self.gpu.clone();
         let xs = x.slice_mut::<f32>();
-        launch!(gpu, "mlp_langevin_f32", cfg;
+        launch!(gpu, name, cfg;
             xs, &n32, &self.params, &desc, &steps32, &eta, &sigma, &seed, &stream, &ctr)?;
         Ok(after)
     }

@@ -63,6 +63,15 @@ pub fn options(target: Target) -> Vec<String> {
 
 /// Compiles a module to PTX text or CUBIN bytes; a failure carries NVRTC's log.
 pub fn compile(module: &Module, target: Target) -> Result<Vec<u8>, CudaError> {
+    compile_with(module, target, &[]).map(|(out, _)| out)
+}
+
+/// Compiles with extra options (e.g. `--ptxas-options=-v`) and returns NVRTC's log too.
+pub fn compile_with(
+    module: &Module,
+    target: Target,
+    extra: &[&str],
+) -> Result<(Vec<u8>, String), CudaError> {
     available()?;
     let src = CString::new(module.expanded_source()).expect("kernel source has no NUL");
     let name = CString::new(format!("{}.cu", module.name)).expect("no NUL");
@@ -72,15 +81,17 @@ pub fn compile(module: &Module, target: Target) -> Result<Vec<u8>, CudaError> {
         log: format!("nvrtcCreateProgram: {e:?}"),
     })?;
     let out = (|| {
-        let compiled = unsafe { result::compile_program(prog, &options(target)) };
+        let mut opts = options(target);
+        opts.extend(extra.iter().map(|s| s.to_string()));
+        let compiled = unsafe { result::compile_program(prog, &opts) };
+        let log = unsafe { result::get_program_log(prog) }
+            .map(|l| {
+                unsafe { CStr::from_ptr(l.as_ptr()) }
+                    .to_string_lossy()
+                    .into_owned()
+            })
+            .unwrap_or_default();
         if let Err(e) = compiled {
-            let log = unsafe { result::get_program_log(prog) }
-                .map(|l| {
-                    unsafe { CStr::from_ptr(l.as_ptr()) }
-                        .to_string_lossy()
-                        .into_owned()
-                })
-                .unwrap_or_default();
             return Err(CudaError::Compile {
                 module: module.name,
                 arch: target.arch(),
@@ -96,7 +107,7 @@ pub fn compile(module: &Module, target: Target) -> Result<Vec<u8>, CudaError> {
             Target::Ptx(_) => {
                 let ptx = unsafe { result::get_ptx(prog) }.map_err(|e| fail("nvrtcGetPTX", e))?;
                 let bytes = unsafe { CStr::from_ptr(ptx.as_ptr()) }.to_bytes().to_vec();
-                Ok(bytes)
+                Ok((bytes, log))
             }
             Target::Cubin(_) => {
                 let mut size = 0usize;
@@ -107,7 +118,7 @@ pub fn compile(module: &Module, target: Target) -> Result<Vec<u8>, CudaError> {
                 unsafe { sys::nvrtcGetCUBIN(prog, bin.as_mut_ptr() as *mut c_char) }
                     .result()
                     .map_err(|e| fail("nvrtcGetCUBIN", e))?;
-                Ok(bin)
+                Ok((bin, log))
             }
         }
     })();

@@ -22,7 +22,8 @@ int main(int argc, char** argv) {
     std::memcpy(&desc, desc_bytes.data(), sizeof(MlpDesc));
     const u32 D = desc.widths[0], C = desc.chains_per_block;
     const u32 n = (u32)(x.size() / D);
-    shim_launch(dim3((n + C - 1) / C), dim3((u32)run[4]), (size_t)run[5], mlp_langevin_f32, x.data(), n,
+    shim_launch(dim3((n + C - 1) / C), dim3((u32)run[4]), (size_t)run[5],
+                desc.weights_in_smem ? mlp_langevin_f32 : mlp_langevin_gw_f32, x.data(), n,
                 (const float*)params.data(), desc, (u32)run[0], coef[0], coef[1], run[1], run[2], run[3]);
     shim_write(p("out.f32").c_str(), x);
     return 0;
