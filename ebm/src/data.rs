@@ -357,8 +357,9 @@ fn parse_csv(text: &str, what: &str) -> Result<Table, Error> {
         let want = *cols.get_or_insert(fields.len());
         if fields.len() != want {
             return Err(Error::data(format!(
-                "{what}: line {line_no} has {} columns, but {} {want} (ragged CSV)",
+                "{what}: line {line_no} has {} column{}, but {} {want} (ragged CSV)",
                 fields.len(),
+                if fields.len() == 1 { "" } else { "s" },
                 if header.is_some() {
                     "the header has"
                 } else {
@@ -557,7 +558,7 @@ mod tests {
             .unwrap()
             .to_string();
         assert!(
-            e.contains("line 3 has 1 columns") && e.contains("header has 2"),
+            e.contains("line 3 has 1 column,") && e.contains("header has 2"),
             "{e}"
         );
         let e = parse_csv("1,2\n3,nan\n", "f.csv")

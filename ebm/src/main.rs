@@ -658,8 +658,10 @@ fn compare_cmd(a: CompareArgs) -> Result<i32, Error> {
     Ok(0)
 }
 
-fn main() {
-    let cli = Cli::parse();
+/// Ctrl-C during training: finish the step, save a checkpoint, exit 130; a second Ctrl-C exits
+/// at once (checkpoints are written atomically, so the last one on disk is whole). Other
+/// commands keep the default (their outputs are written atomically too).
+fn catch_ctrl_c() {
     let _ = ctrlc::set_handler(|| {
         static PRESSED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
         if PRESSED.swap(true, std::sync::atomic::Ordering::SeqCst) {
@@ -673,6 +675,13 @@ fn main() {
         );
         train::request_stop();
     });
+}
+
+fn main() {
+    let cli = Cli::parse();
+    if matches!(cli.cmd, Cmd::Train(_) | Cmd::Compare(_)) {
+        catch_ctrl_c();
+    }
     let result = match cli.cmd {
         Cmd::Train(a) => train_cmd(a),
         Cmd::Sample(a) => sample_cmd(a),

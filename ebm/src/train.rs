@@ -198,7 +198,8 @@ impl Trainer {
         loss
     }
 
-    /// Mean |E| over `x` under the current weights, or why it is unusable.
+    /// Checks the energies of `x` (and, for CD/PCD, their gap to the last negatives) under the
+    /// current weights; says why they are unusable.
     pub fn energy_check(&self, x: &Tensor) -> Result<(), String> {
         let e = Density::new(&self.net, Noise::of(&self.config)).energy(x);
         let v = e.to_vec_f64();
@@ -208,6 +209,19 @@ impl Trainer {
         let mean_abs = v.iter().map(|e| e.abs()).sum::<f64>() / v.len().max(1) as f64;
         if mean_abs > ENERGY_LIMIT {
             return Err(format!("energy exploded (mean |E| = {mean_abs:.3e})"));
+        }
+        // CD/PCD: the gap between data and negative energies is what the loss pushes on
+        if let Obj::Mle(ml) = &self.obj {
+            if let Some(neg) = ml.last_negatives() {
+                let en = Density::new(&self.net, Noise::of(&self.config)).energy(neg);
+                let mean = |t: &[f64]| t.iter().sum::<f64>() / t.len().max(1) as f64;
+                let gap = mean(&v) - mean(&en.to_vec_f64());
+                if !gap.is_finite() || gap.abs() > ENERGY_LIMIT {
+                    return Err(format!(
+                        "energy gap between data and negatives exploded ({gap:.3e})"
+                    ));
+                }
+            }
         }
         Ok(())
     }

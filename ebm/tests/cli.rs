@@ -751,7 +751,7 @@ fn bad_input_gives_one_clear_line_and_status_2() {
     // files
     let e = train(&w("ragged.csv", b"x,y\n1,2\n3,4\n5\n"));
     assert!(
-        e.contains("line 4 has 1 columns") && e.contains("ragged"),
+        e.contains("line 4 has 1 column,") && e.contains("ragged"),
         "{e}"
     );
     let e = train(&w("nan.csv", b"1,2\n3,NaN\n"));
