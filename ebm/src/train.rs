@@ -857,8 +857,12 @@ pub fn run(config: Option<TrainConfig>, opts: &RunOptions) -> Result<RunEnd, Err
             }
             let ckpt =
                 Checkpoint::load(&ckpt_path).map_err(|e| Error::from_checkpoint(&ckpt_path, e))?;
+            // the scale compounds over rollbacks (the checkpoint holds the one before this)
+            let scale = trainer.lr_scale * 0.5;
             trainer.restore(&ckpt, &ckpt_path)?;
-            trainer.lr_scale *= 0.5;
+            trainer.lr_scale = scale;
+            // make the lower rate durable: a resume from here keeps it
+            save(&trainer, &ckpt_path)?;
             let _ = Metrics::open(dir, Some(trainer.step))?;
             metrics.push(serde_json::json!({
                 "step": trainer.step, "event": "rollback", "diverged_at": at, "reason": why,

@@ -499,14 +499,24 @@ fn the_divergence_guard_rolls_back_and_lowers_the_learning_rate() {
         d.join("boom").to_str().unwrap(),
     ]);
     let (sout, err) = text(&o);
-    if !o.status.success() {
-        assert_eq!(o.status.code(), Some(1), "{sout}\n{err}");
+    assert_eq!(o.status.code(), Some(1), "{sout}\n{err}");
+    assert!(
+        err.contains("training diverged") && err.contains("after 5 rollbacks"),
+        "{err}"
+    );
+    // each rollback halves the rate again: ×0.5, ×0.25, … ×0.03125
+    for k in 1..=5 {
+        let scale = 0.5f64.powi(k);
         assert!(
-            err.contains("training diverged") && err.contains("after 5 rollbacks"),
-            "{err}"
+            sout.contains(&format!("(×{scale})")),
+            "no rollback to ×{scale}: {sout}"
         );
     }
-    assert!(sout.contains("divergence guard"), "{sout}\n{err}");
+    let last = Checkpoint::load(d.join("boom").join("checkpoint.safetensors")).unwrap();
+    assert_eq!(
+        last.extra["lr_scale"],
+        format!("{:016x}", 0.5f64.powi(5).to_bits())
+    );
     let _ = std::fs::remove_dir_all(&d);
 }
 
