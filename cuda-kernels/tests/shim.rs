@@ -251,6 +251,13 @@ fn block_reduction_matches_cpu() {
         &[rows, n, chunk, chunks, outer, n2, inner].map(|v| v as u32),
     );
     drv.run();
+    // the two-pass column reduction (chunks of 7 rows, then the chunks) on integers: exact
+    assert_eq!(
+        drv.read::<f32>("cols2_sum.f32"),
+        Tensor::from_slice(&x, &[outer, n2, inner])
+            .sum_axes(&[1], false)
+            .to_vec::<f32>()
+    );
     let t = Tensor::from_slice(&x, &[rows, chunks, chunk]);
     assert_eq!(
         drv.read::<f32>("rows_sum.f32"),

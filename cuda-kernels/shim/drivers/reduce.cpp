@@ -1,6 +1,7 @@
 // Shim driver: the block tree reduction (reduce_rows) and the column reduction (reduce_cols).
 //   in:  x.f32 [rows, n] and dims.u32 = [rows, n, chunk, chunks, outer, n2, inner]
-//   out: rows_sum.f32 rows_max.f32 [rows·chunks], cols_sum.f32 cols_max.f32 [outer, inner]
+//   out: rows_sum.f32 rows_max.f32 [rows·chunks], cols_sum.f32 cols_max.f32 [outer, inner],
+//        cols2_sum.f32 [outer, inner] (in chunks of 7 rows, then a second pass over the chunks)
 #include "cuda_shim.h"
 #include "reduce.cu"
 #include <string>
@@ -22,5 +23,11 @@ int main(int argc, char** argv) {
     shim_write(p("cols_sum.f32").c_str(), cols);
     shim_launch(dim3(2), dim3(32), 0, reduce_cols_f32, x.data(), cols.data(), outer, n2, inner, n2, 1u, 1);
     shim_write(p("cols_max.f32").c_str(), cols);
+    const u32 chunk2 = 7, chunks2 = (n2 + chunk2 - 1) / chunk2;
+    std::vector<float> part(outer * chunks2 * inner);
+    shim_launch(dim3(3), dim3(32), 0, reduce_cols_f32, x.data(), part.data(), outer, n2, inner, chunk2, chunks2, 0);
+    shim_launch(dim3(2), dim3(32), 0, reduce_cols_f32, (const float*)part.data(), cols.data(), outer, chunks2, inner,
+                chunks2, 1u, 0);
+    shim_write(p("cols2_sum.f32").c_str(), cols);
     return 0;
 }
