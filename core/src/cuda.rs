@@ -414,3 +414,27 @@ impl Tensor {
 pub fn available(ordinal: usize) -> Result<(), CudaError> {
     ec::gpu(ordinal).map(|_| ())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn moving_to_a_missing_gpu_is_an_error() {
+        let t = Tensor::arange(4, DType::F32);
+        match available(0) {
+            Ok(()) => {
+                let g = t.try_to_device(Device::Cuda(0)).unwrap();
+                assert_eq!(g.device(), Device::Cuda(0));
+                assert_eq!(g.to_vec_f64(), t.to_vec_f64());
+            }
+            Err(e) => {
+                eprintln!("SKIP the GPU half of this test: {e}");
+                let err = t.try_to_device(Device::Cuda(0)).unwrap_err();
+                assert!(err.to_string().starts_with("no CUDA"), "{err}");
+                // the CPU path is untouched: ops on CPU tensors never ask for a GPU
+                assert_eq!(t.add(&t).to_vec_f64(), vec![0.0, 2.0, 4.0, 6.0]);
+            }
+        }
+    }
+}

@@ -37,6 +37,27 @@ pub(crate) fn guarded<T>(
     }
 }
 
+/// Tensors are allocated and freed with every op (stream-ordered `cuMemAllocAsync`); by default
+/// the pool hands freed memory back to the OS at each synchronisation, and the next step pays
+/// for fresh mappings. An unlimited release threshold keeps it cached, as PyTorch's caching
+/// allocator does.
+fn keep_freed_memory(ctx: &Arc<CudaContext>) -> Result<(), CudaError> {
+    use cudarc::driver::sys;
+    let mut pool: sys::CUmemoryPool = std::ptr::null_mut();
+    let mut threshold: u64 = u64::MAX;
+    // SAFETY: valid device handle and out-pointers; the attribute takes a u64.
+    unsafe {
+        sys::cuDeviceGetDefaultMemPool(&mut pool, ctx.cu_device()).result()?;
+        sys::cuMemPoolSetAttribute(
+            pool,
+            sys::CUmemPool_attribute::CU_MEMPOOL_ATTR_RELEASE_THRESHOLD,
+            &mut threshold as *mut u64 as *mut std::ffi::c_void,
+        )
+        .result()?;
+    }
+    Ok(())
+}
+
 /// The number of CUDA devices, or why there are none to use.
 pub fn device_count() -> Result<usize, CudaError> {
     guarded(|| CudaContext::device_count().map(|n| n as usize))
@@ -91,6 +112,9 @@ impl Gpu {
         // multi-stream tracking, two events per allocation) would be pure overhead.
         unsafe { ctx.disable_event_tracking() };
         let stream = ctx.default_stream();
+        if ctx.has_async_alloc() {
+            keep_freed_memory(&ctx)?;
+        }
         let (major, minor) = ctx.compute_capability()?;
         let attr = |a| ctx.attribute(a).map(|v| v.max(0) as u32);
         let sm_count = attr(CUdevice_attribute::CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT)?;
