@@ -22,7 +22,7 @@ pub mod nce;
 pub mod score_matching;
 pub mod train;
 
-pub use mle::{ChainInit, MaximumLikelihood, ModelTarget};
+pub use mle::{ChainInit, MaximumLikelihood, ModelTarget, CHUNK_ROWS};
 pub use multiscale::{MultiScaleDsm, NoiseSchedule};
 pub use nce::{Nce, NoiseDistribution};
 pub use score_matching::{
