@@ -148,3 +148,22 @@ impl Objective for MaximumLikelihood {
         loss
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ebm_core::{DType, Rng};
+    use ebm_nn::{Mlp, MlpConfig};
+
+    #[test]
+    fn blocked_evaluation_equals_whole_batch() {
+        let mut rng = Rng::new(0);
+        let model = Mlp::new(MlpConfig::new(&[2, 16, 16, 1]), &mut rng);
+        let x = rng.normal(&[2 * CHUNK_ROWS + 37, 2], DType::F32);
+        let t = ModelTarget(&model);
+        let (e, s) = t.energy_and_score(&x);
+        assert!(e.max_abs_diff(&model.energy(&x)) <= 1e-6 * (1.0 + e.max_abs()));
+        assert!(s.max_abs_diff(&model.score(&x)) <= 1e-6 * (1.0 + s.max_abs()));
+        assert!(t.score(&x).max_abs_diff(&s) == 0.0 && t.energy(&x).max_abs_diff(&e) == 0.0);
+    }
+}
