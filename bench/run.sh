@@ -20,6 +20,10 @@
 #   BENCH_STEPS=50 BENCH_WARMUP=5            timed / untimed steps (fast workloads)
 #   BENCH_STEPS_SLOW=30 BENCH_WARMUP_SLOW=2  for esm:M64 and langevin:M2 (~0.2-2 s per step)
 #   BENCH_TIMEOUT=900            seconds per process
+#   BENCH_APPEND=1               append to latest.jsonl instead of starting it afresh (re-run some
+#                                cells; the table keeps the last line of each cell)
+#   BENCH_WAIT_QUIET=0           before each run, wait up to this many seconds for the machine to
+#                                be idle (other processes using < 0.2 CPU over 2 s); 0: don't wait
 #   BENCH_NICE=-10               scheduling priority of the benchmark processes when run as root
 #                                (the machine is shared; "" to leave it alone)
 #
@@ -60,13 +64,14 @@ fi
 PYENV=(env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE PYTHONWARNINGS=ignore)
 
 mkdir -p "$RESULTS"
-: > "$OUT"
+[[ "${BENCH_APPEND:-0}" == 1 ]] || : > "$ENVF"
+[[ "${BENCH_APPEND:-0}" == 1 ]] || : > "$OUT"
 {
     echo "# bench/run.sh $(date -u +%Y-%m-%dT%H:%M:%SZ), commit $(git rev-parse --short HEAD 2>/dev/null || echo '?')"
     echo "# $(uname -srm); $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs); nproc $(nproc)"
     echo "# load average at start: $(cut -d' ' -f1-3 /proc/loadavg)"
     echo "# threads: $THREADS; steps $STEPS/$WARMUP (slow cells $STEPS_SLOW/$WARMUP_SLOW); priority: ${PRIO[*]:-default}"
-} > "$ENVF"
+} >> "$ENVF"
 
 # error_json FRAMEWORK WORKLOAD MODEL THREADS MESSAGE: a result line for a run that printed none.
 error_json() {
@@ -78,6 +83,23 @@ busy_s() { awk -v hz="$(getconf CLK_TCK)" '/^cpu /{printf "%.2f", ($2+$3+$4+$7+$
 # (`times` must run in this shell, not in a $(...) subshell, to see this shell's children.)
 children_s() { times > "$1"; tail -n 1 "$1" | awk '{gsub(/s/,""); split($1,u,"m"); split($2,s,"m"); printf "%.2f", u[1]*60+u[2]+s[1]*60+s[2]}'; }
 
+WAIT_QUIET="${BENCH_WAIT_QUIET:-0}"
+# wait_quiet: wait (at most WAIT_QUIET s) until other processes keep < 0.2 CPU busy over 2 s.
+wait_quiet() {
+    [[ "$WAIT_QUIET" -gt 0 ]] || return 0
+    local start=$SECONDS b0 b1 busy
+    while :; do
+        b0=$(busy_s); sleep 2; b1=$(busy_s)
+        busy=$(awk -v a="$b0" -v b="$b1" 'BEGIN { printf "%.2f", (b - a) / 2 }')
+        awk -v x="$busy" 'BEGIN { exit !(x < 0.2) }' && return 0
+        if (( SECONDS - start >= WAIT_QUIET )); then
+            log "machine still busy ($busy CPUs used by others); running anyway"
+            return 0
+        fi
+        sleep 3
+    done
+}
+
 # run_one FRAMEWORK-LABEL WORKLOAD MODEL THREADS CMD...: run pinned, keep JSON lines from stdout,
 # and add "others_cpu": the CPUs (0..2) that other processes kept busy meanwhile, on average. The
 # two vCPUs share one core's vector units, so any other load lowers the numbers: check this field.
@@ -88,6 +110,7 @@ run_one() {
     [[ "$t" -ge 2 ]] && cpus="0-$((t - 1))"
     local tmp
     tmp="$(mktemp)"
+    wait_quiet
     log "$label $w $m threads=$t (load $(cut -d' ' -f1 /proc/loadavg))"
     local b0 c0 w0 b1 c1 w1 others
     b0=$(busy_s); children_s "$tmp.t" > "$tmp.c"; c0=$(cat "$tmp.c"); w0=$(date +%s.%N)

@@ -44,7 +44,7 @@ def fmt_ratio(a, b):
 
 
 def load(paths):
-    results, checks, other = {}, [], []
+    results, checks, other = {}, {}, []
     for path in paths:
         with open(path) as f:
             for raw in f:
@@ -56,7 +56,7 @@ def load(paths):
                 except json.JSONDecodeError:
                     continue
                 if "fixture_check" in line:
-                    checks.append(line)
+                    checks[line.get("framework")] = line  # the last check per framework
                 elif {"framework", "workload", "model", "threads"} <= line.keys():
                     # the last line for a cell wins (re-runs appended to the same file)
                     results[(line["framework"], line["workload"], line["model"], int(line["threads"]))] = line
@@ -108,7 +108,7 @@ def main(argv):
         print(__doc__, file=sys.stderr)
         return 2
     results, checks, _ = load(argv[1:])
-    print(render(results, checks))
+    print(render(results, list(checks.values())))
     return 0
 
 
