@@ -175,12 +175,25 @@ pub fn hvp(output: &Var, x: &Var, v: &Tensor, opts: GradOpts) -> Var {
 /// Rows are independent, so differentiating ΣE once per feature gives every row's diagonal at
 /// once: d backward passes of the recorded score, exact (no estimator).
 pub fn hessian_diag(energy: &Var, x: &Var, opts: GradOpts) -> Var {
+    let g = grad_with(&energy.sum_all(), &[x], GradOpts::create_graph()).remove(0);
+    hessian_diag_from_grad(&g, x, opts)
+}
+
+/// [`hessian_diag`] from an already recorded input gradient `g` = ∇ₓΣE (taken with
+/// `create_graph`), for callers that need the gradient too (exact score matching): the
+/// gradient is not recorded twice.
+pub fn hessian_diag_from_grad(g: &Var, x: &Var, opts: GradOpts) -> Var {
     assert!(x.rank() >= 1, "hessian_diag: x must have a batch axis");
+    assert_eq!(
+        g.shape(),
+        x.shape(),
+        "hessian_diag: gradient {:?} and input {:?} differ in shape",
+        g.shape(),
+        x.shape()
+    );
     let b = x.shape()[0];
     let d: usize = x.shape()[1..].iter().product();
-    let g = grad_with(&energy.sum_all(), &[x], GradOpts::create_graph())
-        .remove(0)
-        .reshape(&[b, d]);
+    let g = g.reshape(&[b, d]);
     let cols: Vec<Var> = (0..d)
         .map(|i| {
             let gi = g.narrow(1, i, 1).sum_all();

@@ -2,7 +2,7 @@
 //! denoising with a control variate.
 
 use crate::{half_mean_sq, Objective};
-use ebm_autodiff::{grad_with, hessian_diag, GradOpts, Tape, Var};
+use ebm_autodiff::{grad_with, hessian_diag_from_grad, GradOpts, Tape, Var};
 use ebm_core::{Rng, Tensor};
 use ebm_nn::EnergyModel;
 
@@ -10,7 +10,8 @@ use ebm_nn::EnergyModel;
 /// score matching"): J(θ) = mean_b [ ½‖∇ₓE(x_b)‖² − tr ∇²ₓE(x_b) ].
 ///
 /// Equal, up to a constant, to the Fisher divergence ½E‖s_θ − ∇log p‖² by integration by
-/// parts. The trace is exact: d backward passes of the recorded score ([`hessian_diag`]), so
+/// parts. The trace is exact: d backward passes of the recorded score
+/// ([`ebm_autodiff::hessian_diag`]), so
 /// the cost grows with the dimension; prefer [`SlicedScoreMatching`] in high d.
 #[derive(Clone, Debug, Default)]
 pub struct ExactScoreMatching;
@@ -32,7 +33,7 @@ impl Objective for ExactScoreMatching {
         let xv = tape.var(x.clone());
         let e = model.energy_var(&xv, p);
         let g = grad_with(&e.sum_all(), &[&xv], GradOpts::create_graph()).remove(0);
-        let h = hessian_diag(&e, &xv, GradOpts::create_graph());
+        let h = hessian_diag_from_grad(&g, &xv, GradOpts::create_graph());
         let b = x.shape()[0];
         let trace = h.reshape(&[b, usize::MAX]).sum(&[1], false);
         let half_sq = g
