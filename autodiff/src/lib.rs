@@ -31,7 +31,5 @@ pub mod ops;
 pub mod tape;
 
 pub use check::{gradcheck, gradgradcheck, CheckError, CheckOpts};
-pub use grad::{
-    grad, grad_with, hessian_diag, hessian_diag_from_grad, hvp, jvp, vjp, GradOpts,
-};
+pub use grad::{grad, grad_with, hessian_diag, hessian_diag_from_grad, hvp, jvp, vjp, GradOpts};
 pub use tape::{BackwardFn, Tape, Var};
