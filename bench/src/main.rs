@@ -10,6 +10,7 @@
 //! steps of 10,000 chains per timed step). Models: M2 = MLP 2-128-128-1 SiLU, batch 1024,
 //! 8-Gaussians; M64 = MLP 64-256-256-1 SiLU, batch 256, digits / 16.
 
+use ebm::toy::Toy;
 use ebm_core::{profile, DType, OpKind, Rng, Tensor};
 use ebm_nn::{Mlp, MlpConfig, Module, Optimizer};
 use ebm_objectives::{
@@ -99,48 +100,22 @@ fn parse_args() -> Args {
     a
 }
 
-/// FFJORD's 8-Gaussians: centres 4·(cos kπ/4, sin kπ/4)/√2, standard deviation 0.5/√2.
-fn eight_gaussians(n: usize, rng: &mut Rng) -> Tensor {
-    let z = rng.normal_vec(2 * n);
-    let s = std::f64::consts::SQRT_2;
-    let mut v = Vec::with_capacity(2 * n);
-    for i in 0..n {
-        let k = rng.below(8) as f64 * std::f64::consts::FRAC_PI_4;
-        v.push((4.0 * k.cos() + 0.5 * z[2 * i]) / s);
-        v.push((4.0 * k.sin() + 0.5 * z[2 * i + 1]) / s);
-    }
-    Tensor::from_f64s(&v, &[n, 2], DType::F32)
-}
-
-/// data/digits.csv (see data/README.md) as pixels / 16, [1797, 64] f32.
+/// data/digits.csv (see data/README.md) as pixels / 16, [1797, 64] f32: the benchmark trains on
+/// the raw pixels (no dequantisation, unlike `ebm train`), read with the CLI's own CSV reader.
 fn load_digits() -> Tensor {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../data/digits.csv");
-    let text = std::fs::read_to_string(path)
-        .unwrap_or_else(|e| usage(&format!("cannot read {path}: {e}")));
-    let mut v = Vec::new();
-    let mut rows = 0;
-    for (i, line) in text.lines().enumerate().skip(1) {
-        let fields: Vec<&str> = line.split(',').collect();
-        if fields.len() != 65 {
-            usage(&format!(
-                "{path}: line {} has {} fields, expected 65",
-                i + 1,
-                fields.len()
-            ));
-        }
-        for (j, f) in fields[..64].iter().enumerate() {
-            let p: f64 = f.trim().parse().unwrap_or_else(|_| {
-                usage(&format!(
-                    "{path}: line {}, column {}: `{f}` is not a number",
-                    i + 1,
-                    j + 1
-                ))
-            });
-            v.push(p / 16.0);
-        }
-        rows += 1;
+    let path = std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../data/digits.csv"));
+    let (v, rows, cols) = ebm::data::read_file(path).unwrap_or_else(|e| usage(&e.to_string()));
+    if cols != 65 {
+        usage(&format!(
+            "{}: {cols} columns, expected 64 pixels and a label",
+            path.display()
+        ));
     }
-    Tensor::from_f64s(&v, &[rows, 64], DType::F32)
+    let pixels: Vec<f64> = v
+        .chunks(cols)
+        .flat_map(|r| r[..64].iter().map(|p| p / 16.0))
+        .collect();
+    Tensor::from_f64s(&pixels, &[rows, 64], DType::F32)
 }
 
 struct Spec {
@@ -183,7 +158,7 @@ fn run_cell(workload: &str, model_name: &str, args: &Args) -> serde_json::Value 
     let digits = (model_name == "M64").then(load_digits);
     let batch = |rng: &mut Rng, n: usize| match &digits {
         Some(x) => x.index_select(&rng.indices(n, x.shape()[0])),
-        None => eight_gaussians(n, rng),
+        None => Toy::EightGaussians.sample(n, rng),
     };
     let langevin = Ula::new(Step::Tied { eps: 0.01 }, 20);
     let mut objective: Option<Box<dyn Objective>> = match workload {
