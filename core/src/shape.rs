@@ -60,6 +60,16 @@ pub fn broadcast_strides(shape: &[usize], out: &[usize]) -> Vec<usize> {
         .collect()
 }
 
+/// `shape` with the axes in `axes` removed: the shape of a reduction without `keepdim`.
+pub fn reduced_shape(shape: &[usize], axes: &[usize]) -> Vec<usize> {
+    shape
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| !axes.contains(i))
+        .map(|(_, &d)| d)
+        .collect()
+}
+
 /// Whether `shape` can be broadcast to `target` (NumPy rules, one-directional).
 pub fn can_broadcast_to(shape: &[usize], target: &[usize]) -> bool {
     shape.len() <= target.len()

@@ -58,8 +58,7 @@ impl Var {
     /// log Σ exp over `axes`, stable: m + log Σ exp(x − m) with m = max(x) held constant (the
     /// result does not depend on m, so no gradient is lost).
     pub fn logsumexp(&self, axes: &[usize], keepdim: bool) -> Var {
-        let m = self.value.max_axes(axes, true);
-        let m = m.where_finite_or_zero();
+        let m = self.value.max_axes(axes, true).finite_or_zero();
         let r = self
             .sub(&self.constant(m.clone()))
             .exp()
@@ -69,14 +68,7 @@ impl Var {
         if keepdim {
             r
         } else {
-            let shape: Vec<usize> = self
-                .shape()
-                .iter()
-                .enumerate()
-                .filter(|(i, _)| !axes.contains(i))
-                .map(|(_, &d)| d)
-                .collect();
-            r.reshape(&shape)
+            r.reshape(&ebm_core::shape::reduced_shape(self.shape(), axes))
         }
     }
 
@@ -101,17 +93,5 @@ impl Var {
         let from = self.shape().to_vec();
         self.tape
             .record(out, &[self], move |g, _, _, _| vec![Some(g.sum_to(&from))])
-    }
-}
-
-trait FiniteOrZero {
-    fn where_finite_or_zero(&self) -> Self;
-}
-
-impl FiniteOrZero for ebm_core::Tensor {
-    /// Replaces ±inf (the max of an all −inf slice) by 0 so logsumexp gives −inf, not NaN.
-    fn where_finite_or_zero(&self) -> Self {
-        let finite = self.abs().lt(&self.full_like(f64::INFINITY));
-        ebm_core::Tensor::where_(&finite, self, &self.zeros_like())
     }
 }

@@ -107,14 +107,7 @@ impl Tensor {
         if keepdim {
             out
         } else {
-            let shape: Vec<usize> = self
-                .shape()
-                .iter()
-                .enumerate()
-                .filter(|(i, _)| !axes.contains(i))
-                .map(|(_, &d)| d)
-                .collect();
-            out.reshape(&shape)
+            out.reshape(&crate::shape::reduced_shape(self.shape(), &axes))
         }
     }
 
@@ -151,26 +144,20 @@ impl Tensor {
 
     /// log Σ exp over `axes`, computed stably by subtracting the maximum.
     pub fn logsumexp(&self, axes: &[usize], keepdim: bool) -> Tensor {
-        let m = self.max_axes(axes, true);
-        // an all -inf slice has max -inf; shift by 0 there so the result stays -inf, not NaN
-        let m = Tensor::where_(
-            &m.abs().lt(&m.full_like(f64::INFINITY)),
-            &m,
-            &m.zeros_like(),
-        );
+        // an all −inf slice has max −inf; shift by 0 there so the result stays −inf, not NaN
+        let m = self.max_axes(axes, true).finite_or_zero();
         let r = self.sub(&m).exp().sum_axes(axes, true).log().add(&m);
         if keepdim {
             r
         } else {
-            let shape: Vec<usize> = self
-                .shape()
-                .iter()
-                .enumerate()
-                .filter(|(i, _)| !axes.contains(i))
-                .map(|(_, &d)| d)
-                .collect();
-            r.reshape(&shape)
+            r.reshape(&crate::shape::reduced_shape(self.shape(), axes))
         }
+    }
+
+    /// The same values with ±inf and NaN replaced by 0.
+    pub fn finite_or_zero(&self) -> Tensor {
+        let finite = self.abs().lt(&self.full_like(f64::INFINITY));
+        Tensor::where_(&finite, self, &self.zeros_like())
     }
 
     /// Sums a broadcast result back to `shape` (the adjoint of [`Tensor::broadcast_to`]).
