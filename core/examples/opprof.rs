@@ -41,6 +41,15 @@ fn main() {
     t("silu", || {
         x.silu();
     });
+    t("exp", || {
+        x.exp();
+    });
+    t("mul", || {
+        x.mul(&g);
+    });
+    t("mul_silu_d1", || {
+        g.binary(&x, ebm_core::BinaryOp::MulSiluD1);
+    });
     t("sum over rows (bias grad)", || {
         g.sum_axes(&[0], false);
     });

@@ -1,4 +1,6 @@
-//! Matrix products through `matrixmultiply` (AVX-512 kernels chosen at run time).
+//! Matrix products: f32 on AVX-512 through our own kernel (`sgemm_avx512`, which reads the
+//! batch-sized operand in place instead of packing it), everything else through
+//! `matrixmultiply` (AVX-512/AVX2 kernels chosen at run time).
 //!
 //! Transposes are free: `matrixmultiply` takes arbitrary row/column strides, so
 //! `matmul_t(a, b, true, false)` computes aᵀb without copying a. Backward passes use this.
@@ -47,6 +49,25 @@ impl Gemm for f32 {
         rsc: isize,
         csc: isize,
     ) {
+        debug_assert!(beta == 0.0 || beta == 1.0, "GEMM β is 0 or 1 here");
+        #[cfg(target_arch = "x86_64")]
+        if csc == 1 && rsc >= n as isize && std::arch::is_x86_feature_detected!("avx512f") {
+            // SAFETY: the feature was detected; the caller vouches for the matrices.
+            return unsafe {
+                super::sgemm_avx512::sgemm(
+                    m,
+                    k,
+                    n,
+                    a,
+                    (rsa, csa),
+                    b,
+                    (rsb, csb),
+                    c,
+                    rsc as usize,
+                    beta != 0.0,
+                )
+            };
+        }
         unsafe { matrixmultiply::sgemm(m, k, n, 1.0, a, rsa, csa, b, rsb, csb, beta, c, rsc, csc) }
     }
 }

@@ -5,3 +5,5 @@ pub mod fastmath;
 pub mod layout;
 pub mod matmul;
 pub mod reduce;
+#[cfg(target_arch = "x86_64")]
+pub(crate) mod sgemm_avx512;
