@@ -6,7 +6,11 @@
 // hi(stream)], key = [lo(seed), hi(seed)]) and half i % 2 of it:
 //   uniform: 53 bits (b[2h] << 21 | b[2h+1] >> 11) → (bits + 0.5) / 2^53, open interval (0, 1)
 //   normal:  Box–Muller on the block's two uniforms u1 = (b0, b1), u2 = (b2, b3):
-//            r = sqrt(-2 ln u1), θ = 2π u2; half 0 → r cos θ, half 1 → r sin θ (in f64)
+//            r = sqrt(-2 ln u1), θ = 2π u2; half 0 → r cos θ, half 1 → r sin θ (in f64),
+//            with ln, sin and cos computed by the very operations of ebm-philox's
+//            `ln_unit` and `sin_cos_0_tau` (every step rounded on its own: the _rn intrinsics
+//            keep the compiler from contracting a·b + c into an FMA), so normals are
+//            bit-identical to the CPU's, in f64 and f32.
 // A draw of n elements advances the counter by ceil(n / 2).
 #ifndef EBM_PHILOX_CUH
 #define EBM_PHILOX_CUH
@@ -52,15 +56,76 @@ __device__ __forceinline__ double ebm_uniform_at(u64 seed, u64 stream, u64 count
     return ebm_open_unit(b[2 * h], b[2 * h + 1]);
 }
 
-// Element i of a standard normal draw starting at `counter` (f64, as the CPU computes it).
+__device__ __forceinline__ double ebm_sub_rn(double a, double b) { return __dadd_rn(a, -b); }
+
+// ln x for the uniforms of ebm_open_unit: ebm-philox's `ln_unit` (the fdlibm e_log.c scheme).
+__device__ __forceinline__ double ebm_ln_unit(double x) {
+    const double Lg1 = 6.666666666666735130e-01, Lg2 = 3.999999999940941908e-01,
+                 Lg3 = 2.857142874366239149e-01, Lg4 = 2.222219843214978396e-01,
+                 Lg5 = 1.818357216161805012e-01, Lg6 = 1.531383769920937332e-01,
+                 Lg7 = 1.479819860511658591e-01;
+    const double ln2_hi = 6.93147180369123816490e-01, ln2_lo = 1.90821492927058770002e-10;
+    const u64 bits = (u64)__double_as_longlong(x);
+    const long long e0 = (long long)((bits >> 52) & 0x7ff) - 1023;
+    const double m0 = __longlong_as_double((long long)((bits & 0x000fffffffffffffull) | 0x3ff0000000000000ull));
+    const bool big = m0 > 1.4142135623730951;
+    const double m = big ? __dmul_rn(0.5, m0) : m0;
+    const double e = (double)(big ? e0 + 1 : e0);
+    const double f = ebm_sub_rn(m, 1.0);
+    const double s = f / __dadd_rn(2.0, f);
+    const double z = __dmul_rn(s, s);
+    const double w = __dmul_rn(z, z);
+    const double t1 = __dmul_rn(w, __dadd_rn(Lg2, __dmul_rn(w, __dadd_rn(Lg4, __dmul_rn(w, Lg6)))));
+    const double t2 = __dmul_rn(z, __dadd_rn(Lg1, __dmul_rn(w, __dadd_rn(Lg3, __dmul_rn(w, __dadd_rn(Lg5, __dmul_rn(w, Lg7)))))));
+    const double r = __dadd_rn(t2, t1);
+    const double hfsq = __dmul_rn(__dmul_rn(0.5, f), f);
+    const double inner = __dadd_rn(__dmul_rn(s, __dadd_rn(hfsq, r)), __dmul_rn(e, ln2_lo));
+    return ebm_sub_rn(__dmul_rn(e, ln2_hi), ebm_sub_rn(ebm_sub_rn(hfsq, inner), f));
+}
+
+// (sin θ, cos θ) for θ in [0, 2π]: ebm-philox's `sin_cos_0_tau` (Cody–Waite by π/2, fdlibm's
+// kernel polynomials, quadrant by selects).
+__device__ __forceinline__ void ebm_sin_cos_0_tau(double th, double* sin_out, double* cos_out) {
+    const double pio2_1 = 1.57079632673412561417e+00, pio2_1t = 6.07710050650619224932e-11;
+    const double S1 = -1.66666666666666324348e-01, S2 = 8.33333333332248946124e-03,
+                 S3 = -1.98412698298579493134e-04, S4 = 2.75573137070700676789e-06,
+                 S5 = -2.50507602534068634195e-08, S6 = 1.58969099521155010221e-10;
+    const double C1 = 4.16666666666666019037e-02, C2 = -1.38888888888741095749e-03,
+                 C3 = 2.48015872894767294178e-05, C4 = -2.75573143513906633035e-07,
+                 C5 = 2.08757232129817482790e-09, C6 = -1.13596475577881948265e-11;
+    const double q = round(__dmul_rn(th, 0.63661977236758134308));
+    const double x = ebm_sub_rn(ebm_sub_rn(th, __dmul_rn(q, pio2_1)), __dmul_rn(q, pio2_1t));
+    const double z = __dmul_rn(x, x);
+    const double sr = __dadd_rn(S2, __dmul_rn(z, __dadd_rn(S3, __dmul_rn(z, __dadd_rn(S4, __dmul_rn(z, __dadd_rn(S5, __dmul_rn(z, S6))))))));
+    const double sin_x = __dadd_rn(x, __dmul_rn(__dmul_rn(z, x), __dadd_rn(S1, __dmul_rn(z, sr))));
+    const double cr = __dmul_rn(z, __dadd_rn(C1, __dmul_rn(z, __dadd_rn(C2, __dmul_rn(z, __dadd_rn(C3, __dmul_rn(z, __dadd_rn(C4, __dmul_rn(z, __dadd_rn(C5, __dmul_rn(z, C6)))))))))));
+    const double hz = __dmul_rn(0.5, z);
+    const double w = ebm_sub_rn(1.0, hz);
+    const double cos_x = __dadd_rn(w, __dadd_rn(ebm_sub_rn(ebm_sub_rn(1.0, w), hz), __dmul_rn(z, cr)));
+    const long long quadrant = ((long long)q) & 3;
+    double s = sin_x, c = cos_x;
+    if (quadrant & 1) {
+        s = cos_x;
+        c = -sin_x;
+    }
+    if (quadrant & 2) {
+        s = -s;
+        c = -c;
+    }
+    *sin_out = s;
+    *cos_out = c;
+}
+
+// Element i of a standard normal draw starting at `counter` (f64, bit-identical to the CPU's).
 __device__ __forceinline__ double ebm_normal_at(u64 seed, u64 stream, u64 counter, u64 i) {
     u32 b[4];
     ebm_block(seed, stream, counter + (i >> 1), b);
     double u1 = ebm_open_unit(b[0], b[1]);
     double u2 = ebm_open_unit(b[2], b[3]);
-    double r = sqrt(__dmul_rn(-2.0, log(u1)));
-    double th = __dmul_rn(6.283185307179586, u2);
-    return (i & 1) ? __dmul_rn(r, sin(th)) : __dmul_rn(r, cos(th));
+    double r = sqrt(__dmul_rn(-2.0, ebm_ln_unit(u1)));
+    double s, c;
+    ebm_sin_cos_0_tau(__dmul_rn(6.283185307179586, u2), &s, &c);
+    return (i & 1) ? __dmul_rn(r, s) : __dmul_rn(r, c);
 }
 
 #endif // EBM_PHILOX_CUH

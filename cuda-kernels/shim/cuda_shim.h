@@ -51,6 +51,11 @@ inline float __int_as_float(unsigned v) {
     std::memcpy(&f, &v, 4);
     return f;
 }
+inline long long __double_as_longlong(double v) {
+    long long f;
+    std::memcpy(&f, &v, 8);
+    return f;
+}
 inline double __longlong_as_double(long long v) {
     double f;
     std::memcpy(&f, &v, 8);

@@ -1,5 +1,9 @@
 //! The host side of the in-kernel generator: the state a draw starts from, and a Rust copy of
-//! kernels/philox.cuh (the CPU reference for tests, identical to `ebm_core::Rng`'s mapping).
+//! kernels/philox.cuh (the CPU reference for tests), built from `ebm_philox`, the definitions
+//! `ebm_core::Rng` uses too.
+
+pub use ebm_philox::philox4x32_10;
+use ebm_philox::{box_muller, open_unit};
 
 /// (seed, stream, counter) of a Philox4x32-10 generator, as `ebm_core::Rng::state()` gives it.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
@@ -49,58 +53,11 @@ impl PhiloxState {
     /// Element `i` of a standard normal draw starting at this state.
     pub fn normal_at(&self, i: u64) -> f64 {
         let b = self.block(self.counter.wrapping_add(i / 2));
-        let u1 = open_unit(b[0], b[1]);
-        let u2 = open_unit(b[2], b[3]);
-        let r = (-2.0 * u1.ln()).sqrt();
-        let th = std::f64::consts::TAU * u2;
+        let (z0, z1) = box_muller(b);
         if i.is_multiple_of(2) {
-            r * th.cos()
+            z0
         } else {
-            r * th.sin()
+            z1
         }
-    }
-}
-
-/// The Philox4x32 bijection with 10 rounds.
-pub fn philox4x32_10(ctr: [u32; 4], key: [u32; 2]) -> [u32; 4] {
-    const M0: u64 = 0xD251_1F53;
-    const M1: u64 = 0xCD9E_8D57;
-    let (mut c, mut k) = (ctr, key);
-    for _ in 0..10 {
-        let p0 = M0 * c[0] as u64;
-        let p1 = M1 * c[2] as u64;
-        c = [
-            (p1 >> 32) as u32 ^ c[1] ^ k[0],
-            p1 as u32,
-            (p0 >> 32) as u32 ^ c[3] ^ k[1],
-            p0 as u32,
-        ];
-        k = [
-            k[0].wrapping_add(0x9E37_79B9),
-            k[1].wrapping_add(0xBB67_AE85),
-        ];
-    }
-    c
-}
-
-fn open_unit(hi: u32, lo: u32) -> f64 {
-    let bits = ((hi as u64) << 21) | ((lo as u64) >> 11);
-    (bits as f64 + 0.5) * (1.0 / (1u64 << 53) as f64)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn random123_known_answers() {
-        assert_eq!(
-            philox4x32_10([0, 0, 0, 0], [0, 0]),
-            [0x6627e8d5, 0xe169c58d, 0xbc57ac4c, 0x9b00dbd8]
-        );
-        assert_eq!(
-            philox4x32_10([u32::MAX; 4], [u32::MAX; 2]),
-            [0x408f276d, 0x41c83b0e, 0xa20bc7c6, 0x6d5451fd]
-        );
     }
 }

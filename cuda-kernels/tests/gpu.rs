@@ -395,9 +395,13 @@ fn random_fills_are_core_draws() {
             .to_vec_f64()
     );
     assert_eq!(after, st.advanced(n));
-    // normals go through CUDA's f64 log/sin/cos: equal to ~1 ulp of f64
+    // normals: the same f64 operations, each rounded alone (philox.cuh), so expected bit-identical;
+    // checked to 1e-14 and the identical count printed
     let (z, _) = DeviceBuffer::random(&g, ebm_cuda::DType::F64, n, Random::Normal, st).unwrap();
-    close("normal f64", &down(&z), &rng.clone().normal_vec(n), 1e-14);
+    let want = rng.clone().normal_vec(n);
+    let same = down(&z).iter().zip(&want).filter(|(a, b)| a == b).count();
+    eprintln!("f64 normals bit-identical to the CPU's: {same} of {n}");
+    close("normal f64", &down(&z), &want, 1e-14);
     let (z, _) = DeviceBuffer::random(&g, ebm_cuda::DType::F32, n, Random::Normal, st).unwrap();
     let want = rng.clone().normal(&[n], DType::F32).to_vec_f64();
     let same = down(&z).iter().zip(&want).filter(|(a, b)| a == b).count();
