@@ -50,6 +50,23 @@ fn main() {
     t("mul_silu_d1", || {
         g.binary(&x, ebm_core::BinaryOp::MulSiluD1);
     });
+    for rows in [256usize, 512, 1024, 2048] {
+        let x = r.normal(&[rows, 128], DType::F32);
+        let g = r.normal(&[rows, 128], DType::F32);
+        t(&format!("per 1024 rows: mul at {rows} rows x 128"), || {
+            for _ in 0..1024 / rows.min(1024) {
+                x.mul(&g);
+            }
+        });
+        t(
+            &format!("per 1024 rows: mul_silu_d1 at {rows} rows"),
+            || {
+                for _ in 0..1024 / rows.min(1024) {
+                    g.binary(&x, ebm_core::BinaryOp::MulSiluD1);
+                }
+            },
+        );
+    }
     t("sum over rows (bias grad)", || {
         g.sum_axes(&[0], false);
     });
