@@ -15,15 +15,18 @@ pub fn exp_f32(x: f32) -> f32 {
     const MAGIC: f32 = 12_582_912.0; // 1.5·2²³: adding it rounds to an integer
     let xc = if x < -87.33 { -87.33 } else { x };
     let xc = if xc > 88.3 { 88.3 } else { xc };
-    let nm = xc * LOG2E + MAGIC;
+    // Fused multiply-adds throughout: Rust never contracts a·b + c on its own, and separate
+    // multiplies and adds doubled both the instruction count and the dependency chain.
+    let nm = xc.mul_add(LOG2E, MAGIC);
     let n = nm - MAGIC;
-    let r = xc - n * LN2_HI - n * LN2_LO;
+    let r = n.mul_add(-LN2_LO, n.mul_add(-LN2_HI, xc));
     let r2 = r * r;
-    let p = ((((1.987_569_1e-4 * r + 1.398_199_9e-3) * r + 8.333_452e-3) * r + 4.166_579_6e-2) * r
-        + 1.666_666_5e-1)
-        * r
-        + 0.5;
-    let p = p * r2 + r + 1.0;
+    let p = 1.987_569_1e-4f32.mul_add(r, 1.398_199_9e-3);
+    let p = p.mul_add(r, 8.333_452e-3);
+    let p = p.mul_add(r, 4.166_579_6e-2);
+    let p = p.mul_add(r, 1.666_666_5e-1);
+    let p = p.mul_add(r, 0.5);
+    let p = p.mul_add(r2, r) + 1.0;
     // n sits in the low mantissa bits of nm: 2ⁿ from integer ops alone (no float→int convert)
     let ni = nm.to_bits().wrapping_sub(MAGIC.to_bits());
     let scale = f32::from_bits(ni.wrapping_add(127) << 23);
