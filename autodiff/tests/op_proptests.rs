@@ -343,6 +343,19 @@ mod binary {
             })
     }
 
+    /// Three real tensors that broadcast together.
+    fn real_triple() -> impl Strategy<Value = (Tensor, Tensor, Tensor)> {
+        shape(0..=3)
+            .prop_flat_map(|s| {
+                (
+                    broadcast_of(s.clone()),
+                    broadcast_of(s.clone()),
+                    broadcast_of(s),
+                )
+            })
+            .prop_flat_map(|(sa, sb, sx)| (values(sa, REAL), values(sb, REAL), values(sx, REAL)))
+    }
+
     /// The operator overloads in every ownership form, each checked against its method (value)
     /// and by gradgradcheck (derivatives), on broadcasting operands.
     type Form = (&'static str, fn(&[Var]) -> Var, fn(&[Var]) -> Var);
@@ -382,6 +395,26 @@ mod binary {
                 &[a, b],
                 exact(seed),
             )?;
+        }
+
+        #[test]
+        fn mul2_silu_d((a, b, x) in real_triple(), k in 1u8..=3, seed in any::<u64>()) {
+            // the fused pass equals its composition; then first and second derivatives
+            let tape = Tape::new();
+            let v = [tape.var(a.clone()), tape.var(b.clone()), tape.var(x.clone())];
+            let fused = v[0].mul2_silu_d(&v[1], &v[2], k);
+            let ones = tape.constant(x.ones_like());
+            let dk = match k {
+                1 => ones.mul_silu_d1(&v[2]),
+                2 => ones.mul_silu_d2(&v[2]),
+                _ => ones.mul_silu_d3(&v[2]),
+            };
+            let composed = v[0].mul(&v[1]).mul(&dk);
+            prop_assert!(
+                fused.value().max_abs_diff(composed.value()) <= 1e-13 * (1.0 + composed.value().max_abs()),
+                "mul2_silu_d(k = {k}) differs from a ⊙ b ⊙ silu⁽ᵏ⁾(x)"
+            );
+            check(&format!("mul2_silu_d(k = {k})"), |v| v[0].mul2_silu_d(&v[1], &v[2], k), &[a, b, x], smooth(seed))?;
         }
 
         #[test]

@@ -5,6 +5,7 @@ use crate::profile::{timed, OpKind};
 use crate::shape::{broadcast_shapes, broadcast_strides, for_each_row, numel};
 use crate::storage::HostVec;
 use crate::tensor::Tensor;
+use crate::CpuStorage;
 use crate::{with_slice, with_slices2};
 
 /// A one-input element-wise function. The numerically delicate ones use stable forms.
@@ -317,6 +318,61 @@ impl Tensor {
         })
     }
 
+    /// self ⊙ b ⊙ silu⁽ᵏ⁾(x) for k ∈ {1, 2, 3}, broadcasting. When the three shapes agree (and
+    /// live on the host) it is one pass; second- and third-order SiLU rules produce exactly this
+    /// product, and the separate multiply was a full extra pass over a batch-sized tensor.
+    pub fn mul2_silu_d(&self, b: &Tensor, x: &Tensor, k: u8) -> Tensor {
+        let op = match k {
+            1 => BinaryOp::MulSiluD1,
+            2 => BinaryOp::MulSiluD2,
+            3 => BinaryOp::MulSiluD3,
+            _ => panic!("mul2_silu_d: order {k} (1, 2 or 3)"),
+        };
+        let fusable = self.shape() == b.shape()
+            && self.shape() == x.shape()
+            && self.dtype() == b.dtype()
+            && self.dtype() == x.dtype()
+            && [self, b, x]
+                .iter()
+                .all(|t| t.device() == crate::Device::Cpu);
+        if !fusable {
+            return self.mul(b).binary(x, op);
+        }
+        timed(OpKind::Elementwise, || {
+            macro_rules! run {
+                ($av:expr, $bv:expr, $xv:expr) => {{
+                    let (av, bv, xv) = ($av, $bv, $xv);
+                    let mut out = crate::pool::take(av.len());
+                    macro_rules! body {
+                        ($d:ident) => {
+                            super::fastmath::dispatch(
+                                #[inline(always)]
+                                || {
+                                    for (((o, &p), &q), &t) in
+                                        out.iter_mut().zip(av).zip(bv).zip(xv)
+                                    {
+                                        *o = p * q * $d(t);
+                                    }
+                                },
+                            )
+                        };
+                    }
+                    match k {
+                        1 => body!(silu_d1),
+                        2 => body!(silu_d2),
+                        _ => body!(silu_d3),
+                    }
+                    Tensor::from_vec(out, self.shape())
+                }};
+            }
+            match (self.cpu(), b.cpu(), x.cpu()) {
+                (CpuStorage::F32(av), CpuStorage::F32(bv), CpuStorage::F32(xv)) => run!(av, bv, xv),
+                (CpuStorage::F64(av), CpuStorage::F64(bv), CpuStorage::F64(xv)) => run!(av, bv, xv),
+                _ => unreachable!("dtypes checked above"),
+            }
+        })
+    }
+
     pub fn add(&self, rhs: &Tensor) -> Tensor {
         self.binary(rhs, BinaryOp::Add)
     }
@@ -479,6 +535,46 @@ mod tests {
         assert_eq!(sp[0], 0.0);
         assert!((sp[1] - 2f64.ln()).abs() < 1e-7);
         assert_eq!(sp[2], 1000.0);
+    }
+
+    #[test]
+    fn mul2_silu_d_is_one_pass_of_the_composition() {
+        let mut rng = crate::Rng::new(5);
+        for dtype in [crate::DType::F32, crate::DType::F64] {
+            let (a, b, x) = (
+                rng.normal(&[7, 33], dtype),
+                rng.normal(&[7, 33], dtype),
+                rng.normal(&[7, 33], dtype).mul_scalar(3.0),
+            );
+            for (k, op) in [
+                BinaryOp::MulSiluD1,
+                BinaryOp::MulSiluD2,
+                BinaryOp::MulSiluD3,
+            ]
+            .into_iter()
+            .enumerate()
+            {
+                let want = a.mul(&b).binary(&x, op);
+                let got = a.mul2_silu_d(&b, &x, k as u8 + 1);
+                let tol = if dtype == crate::DType::F32 {
+                    1e-6
+                } else {
+                    1e-15
+                };
+                assert!(
+                    got.max_abs_diff(&want) <= tol * (1.0 + want.max_abs()),
+                    "k = {}",
+                    k + 1
+                );
+                // broadcast operands take the composed path
+                let row = b.narrow(0, 0, 1);
+                let want = a.mul(&row).binary(&x, op);
+                assert_eq!(
+                    a.mul2_silu_d(&row, &x, k as u8 + 1).to_vec_f64(),
+                    want.to_vec_f64()
+                );
+            }
+        }
     }
 
     #[test]
