@@ -84,28 +84,31 @@ pub fn can_broadcast_to(shape: &[usize], target: &[usize]) -> bool {
 /// `out_shape`, where each operand is read with the given strides. The last axis is left to
 /// the caller, who gets its length and each operand's last-axis stride, so inner loops can be
 /// specialised (contiguous, broadcast scalar) and vectorised.
+///
+/// Always inlined, with `f` called from one place, so that `f` is compiled inside the
+/// caller's feature-specific copy (`fastmath::dispatch`): an out-of-line copy has no FMA,
+/// and `f32::mul_add` there became a software call (6× slower broadcasting ops).
+#[inline(always)]
 pub fn for_each_row<const N: usize>(
     out_shape: &[usize],
     strides: [&[usize]; N],
     mut f: impl FnMut(usize, [usize; N]),
 ) {
-    let rank = out_shape.len();
-    if rank == 0 {
-        f(0, [0; N]);
-        return;
-    }
-    let inner = out_shape[rank - 1];
-    let outer_dims = &out_shape[..rank - 1];
+    // a scalar is one row of one element
+    let (inner, outer_dims) = match out_shape.split_last() {
+        Some((&inner, outer)) => (inner, outer),
+        None => (1, &[][..]),
+    };
     let rows = numel(outer_dims);
     if rows == 0 || inner == 0 {
         return;
     }
-    let mut idx = vec![0usize; rank - 1];
+    let mut idx = vec![0usize; outer_dims.len()];
     let mut offs = [0usize; N];
     for row in 0..rows {
         f(row * inner, offs);
         // odometer increment over the outer axes, keeping operand offsets in step
-        for ax in (0..rank - 1).rev() {
+        for ax in (0..outer_dims.len()).rev() {
             idx[ax] += 1;
             for k in 0..N {
                 offs[k] += strides[k][ax];

@@ -68,7 +68,10 @@ pub use clip::{clip_grad_norm, global_norm};
 pub use ema::{Ema, EmaConfig};
 pub use linear::{Init, Linear};
 pub use mlp::{Mlp, MlpConfig};
-pub use model::{as_leaf, score_from_energy, EnergyModel, Module, NoiseConditionalModel};
+pub use model::{
+    as_leaf, energy_and_score_on_tape, score_from_energy, score_on_tape, EnergyModel, Module,
+    NoiseConditionalModel,
+};
 pub use ncsn::{Conditioning, NetOutput, NoiseConditionalConfig, NoiseConditionalNet};
 pub use optim::{AdamConfig, Optimizer, OptimizerConfig, SgdConfig};
 pub use params::{param_grads, tensor_bit_eq, Params};

@@ -2,10 +2,10 @@
 
 use crate::activation::Activation;
 use crate::linear::{Init, Linear};
-use crate::model::{tagged_config, EnergyModel, Module};
+use crate::model::{energy_and_score_on_tape, score_on_tape, tagged_config, EnergyModel, Module};
 use crate::params::Params;
 use ebm_autodiff::{Tape, Var};
-use ebm_core::{DType, Rng, Tensor};
+use ebm_core::{BinaryOp, DType, Rng, Tensor};
 use serde::{Deserialize, Serialize};
 
 /// Architecture of an [`Mlp`]: layer widths from input to output, e.g. `[2, 128, 128, 1]`.
@@ -174,11 +174,139 @@ impl EnergyModel for Mlp {
         );
         self.forward(x, p).reshape(&[x.shape()[0]])
     }
+
+    /// s(x) = −∇ₓE(x); for an SiLU network on the CPU by [`Mlp::silu_score`], else on a tape.
+    fn score(&self, x: &Tensor) -> Tensor {
+        match self.silu_score(x, false) {
+            Some((_, s)) => s,
+            None => score_on_tape(self, x),
+        }
+    }
+
+    fn energy_and_score(&self, x: &Tensor) -> (Tensor, Tensor) {
+        match self.silu_score(x, true) {
+            Some((Some(e), s)) => (e, s),
+            _ => energy_and_score_on_tape(self, x),
+        }
+    }
+}
+
+impl Mlp {
+    /// The score of an SiLU energy network in closed form: the chain rule written out, no tape.
+    ///
+    /// With a₀ = x, aₗ₊₁ = hₗWₗᵀ + bₗ, hₗ = silu(aₗ) and E = h_{L−1}W_Lᵀ + b_L (w_L one row):
+    /// g_{L−1} = −w_L ⊙ silu′(a_{L−1}), gₗ₋₁ = (gₗWₗ) ⊙ silu′(aₗ₋₁), s(x) = g₀W₀.
+    /// silu′ of each hidden layer comes out of the forward pass with silu itself (one σ per
+    /// unit, [`Tensor::silu_and_d1`]), where reverse mode on a tape evaluates σ again in the
+    /// backward pass; the output layer is evaluated only when `with_energy`. Samplers call
+    /// this in their inner loop (ULA, PCD). Returns `None` (the caller uses the tape) unless
+    /// the activation is SiLU and `x` and the parameters are one dtype on the CPU.
+    pub fn silu_score(&self, x: &Tensor, with_energy: bool) -> Option<(Option<Tensor>, Tensor)> {
+        let w = &self.config.widths;
+        let ok = self.config.activation == Activation::Silu
+            && w.len() >= 3
+            && *w.last()? == 1
+            && x.rank() == 2
+            && x.shape()[1] == w[0]
+            && x.device() == ebm_core::Device::Cpu
+            && self
+                .params
+                .tensors()
+                .iter()
+                .all(|t| t.dtype() == x.dtype() && t.device() == ebm_core::Device::Cpu);
+        if !ok {
+            return None;
+        }
+        let p = self.params.tensors();
+        let affine = |h: &Tensor, l: &Linear| match l.bias_index() {
+            Some(b) => h.matmul_t_add(&p[l.weight_index()], false, true, &p[b]),
+            None => h.matmul_t(&p[l.weight_index()], false, true),
+        };
+        let (hidden, out) = self.layers.split_at(self.layers.len() - 1);
+        let mut h = x.clone();
+        let mut d1 = Vec::with_capacity(hidden.len());
+        for (i, l) in hidden.iter().enumerate() {
+            let a = affine(&h, l);
+            if i + 1 < hidden.len() || with_energy {
+                let (y, d) = a.silu_and_d1();
+                h = y;
+                d1.push(d);
+            } else {
+                d1.push(a);
+            }
+        }
+        let energy = with_energy.then(|| affine(&h, &out[0]).reshape(&[x.shape()[0]]));
+        // −w_L as a row, broadcast over the batch
+        let neg_w = p[out[0].weight_index()].neg();
+        let last = d1.pop().expect("at least one hidden layer");
+        let mut g = if with_energy {
+            last.mul(&neg_w)
+        } else {
+            neg_w.binary(&last, BinaryOp::MulSiluD1)
+        };
+        for (l, d) in hidden[1..].iter().zip(d1.iter()).rev() {
+            g = g.matmul_t(&p[l.weight_index()], false, false).mul(d);
+        }
+        Some((
+            energy,
+            g.matmul_t(&p[hidden[0].weight_index()], false, false),
+        ))
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn closed_form_silu_score_is_the_tape_score() {
+        let mut rng = Rng::new(21);
+        for widths in [&[2usize, 128, 128, 1][..], &[3, 5, 1], &[4, 7, 6, 5, 1]] {
+            for dtype in [DType::F64, DType::F32] {
+                let m = Mlp::with_dtype(MlpConfig::new(widths), &mut rng, dtype);
+                let x = rng.normal(&[37, widths[0]], dtype).mul_scalar(2.0);
+                let want_s = score_on_tape(&m, &x);
+                let (want_e, _) = energy_and_score_on_tape(&m, &x);
+                let (none, s) = m.silu_score(&x, false).expect("SiLU on the CPU");
+                assert!(none.is_none());
+                let (e, s2) = m.silu_score(&x, true).unwrap();
+                let tol = if dtype == DType::F64 { 1e-13 } else { 1e-5 };
+                for (got, want, what) in [
+                    (&s, &want_s, "score"),
+                    (&s2, &want_s, "score with energy"),
+                    (e.as_ref().unwrap(), &want_e, "energy"),
+                ] {
+                    assert_eq!(got.shape(), want.shape());
+                    assert!(
+                        got.max_abs_diff(want) <= tol * (1.0 + want.max_abs()),
+                        "{what} of {widths:?} {dtype}: off by {}",
+                        got.max_abs_diff(want)
+                    );
+                }
+                // the trait methods take the closed form
+                assert_eq!(m.score(&x).to_vec_f64(), s.to_vec_f64());
+                assert_eq!(
+                    m.energy_and_score(&x).0.to_vec_f64(),
+                    e.unwrap().to_vec_f64()
+                );
+            }
+        }
+        // other activations, a linear energy, and mixed dtypes go to the tape
+        let tanh = Mlp::new(
+            MlpConfig::new(&[2, 8, 1]).activation(Activation::Tanh),
+            &mut rng,
+        );
+        let x = rng.normal(&[5, 2], DType::F32);
+        assert!(tanh.silu_score(&x, false).is_none());
+        assert_eq!(
+            tanh.score(&x).to_vec_f64(),
+            score_on_tape(&tanh, &x).to_vec_f64()
+        );
+        let linear = Mlp::new(MlpConfig::new(&[2, 1]), &mut rng);
+        assert!(linear.silu_score(&x, false).is_none());
+        let silu = Mlp::new(MlpConfig::new(&[2, 8, 1]), &mut rng);
+        assert!(silu.silu_score(&x.cast(DType::F64), false).is_none());
+    }
 
     #[test]
     fn layout_matches_pytorch_sequential() {

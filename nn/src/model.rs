@@ -67,22 +67,37 @@ pub trait EnergyModel: Module {
 
     /// s(x) = −∇ₓE(x) as a plain tensor (a fresh tape, parameters constant).
     fn score(&self, x: &Tensor) -> Tensor {
-        let tape = Tape::new();
-        let p = self.params().constants(&tape);
-        self.score_var(&tape.var(x.clone()), &p, GradOpts::default())
-            .value()
-            .clone()
+        score_on_tape(self, x)
     }
 
     /// E(x) and s(x) from one forward pass.
     fn energy_and_score(&self, x: &Tensor) -> (Tensor, Tensor) {
-        let tape = Tape::new();
-        let p = self.params().constants(&tape);
-        let xv = tape.var(x.clone());
-        let e = self.energy_var(&xv, &p);
-        let s = score_from_energy(&e, &xv, GradOpts::default());
-        (e.value().clone(), s.value().clone())
+        energy_and_score_on_tape(self, x)
     }
+}
+
+/// [`EnergyModel::score`]'s default: −∇ₓE by reverse mode on a fresh tape. Models that
+/// override `score` with a closed form fall back to this where the closed form does not apply.
+pub fn score_on_tape<M: EnergyModel + ?Sized>(model: &M, x: &Tensor) -> Tensor {
+    let tape = Tape::new();
+    let p = model.params().constants(&tape);
+    model
+        .score_var(&tape.var(x.clone()), &p, GradOpts::default())
+        .value()
+        .clone()
+}
+
+/// [`EnergyModel::energy_and_score`]'s default, on a fresh tape.
+pub fn energy_and_score_on_tape<M: EnergyModel + ?Sized>(
+    model: &M,
+    x: &Tensor,
+) -> (Tensor, Tensor) {
+    let tape = Tape::new();
+    let p = model.params().constants(&tape);
+    let xv = tape.var(x.clone());
+    let e = model.energy_var(&xv, &p);
+    let s = score_from_energy(&e, &xv, GradOpts::default());
+    (e.value().clone(), s.value().clone())
 }
 
 /// A model of the score at a noise level: s(x, c) for a per-row condition c (the noise

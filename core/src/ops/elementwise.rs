@@ -63,6 +63,14 @@ fn silu_d1<T: Elem>(x: T) -> T {
     s * (T::one() + x * (T::one() - s))
 }
 
+/// (silu(x), silu′(x)) sharing one σ(x); the same operations as `x * sigmoid(x)` and
+/// [`silu_d1`], so either half equals the separate op bit for bit.
+#[inline(always)]
+fn silu_and_d1<T: Elem>(x: T) -> (T, T) {
+    let s = sigmoid(x);
+    (x * s, s * (T::one() + x * (T::one() - s)))
+}
+
 #[inline(always)]
 fn silu_d2<T: Elem>(x: T) -> T {
     let s = sigmoid(x);
@@ -264,9 +272,15 @@ fn binary_slices<T: Elem + HostVec>(
                         let r = out_shape.len();
                         let inner = out_shape[r - 1];
                         let (ia, ib) = (sa[r - 1], sb[r - 1]);
-                        for_each_row(out_shape, [&sa, &sb], |o, [oa, ob]| {
-                            binary_row(&mut out[o..o + inner], &a[oa..], ia, &b[ob..], ib, f);
-                        });
+                        // inlined into this feature-specific copy, like every loop here
+                        for_each_row(
+                            out_shape,
+                            [&sa, &sb],
+                            #[inline(always)]
+                            |o, [oa, ob]| {
+                                binary_row(&mut out[o..o + inner], &a[oa..], ia, &b[ob..], ib, f);
+                            },
+                        );
                     }
                 },
             )
@@ -315,6 +329,42 @@ impl Tensor {
                 binary_slices(a, self.shape(), b, rhs.shape(), &out_shape, op),
                 &out_shape
             ))
+        })
+    }
+
+    /// (silu(x), silu′(x)) from one pass and one exponential per element: with s = σ(x),
+    /// silu = x·s and silu′ = s(1 + x(1 − s)). A hand-written backward pass (the closed-form
+    /// score of an SiLU MLP) keeps silu′ from the forward pass instead of recomputing σ.
+    pub fn silu_and_d1(&self) -> (Tensor, Tensor) {
+        if self.device() != crate::Device::Cpu {
+            return (
+                self.silu(),
+                self.ones_like().binary(self, BinaryOp::MulSiluD1),
+            );
+        }
+        timed(OpKind::Elementwise, || {
+            macro_rules! run {
+                ($xv:expr) => {{
+                    let xv = $xv;
+                    let (mut y, mut d) = (crate::pool::take(xv.len()), crate::pool::take(xv.len()));
+                    super::fastmath::dispatch(
+                        #[inline(always)]
+                        || {
+                            for ((y, d), &x) in y.iter_mut().zip(d.iter_mut()).zip(xv) {
+                                (*y, *d) = silu_and_d1(x);
+                            }
+                        },
+                    );
+                    (
+                        Tensor::from_vec(y, self.shape()),
+                        Tensor::from_vec(d, self.shape()),
+                    )
+                }};
+            }
+            match self.cpu() {
+                CpuStorage::F32(v) => run!(v),
+                CpuStorage::F64(v) => run!(v),
+            }
         })
     }
 
