@@ -99,6 +99,11 @@ pub enum Storage {
 pub struct Buffer {
     storage: Storage,
     bytes: i64,
+    /// σ of every element, when an op that computed it kept it (SiLU's forward pass): the
+    /// derivative ops of SiLU then read σ instead of evaluating an exponential again. A
+    /// buffer's contents never change while it is shared, and [`Buffer::storage_mut`]
+    /// (the one way to write them) drops the cache.
+    sigmoid: std::sync::OnceLock<crate::tensor::Tensor>,
 }
 
 impl Buffer {
@@ -110,13 +115,26 @@ impl Buffer {
         };
         LIVE_BYTES.fetch_add(bytes, Ordering::Relaxed);
         LIVE_BUFFERS.fetch_add(1, Ordering::Relaxed);
-        Buffer { storage, bytes }
+        Buffer {
+            storage,
+            bytes,
+            sigmoid: std::sync::OnceLock::new(),
+        }
     }
     pub fn storage(&self) -> &Storage {
         &self.storage
     }
     pub fn storage_mut(&mut self) -> &mut Storage {
+        self.sigmoid = std::sync::OnceLock::new();
         &mut self.storage
+    }
+    /// The cached σ of the contents, if an op stored one.
+    pub fn sigmoid_cache(&self) -> Option<&crate::tensor::Tensor> {
+        self.sigmoid.get()
+    }
+    /// Keeps σ of the contents (ignored if one is already kept).
+    pub fn set_sigmoid_cache(&self, s: crate::tensor::Tensor) {
+        let _ = self.sigmoid.set(s);
     }
     pub fn device(&self) -> Device {
         match &self.storage {

@@ -293,6 +293,17 @@ impl Tensor {
         }
     }
 
+    /// σ(self), when the op that made it or read it kept one (see `Buffer`'s sigmoid cache).
+    pub(crate) fn sigmoid_cache(&self) -> Option<&Tensor> {
+        self.buf.sigmoid_cache()
+    }
+
+    /// Keeps `s` = σ(self) with this tensor's buffer.
+    pub(crate) fn set_sigmoid_cache(&self, s: Tensor) {
+        debug_assert_eq!(s.shape(), self.shape());
+        self.buf.set_sigmoid_cache(s)
+    }
+
     /// Whether two tensors share one buffer.
     pub fn same_buffer(&self, other: &Tensor) -> bool {
         Arc::ptr_eq(&self.buf, &other.buf)

@@ -57,10 +57,32 @@ fn softplus<T: Elem>(x: T) -> T {
     x.max(T::zero()) + (-x.abs()).exp_fast().ln_1p()
 }
 
+// SiLU's derivatives from x and s = σ(x); the `silu_dk(x)` forms evaluate σ here, the
+// `_from` forms take a cached σ (same operations, so both give the same bits).
+
+#[inline(always)]
+fn silu_d1_from<T: Elem>(x: T, s: T) -> T {
+    s * (T::one() + x * (T::one() - s))
+}
+
+#[inline(always)]
+fn silu_d2_from<T: Elem>(x: T, s: T) -> T {
+    let two = T::one() + T::one();
+    s * (T::one() - s) * (two + x * (T::one() - two * s))
+}
+
+/// silu‴(x) = p·(q(3 + xq) − 2xp) with p = σ(1 − σ), q = 1 − 2σ.
+#[inline(always)]
+fn silu_d3_from<T: Elem>(x: T, s: T) -> T {
+    let two = T::one() + T::one();
+    let p = s * (T::one() - s);
+    let q = T::one() - two * s;
+    p * (q * (T::of(3.0) + x * q) - two * x * p)
+}
+
 #[inline(always)]
 fn silu_d1<T: Elem>(x: T) -> T {
-    let s = sigmoid(x);
-    s * (T::one() + x * (T::one() - s))
+    silu_d1_from(x, sigmoid(x))
 }
 
 /// (silu(x), silu′(x)) sharing one σ(x); the same operations as `x * sigmoid(x)` and
@@ -68,24 +90,54 @@ fn silu_d1<T: Elem>(x: T) -> T {
 #[inline(always)]
 fn silu_and_d1<T: Elem>(x: T) -> (T, T) {
     let s = sigmoid(x);
-    (x * s, s * (T::one() + x * (T::one() - s)))
+    (x * s, silu_d1_from(x, s))
 }
 
 #[inline(always)]
 fn silu_d2<T: Elem>(x: T) -> T {
-    let s = sigmoid(x);
-    let two = T::one() + T::one();
-    s * (T::one() - s) * (two + x * (T::one() - two * s))
+    silu_d2_from(x, sigmoid(x))
 }
 
-/// silu‴(x) = p·(q(3 + xq) − 2xp) with p = σ(1 − σ), q = 1 − 2σ.
 #[inline(always)]
 fn silu_d3<T: Elem>(x: T) -> T {
-    let s = sigmoid(x);
-    let two = T::one() + T::one();
-    let p = s * (T::one() - s);
-    let q = T::one() - two * s;
-    p * (q * (T::of(3.0) + x * q) - two * x * p)
+    silu_d3_from(x, sigmoid(x))
+}
+
+/// Tensors at least this large keep σ when SiLU computes it (smaller ones are cheap to redo).
+const SIGMOID_CACHE_MIN: usize = 4096;
+
+/// out = Π(factors) · silu⁽ᵏ⁾(x) from a cached s = σ(x): memory-bound instead of one
+/// exponential per element. All slices have one length.
+fn mul_silu_from<T: Elem + HostVec>(factors: &[&[T]], x: &[T], s: &[T], k: u8) -> Vec<T> {
+    let mut out = crate::pool::take(x.len());
+    macro_rules! run {
+        ($d:ident) => {
+            super::fastmath::dispatch(
+                #[inline(always)]
+                || match factors {
+                    [g] => {
+                        for (((o, &g), &x), &s) in out.iter_mut().zip(*g).zip(x).zip(s) {
+                            *o = g * $d(x, s);
+                        }
+                    }
+                    [a, b] => {
+                        for ((((o, &a), &b), &x), &s) in
+                            out.iter_mut().zip(*a).zip(*b).zip(x).zip(s)
+                        {
+                            *o = a * b * $d(x, s);
+                        }
+                    }
+                    _ => unreachable!("one or two factors"),
+                },
+            )
+        };
+    }
+    match k {
+        1 => run!(silu_d1_from),
+        2 => run!(silu_d2_from),
+        _ => run!(silu_d3_from),
+    }
+    out
 }
 
 #[inline(always)]
@@ -306,9 +358,40 @@ impl Tensor {
         if let Some(t) = crate::cuda::unary(self, op) {
             return t;
         }
+        if op == UnaryOp::Silu
+            && self.numel() >= SIGMOID_CACHE_MIN
+            && self.device() == crate::Device::Cpu
+        {
+            return timed(OpKind::Elementwise, || self.silu_keeping_sigmoid());
+        }
         timed(OpKind::Elementwise, || {
             with_slice!(self, |v| Tensor::from_vec(unary_slice(v, op), self.shape()))
         })
+    }
+
+    /// silu(self) = x·σ(x), keeping σ with self's buffer for SiLU's derivative ops.
+    fn silu_keeping_sigmoid(&self) -> Tensor {
+        macro_rules! run {
+            ($xv:expr) => {{
+                let xv = $xv;
+                let (mut y, mut sg) = (crate::pool::take(xv.len()), crate::pool::take(xv.len()));
+                super::fastmath::dispatch(
+                    #[inline(always)]
+                    || {
+                        for ((y, sg), &x) in y.iter_mut().zip(sg.iter_mut()).zip(xv) {
+                            let s = sigmoid(x);
+                            (*y, *sg) = (x * s, s);
+                        }
+                    },
+                );
+                self.set_sigmoid_cache(Tensor::from_vec(sg, self.shape()));
+                Tensor::from_vec(y, self.shape())
+            }};
+        }
+        match self.cpu() {
+            CpuStorage::F32(v) => run!(v),
+            CpuStorage::F64(v) => run!(v),
+        }
     }
 
     /// Applies a broadcasting binary op; panics naming both shapes if they do not broadcast.
@@ -324,12 +407,46 @@ impl Tensor {
         if let Some(t) = crate::cuda::binary(self, rhs, op, &out_shape) {
             return t;
         }
+        let k = match op {
+            BinaryOp::MulSiluD1 => 1,
+            BinaryOp::MulSiluD2 => 2,
+            BinaryOp::MulSiluD3 => 3,
+            _ => 0,
+        };
+        if k > 0 && self.shape() == rhs.shape() && self.dtype() == rhs.dtype() {
+            if let Some(s) = rhs.sigmoid_cache() {
+                return timed(OpKind::Elementwise, || {
+                    Tensor::mul_silu_cached(&[self], rhs, s, k)
+                });
+            }
+        }
         timed(OpKind::Elementwise, || {
             with_slices2!(format!("{op:?}"), self, rhs, |a, b| Tensor::from_vec(
                 binary_slices(a, self.shape(), b, rhs.shape(), &out_shape, op),
                 &out_shape
             ))
         })
+    }
+
+    /// Π(factors) ⊙ silu⁽ᵏ⁾(x) with x's cached σ `s`; every operand host-resident and of x's
+    /// shape and dtype.
+    fn mul_silu_cached(factors: &[&Tensor], x: &Tensor, s: &Tensor, k: u8) -> Tensor {
+        macro_rules! run {
+            ($v:ident, $t:ty) => {{
+                fn slice(t: &Tensor) -> &[$t] {
+                    match t.cpu() {
+                        CpuStorage::$v(v) => v,
+                        _ => unreachable!("dtypes checked by the caller"),
+                    }
+                }
+                let fs: Vec<&[$t]> = factors.iter().map(|&t| slice(t)).collect();
+                Tensor::from_vec(mul_silu_from(&fs, slice(x), slice(s), k), x.shape())
+            }};
+        }
+        match x.cpu() {
+            CpuStorage::F32(_) => run!(F32, f32),
+            CpuStorage::F64(_) => run!(F64, f64),
+        }
     }
 
     /// (silu(x), silu′(x)) from one pass and one exponential per element: with s = σ(x),
@@ -387,6 +504,11 @@ impl Tensor {
                 .all(|t| t.device() == crate::Device::Cpu);
         if !fusable {
             return self.mul(b).binary(x, op);
+        }
+        if let Some(s) = x.sigmoid_cache() {
+            return timed(OpKind::Elementwise, || {
+                Tensor::mul_silu_cached(&[self, b], x, s, k)
+            });
         }
         timed(OpKind::Elementwise, || {
             macro_rules! run {
@@ -625,6 +747,56 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn silu_keeps_sigmoid_and_derivatives_read_it_bit_for_bit() {
+        let mut rng = crate::Rng::new(8);
+        for dtype in [crate::DType::F32, crate::DType::F64] {
+            let x = rng.normal(&[64, 128], dtype).mul_scalar(4.0);
+            let (g, h) = (rng.normal(&[64, 128], dtype), rng.normal(&[64, 128], dtype));
+            let fresh = x.mul_scalar(1.0); // same values, a buffer with no σ kept
+            assert!(x.sigmoid_cache().is_none());
+            let y = x.silu();
+            assert_eq!(y.to_vec_f64(), fresh.unary(UnaryOp::Silu).to_vec_f64());
+            let s = x.sigmoid_cache().expect("SiLU keeps σ of a large input");
+            assert_eq!(s.to_vec_f64(), fresh.sigmoid().to_vec_f64());
+            for (k, op) in [
+                BinaryOp::MulSiluD1,
+                BinaryOp::MulSiluD2,
+                BinaryOp::MulSiluD3,
+            ]
+            .into_iter()
+            .enumerate()
+            {
+                assert_eq!(
+                    g.binary(&x, op).to_vec_f64(),
+                    g.binary(&fresh, op).to_vec_f64()
+                );
+                let k = k as u8 + 1;
+                assert_eq!(
+                    g.mul2_silu_d(&h, &x, k).to_vec_f64(),
+                    g.mul2_silu_d(&h, &fresh, k).to_vec_f64()
+                );
+            }
+            // writing through data_mut drops the cache: derivatives see the new values
+            let mut x = x;
+            drop(y);
+            match dtype {
+                crate::DType::F32 => x.data_mut::<f32>()[0] = 1.5,
+                crate::DType::F64 => x.data_mut::<f64>()[0] = 1.5,
+            }
+            assert!(x.sigmoid_cache().is_none());
+            let want = g.binary(&x.mul_scalar(1.0), BinaryOp::MulSiluD1);
+            assert_eq!(
+                g.binary(&x, BinaryOp::MulSiluD1).to_vec_f64(),
+                want.to_vec_f64()
+            );
+        }
+        // small tensors are not worth a cache
+        let t = Tensor::ones(&[3, 4], crate::DType::F32);
+        let _ = t.silu();
+        assert!(t.sigmoid_cache().is_none());
     }
 
     #[test]
