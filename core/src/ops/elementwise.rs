@@ -103,6 +103,19 @@ fn silu_d3<T: Elem>(x: T) -> T {
     silu_d3_from(x, sigmoid(x))
 }
 
+#[inline(always)]
+fn silu_and_sigmoid<T: Elem>(x: T) -> (T, T) {
+    let s = sigmoid(x);
+    (x * s, s)
+}
+
+/// The two-output element-wise passes.
+#[derive(Clone, Copy)]
+enum MapTwo {
+    SiluAndSigmoid,
+    SiluAndD1,
+}
+
 /// Tensors at least this large keep σ when SiLU computes it (smaller ones are cheap to redo).
 const SIGMOID_CACHE_MIN: usize = 4096;
 
@@ -371,26 +384,42 @@ impl Tensor {
 
     /// silu(self) = x·σ(x), keeping σ with self's buffer for SiLU's derivative ops.
     fn silu_keeping_sigmoid(&self) -> Tensor {
+        let (y, s) = self.map2(MapTwo::SiluAndSigmoid);
+        self.set_sigmoid_cache(s);
+        y
+    }
+
+    /// Two element-wise results of one pass over a host tensor.
+    fn map2(&self, f: MapTwo) -> (Tensor, Tensor) {
         macro_rules! run {
-            ($xv:expr) => {{
-                let xv = $xv;
-                let (mut y, mut sg) = (crate::pool::take(xv.len()), crate::pool::take(xv.len()));
+            ($xv:expr, $f:expr) => {{
+                let (xv, f) = ($xv, $f);
+                let (mut y, mut z) = (crate::pool::take(xv.len()), crate::pool::take(xv.len()));
                 super::fastmath::dispatch(
                     #[inline(always)]
                     || {
-                        for ((y, sg), &x) in y.iter_mut().zip(sg.iter_mut()).zip(xv) {
-                            let s = sigmoid(x);
-                            (*y, *sg) = (x * s, s);
+                        for ((y, z), &x) in y.iter_mut().zip(z.iter_mut()).zip(xv) {
+                            (*y, *z) = f(x);
                         }
                     },
                 );
-                self.set_sigmoid_cache(Tensor::from_vec(sg, self.shape()));
-                Tensor::from_vec(y, self.shape())
+                (
+                    Tensor::from_vec(y, self.shape()),
+                    Tensor::from_vec(z, self.shape()),
+                )
             }};
         }
-        match self.cpu() {
-            CpuStorage::F32(v) => run!(v),
-            CpuStorage::F64(v) => run!(v),
+        macro_rules! by_dtype {
+            ($f:ident) => {
+                match self.cpu() {
+                    CpuStorage::F32(v) => run!(v, $f::<f32>),
+                    CpuStorage::F64(v) => run!(v, $f::<f64>),
+                }
+            };
+        }
+        match f {
+            MapTwo::SiluAndSigmoid => by_dtype!(silu_and_sigmoid),
+            MapTwo::SiluAndD1 => by_dtype!(silu_and_d1),
         }
     }
 
@@ -459,30 +488,7 @@ impl Tensor {
                 self.ones_like().binary(self, BinaryOp::MulSiluD1),
             );
         }
-        timed(OpKind::Elementwise, || {
-            macro_rules! run {
-                ($xv:expr) => {{
-                    let xv = $xv;
-                    let (mut y, mut d) = (crate::pool::take(xv.len()), crate::pool::take(xv.len()));
-                    super::fastmath::dispatch(
-                        #[inline(always)]
-                        || {
-                            for ((y, d), &x) in y.iter_mut().zip(d.iter_mut()).zip(xv) {
-                                (*y, *d) = silu_and_d1(x);
-                            }
-                        },
-                    );
-                    (
-                        Tensor::from_vec(y, self.shape()),
-                        Tensor::from_vec(d, self.shape()),
-                    )
-                }};
-            }
-            match self.cpu() {
-                CpuStorage::F32(v) => run!(v),
-                CpuStorage::F64(v) => run!(v),
-            }
-        })
+        timed(OpKind::Elementwise, || self.map2(MapTwo::SiluAndD1))
     }
 
     /// self ⊙ b ⊙ silu⁽ᵏ⁾(x) for k ∈ {1, 2, 3}, broadcasting. When the three shapes agree (and
