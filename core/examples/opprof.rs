@@ -38,6 +38,20 @@ fn main() {
     t("transpose alone", || {
         g.t();
     });
+    let x2 = r.normal(&[1024, 2], DType::F32);
+    let w2 = r.normal(&[128, 2], DType::F32);
+    t("x·W0ᵀ with 2 input features", || {
+        x2.matmul_t(&w2, false, true);
+    });
+    t(
+        "gᵀ·x with 2 input features (first layer's weight gradient)",
+        || {
+            g.matmul_t(&x2, true, false);
+        },
+    );
+    t("g·W0 to 2 features (input gradient)", || {
+        g.matmul_t(&w2, false, false);
+    });
     t("silu", || {
         x.silu();
     });

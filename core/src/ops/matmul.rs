@@ -168,6 +168,88 @@ fn skinny_gemm<T: Gemm>(
         );
         return true;
     }
+    if n <= 4 && rsa == 1 && m >= 16 {
+        // Aᵀ·B with B a few columns wide (a first layer's weight gradient gᵀx): A's columns
+        // are contiguous, so accumulate Cᵀ[j, :] += B[p, j]·A[:, p] along m, then transpose.
+        macro_rules! run {
+            ($n:literal) => {{
+                let mut ct = vec![T::zero(); $n * m];
+                super::fastmath::dispatch(
+                    #[inline(always)]
+                    || {
+                        for p in 0..k {
+                            let ap = &a[p * csa..p * csa + m];
+                            let bp: [T; $n] = std::array::from_fn(|j| b[p * rsb + j * csb]);
+                            for (j, col) in ct.chunks_exact_mut(m).enumerate() {
+                                let bpj = bp[j];
+                                for (c, &av) in col.iter_mut().zip(ap) {
+                                    *c = *c + bpj * av;
+                                }
+                            }
+                        }
+                    },
+                );
+                for i in 0..m {
+                    for j in 0..$n {
+                        let v = ct[j * m + i];
+                        out[i * $n + j] = if acc { out[i * $n + j] + v } else { v };
+                    }
+                }
+            }};
+        }
+        match n {
+            1 => run!(1),
+            2 => run!(2),
+            3 => run!(3),
+            _ => run!(4),
+        }
+        return true;
+    }
+    if k <= 4 && m > 4 {
+        // a first layer's forward pass (x·Wᵀ, x a few features wide): each output row is
+        // Σ_p A[i, p]·B[p, :] in registers, one pass over the output
+        let packed;
+        let (b, rsb) = if csb == 1 || n == 1 {
+            (b, rsb)
+        } else {
+            packed = (0..k * n)
+                .map(|q| b[(q / n) * rsb + (q % n) * csb])
+                .collect::<Vec<T>>();
+            (&packed[..], n)
+        };
+        macro_rules! run {
+            ($k:literal) => {
+                super::fastmath::dispatch(
+                    #[inline(always)]
+                    || {
+                        let brows: [&[T]; $k] = std::array::from_fn(|p| &b[p * rsb..p * rsb + n]);
+                        for (i, orow) in out.chunks_exact_mut(n).take(m).enumerate() {
+                            let ai: [T; $k] = std::array::from_fn(|p| a[i * rsa + p * csa]);
+                            for (p, brow) in brows.iter().enumerate() {
+                                let aip = ai[p];
+                                if p == 0 && !acc {
+                                    for (o, &bv) in orow.iter_mut().zip(*brow) {
+                                        *o = aip * bv;
+                                    }
+                                } else {
+                                    for (o, &bv) in orow.iter_mut().zip(*brow) {
+                                        *o = *o + aip * bv;
+                                    }
+                                }
+                            }
+                        }
+                    },
+                )
+            };
+        }
+        match k {
+            1 => run!(1),
+            2 => run!(2),
+            3 => run!(3),
+            _ => run!(4),
+        }
+        return true;
+    }
     if k <= 8 || m <= 4 {
         // out[i, :] = Σ_p A[i, p] · B[p, :], with B's rows made contiguous first
         let packed;
@@ -477,6 +559,60 @@ mod tests {
         let shared = Tensor::ones(&[64, 3], crate::DType::F64);
         let _ = tall.matmul_t_add(&w, false, true, &shared);
         assert_eq!(shared.to_vec_f64(), vec![1.0; 192]);
+    }
+
+    #[test]
+    fn skinny_paths_agree_with_naive_products() {
+        // few columns (n ≤ 4), few inner features (k ≤ 4) and tall transposed operands take the
+        // skinny kernels; every layout and the accumulating form against a naive f64 product
+        let mut rng = crate::Rng::new(4);
+        for (m, k, n) in [
+            (37, 2, 128),
+            (40, 1, 33),
+            (64, 4, 7),
+            (128, 1024, 2),
+            (50, 300, 1),
+            (37, 3, 4),
+        ] {
+            for dtype in [crate::DType::F32, crate::DType::F64] {
+                let a = rng.normal(&[m, k], dtype);
+                let b = rng.normal(&[k, n], dtype);
+                let c = rng.normal(&[m, n], dtype);
+                let (av, bv) = (a.to_vec_f64(), b.to_vec_f64());
+                let naive: Vec<f64> = (0..m * n)
+                    .map(|q| {
+                        (0..k)
+                            .map(|p| av[(q / n) * k + p] * bv[p * n + q % n])
+                            .sum()
+                    })
+                    .collect();
+                let tol = if dtype == crate::DType::F32 {
+                    1e-5
+                } else {
+                    1e-12
+                } * (k as f64).sqrt();
+                for ta in [false, true] {
+                    for tb in [false, true] {
+                        let x = if ta { a.t() } else { a.clone() };
+                        let y = if tb { b.t() } else { b.clone() };
+                        let got = x.matmul_t(&y, ta, tb).to_vec_f64();
+                        let got_acc = x.matmul_t_add(&y, ta, tb, &c).to_vec_f64();
+                        for (q, want) in naive.iter().enumerate() {
+                            let cq = c.to_vec_f64()[q];
+                            assert!(
+                                (got[q] - want).abs() <= tol * (1.0 + want.abs()),
+                                "{m}x{k}x{n} ta={ta} tb={tb}"
+                            );
+                            assert!(
+                                (got_acc[q] - want - cq).abs()
+                                    <= tol * (1.0 + want.abs() + cq.abs()),
+                                "{m}x{k}x{n} ta={ta} tb={tb} +C"
+                            );
+                        }
+                    }
+                }
+            }
+        }
     }
 
     #[test]
