@@ -208,15 +208,8 @@ fn skinny_gemm<T: Gemm>(
     if k <= 4 && m > 4 {
         // a first layer's forward pass (x·Wᵀ, x a few features wide): each output row is
         // Σ_p A[i, p]·B[p, :] in registers, one pass over the output
-        let packed;
-        let (b, rsb) = if csb == 1 || n == 1 {
-            (b, rsb)
-        } else {
-            packed = (0..k * n)
-                .map(|q| b[(q / n) * rsb + (q % n) * csb])
-                .collect::<Vec<T>>();
-            (&packed[..], n)
-        };
+        let (b, rsb) = rows_contiguous(b, (k, n), (rsb, csb));
+        let b = &b[..];
         macro_rules! run {
             ($k:literal) => {
                 super::fastmath::dispatch(
@@ -252,15 +245,8 @@ fn skinny_gemm<T: Gemm>(
     }
     if k <= 8 || m <= 4 {
         // out[i, :] = Σ_p A[i, p] · B[p, :], with B's rows made contiguous first
-        let packed;
-        let (b, rsb) = if csb == 1 || n == 1 {
-            (b, rsb)
-        } else {
-            packed = (0..k * n)
-                .map(|q| b[(q / n) * rsb + (q % n) * csb])
-                .collect::<Vec<T>>();
-            (&packed[..], n)
-        };
+        let (b, rsb) = rows_contiguous(b, (k, n), (rsb, csb));
+        let b = &b[..];
         super::fastmath::dispatch(
             #[inline(always)]
             || {
@@ -282,6 +268,23 @@ fn skinny_gemm<T: Gemm>(
         return true;
     }
     false
+}
+
+/// B (k×n, strides (rsb, csb)) with each row contiguous: borrowed when it already is, else a
+/// row-major copy (these operands are weights a few rows tall). Returns it and its row stride.
+fn rows_contiguous<T: Copy>(
+    b: &[T],
+    (k, n): (usize, usize),
+    (rsb, csb): (usize, usize),
+) -> (std::borrow::Cow<'_, [T]>, usize) {
+    if csb == 1 || n == 1 {
+        (std::borrow::Cow::Borrowed(b), rsb)
+    } else {
+        let packed = (0..k * n)
+            .map(|q| b[(q / n) * rsb + (q % n) * csb])
+            .collect::<Vec<T>>();
+        (std::borrow::Cow::Owned(packed), n)
+    }
 }
 
 /// A dot product with 8 independent accumulators so it vectorises without reassociation.
