@@ -263,6 +263,12 @@ fn run_cell(workload: &str, model_name: &str, args: &Args) -> serde_json::Value 
             "layout_share": p.time(OpKind::Layout).as_secs_f64() / p.wall.as_secs_f64(),
             "matmul_calls": p.calls(OpKind::Matmul),
             "elementwise_calls": p.calls(OpKind::Elementwise),
+            // the ops of the profiled step, most time first: what a workload is made of
+            "top_ops": p.ops.iter().take(15).map(|o| serde_json::json!({
+                "op": o.label,
+                "calls": o.calls,
+                "us": o.nanos as f64 * 1e-3,
+            })).collect::<Vec<_>>(),
         });
     }
     out

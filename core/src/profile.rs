@@ -1,9 +1,11 @@
 //! Where the time goes: per-kind op timers, off by default (one thread-local read per op).
 //!
 //! `let (out, prof) = profile(|| step());` runs `step` with timers on for this thread and
-//! returns the time spent in matmul, element-wise, reduction and layout kernels.
+//! returns the time spent in matmul, element-wise, reduction and layout kernels, and per
+//! op and operand shapes ([`Profile::ops`]: "which 17 matmuls and 18 SiLU passes a step is").
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 /// The families of kernels timed separately.
@@ -21,14 +23,25 @@ thread_local! {
     static ENABLED: Cell<bool> = const { Cell::new(false) };
     static NANOS: Cell<[u64; KINDS]> = const { Cell::new([0; KINDS]) };
     static CALLS: Cell<[u64; KINDS]> = const { Cell::new([0; KINDS]) };
+    static OPS: RefCell<HashMap<String, OpStat>> = RefCell::new(HashMap::new());
+}
+
+/// Calls and time of one op at one set of operand shapes, e.g. `matmul [1024, 128]ᵀ·[1024, 2]`.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct OpStat {
+    pub label: String,
+    pub calls: u64,
+    pub nanos: u64,
 }
 
 /// Time and call counts per op kind, accumulated while profiling was on.
-#[derive(Clone, Copy, Debug, Default, PartialEq)]
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct Profile {
     pub nanos: [u64; KINDS],
     pub calls: [u64; KINDS],
     pub wall: Duration,
+    /// Per op label (op and operand shapes), most time first.
+    pub ops: Vec<OpStat>,
 }
 
 impl Profile {
@@ -70,6 +83,7 @@ impl std::fmt::Display for Profile {
 /// Runs `f` with the op timers on (this thread only) and returns its result and the profile.
 pub fn profile<R>(f: impl FnOnce() -> R) -> (R, Profile) {
     let was = ENABLED.with(|e| e.replace(true));
+    let ops0 = OPS.with(|o| std::mem::take(&mut *o.borrow_mut()));
     let n0 = NANOS.with(|n| n.get());
     let c0 = CALLS.with(|c| c.get());
     let t0 = Instant::now();
@@ -85,18 +99,57 @@ pub fn profile<R>(f: impl FnOnce() -> R) -> (R, Profile) {
         p.nanos[i] = n1[i] - n0[i];
         p.calls[i] = c1[i] - c0[i];
     }
+    // this run's ops; an enclosing profile() gets its own back, with these added
+    let mine = OPS.with(|o| std::mem::replace(&mut *o.borrow_mut(), ops0));
+    if was {
+        OPS.with(|o| {
+            let mut outer = o.borrow_mut();
+            for (k, v) in &mine {
+                let e = outer.entry(k.clone()).or_default();
+                e.calls += v.calls;
+                e.nanos += v.nanos;
+            }
+        });
+    }
+    p.ops = mine
+        .into_iter()
+        .map(|(label, v)| OpStat { label, ..v })
+        .collect();
+    p.ops
+        .sort_by(|a, b| b.nanos.cmp(&a.nanos).then(a.label.cmp(&b.label)));
     (r, p)
 }
 
 /// Times `f` under `kind` when profiling is on.
 #[inline]
 pub(crate) fn timed<R>(kind: OpKind, f: impl FnOnce() -> R) -> R {
+    timed_op(kind, || format!("{kind:?}"), f)
+}
+
+/// Times `f` under `kind` and under the op label `label()` (built only when profiling is on).
+#[inline]
+pub(crate) fn timed_op<R>(
+    kind: OpKind,
+    label: impl FnOnce() -> String,
+    f: impl FnOnce() -> R,
+) -> R {
     if !ENABLED.with(|e| e.get()) {
         return f();
     }
     let t0 = Instant::now();
     let r = f();
     let dt = t0.elapsed().as_nanos() as u64;
+    OPS.with(|o| {
+        let mut o = o.borrow_mut();
+        let e = o.entry(label()).or_default();
+        e.calls += 1;
+        e.nanos += dt;
+    });
+    account(kind, dt);
+    r
+}
+
+fn account(kind: OpKind, dt: u64) {
     NANOS.with(|n| {
         let mut v = n.get();
         v[kind as usize] += dt;
@@ -107,5 +160,46 @@ pub(crate) fn timed<R>(kind: OpKind, f: impl FnOnce() -> R) -> R {
         v[kind as usize] += 1;
         c.set(v)
     });
-    r
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{DType, Tensor};
+
+    #[test]
+    fn ops_are_counted_by_label_and_nest() {
+        let a = Tensor::ones(&[8, 3], DType::F32);
+        let (_, outer) = profile(|| {
+            let _ = a.matmul_t(&a, false, true);
+            let (_, inner) = profile(|| {
+                let _ = a.matmul_t(&a, false, true);
+                let _ = a.exp();
+            });
+            assert_eq!(inner.ops.len(), 2);
+            let mm = inner
+                .ops
+                .iter()
+                .find(|o| o.label.starts_with("matmul"))
+                .unwrap();
+            assert_eq!((mm.label.as_str(), mm.calls), ("matmul [8, 3]·[8, 3]ᵀ", 1));
+        });
+        let mm = outer
+            .ops
+            .iter()
+            .find(|o| o.label.starts_with("matmul"))
+            .unwrap();
+        assert_eq!(
+            mm.calls, 2,
+            "the inner profile's ops count in the outer one too"
+        );
+        assert_eq!(outer.calls(OpKind::Matmul), 2);
+        assert!(outer
+            .ops
+            .iter()
+            .any(|o| o.label == "Exp [8, 3]" && o.calls == 1));
+        // off: nothing recorded
+        let _ = a.exp();
+        assert!(OPS.with(|o| o.borrow().is_empty()));
+    }
 }

@@ -1,7 +1,7 @@
 //! Element-wise maps, binary ops with NumPy broadcasting, comparisons and `where`.
 
 use crate::dtype::Elem;
-use crate::profile::{timed, OpKind};
+use crate::profile::{timed_op, OpKind};
 use crate::shape::{broadcast_shapes, broadcast_strides, for_each_row, numel};
 use crate::storage::HostVec;
 use crate::tensor::Tensor;
@@ -375,9 +375,14 @@ impl Tensor {
             && self.numel() >= SIGMOID_CACHE_MIN
             && self.device() == crate::Device::Cpu
         {
-            return timed(OpKind::Elementwise, || self.silu_keeping_sigmoid());
+            return timed_op(
+                OpKind::Elementwise,
+                || format!("Silu keeping σ {:?}", self.shape()),
+                || self.silu_keeping_sigmoid(),
+            );
         }
-        timed(OpKind::Elementwise, || {
+        let label = || format!("{op:?} {:?}", self.shape());
+        timed_op(OpKind::Elementwise, label, || {
             with_slice!(self, |v| Tensor::from_vec(unary_slice(v, op), self.shape()))
         })
     }
@@ -444,12 +449,14 @@ impl Tensor {
         };
         if k > 0 && self.shape() == rhs.shape() && self.dtype() == rhs.dtype() {
             if let Some(s) = rhs.sigmoid_cache() {
-                return timed(OpKind::Elementwise, || {
+                let label = || format!("{op:?} with kept σ {:?}", self.shape());
+                return timed_op(OpKind::Elementwise, label, || {
                     Tensor::mul_silu_cached(&[self], rhs, s, k)
                 });
             }
         }
-        timed(OpKind::Elementwise, || {
+        let label = || format!("{op:?} {:?} {:?}", self.shape(), rhs.shape());
+        timed_op(OpKind::Elementwise, label, || {
             with_slices2!(format!("{op:?}"), self, rhs, |a, b| Tensor::from_vec(
                 binary_slices(a, self.shape(), b, rhs.shape(), &out_shape, op),
                 &out_shape
@@ -488,7 +495,11 @@ impl Tensor {
                 self.ones_like().binary(self, BinaryOp::MulSiluD1),
             );
         }
-        timed(OpKind::Elementwise, || self.map2(MapTwo::SiluAndD1))
+        timed_op(
+            OpKind::Elementwise,
+            || format!("silu_and_d1 {:?}", self.shape()),
+            || self.map2(MapTwo::SiluAndD1),
+        )
     }
 
     /// self ⊙ b ⊙ silu⁽ᵏ⁾(x) for k ∈ {1, 2, 3}, broadcasting. When the three shapes agree (and
@@ -512,11 +523,13 @@ impl Tensor {
             return self.mul(b).binary(x, op);
         }
         if let Some(s) = x.sigmoid_cache() {
-            return timed(OpKind::Elementwise, || {
+            let label = || format!("mul2_silu_d{k} with kept σ {:?}", x.shape());
+            return timed_op(OpKind::Elementwise, label, || {
                 Tensor::mul_silu_cached(&[self, b], x, s, k)
             });
         }
-        timed(OpKind::Elementwise, || {
+        let label = || format!("mul2_silu_d{k} {:?}", x.shape());
+        timed_op(OpKind::Elementwise, label, || {
             macro_rules! run {
                 ($av:expr, $bv:expr, $xv:expr) => {{
                     let (av, bv, xv) = ($av, $bv, $xv);

@@ -6,7 +6,7 @@
 //! `matmul_t(a, b, true, false)` computes aᵀb without copying a. Backward passes use this.
 
 use crate::dtype::Elem;
-use crate::profile::{timed, OpKind};
+use crate::profile::{timed_op, OpKind};
 use crate::storage::HostVec;
 use crate::tensor::Tensor;
 use crate::with_slices2;
@@ -397,6 +397,12 @@ fn matmul_into<T: Gemm>(
     }
 }
 
+/// "matmul [1024, 128]ᵀ·[1024, 2]": the profile's name for a product.
+fn mm_label(op: &str, a: &Tensor, b: &Tensor, ta: bool, tb: bool) -> String {
+    let t = |f: bool| if f { "ᵀ" } else { "" };
+    format!("{op} {:?}{}·{:?}{}", a.shape(), t(ta), b.shape(), t(tb))
+}
+
 impl Tensor {
     /// The output shape of op(self)·op(rhs); panics naming both shapes when they do not fit.
     fn matmul_shape(&self, rhs: &Tensor, ta: bool, tb: bool) -> Vec<usize> {
@@ -432,13 +438,17 @@ impl Tensor {
         if let Some(t) = crate::cuda::matmul(self, rhs, ta, tb) {
             return t;
         }
-        timed(OpKind::Matmul, || {
-            with_slices2!("matmul", self, rhs, |a, b| {
-                let mut out = crate::pool::take(crate::shape::numel(&shape));
-                matmul_into(a, self.shape(), ta, b, rhs.shape(), tb, &mut out, false);
-                Tensor::from_vec(out, &shape)
-            })
-        })
+        timed_op(
+            OpKind::Matmul,
+            || mm_label("matmul", self, rhs, ta, tb),
+            || {
+                with_slices2!("matmul", self, rhs, |a, b| {
+                    let mut out = crate::pool::take(crate::shape::numel(&shape));
+                    matmul_into(a, self.shape(), ta, b, rhs.shape(), tb, &mut out, false);
+                    Tensor::from_vec(out, &shape)
+                })
+            },
+        )
     }
 
     /// op(self) · op(rhs) + addend, with `addend` broadcast to the product's shape and the
@@ -458,7 +468,8 @@ impl Tensor {
         if let Some(t) = crate::cuda::matmul(self, rhs, ta, tb) {
             return t.add(addend);
         }
-        timed(OpKind::Matmul, || {
+        let label = || mm_label("matmul+addend", self, rhs, ta, tb);
+        timed_op(OpKind::Matmul, label, || {
             let mut init = addend.broadcast_to(&shape);
             if init.same_buffer(addend) {
                 // broadcast_to returned the addend itself: copy, never write into a shared buffer

@@ -1,7 +1,7 @@
 //! Reductions over axes: sum, max, mean, logsumexp; and `sum_to`, the adjoint of broadcasting.
 
 use crate::dtype::Elem;
-use crate::profile::{timed, OpKind};
+use crate::profile::{timed_op, OpKind};
 use crate::shape::numel;
 use crate::storage::HostVec;
 use crate::tensor::Tensor;
@@ -60,7 +60,8 @@ impl Tensor {
         {
             return t;
         }
-        timed(OpKind::Reduce, || {
+        let label = || format!("{kind:?} over axis {axis} of {s:?}");
+        timed_op(OpKind::Reduce, label, || {
             with_slice!(self, |v| Tensor::from_vec(
                 reduce_axis(v, outer, n, inner, kind),
                 &out_shape
