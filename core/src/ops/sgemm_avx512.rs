@@ -14,6 +14,8 @@ use std::arch::x86_64::*;
 
 const MR: usize = 12;
 const NR: usize = 32;
+/// Depth per pass: a 256×32 f32 panel of B is 32 KiB, inside the 48 KiB L1.
+const KC: usize = 256;
 
 /// One MR×(≤32) tile of C = A·B over the full depth k (+ C when `accumulate`).
 ///
@@ -108,23 +110,29 @@ pub unsafe fn sgemm(
         for j0 in (0..n).step_by(NR) {
             let nr = (n - j0).min(NR);
             let masks = (lane_mask(nr), lane_mask(nr.saturating_sub(16)));
-            let bj = b.add(j0);
-            let mut i0 = 0;
-            while i0 < m {
-                let ai = a.offset(i0 as isize * rsa);
-                let ci = c.add(i0 * ldc + j0);
-                macro_rules! run {
-                    ($r:expr) => {{
-                        tile::<$r>(k, ai, (rsa, csa), bj, ldb, ci, ldc, masks, accumulate);
-                        $r
-                    }};
+            // depth in blocks of KC so the B panel being swept (KC×32) stays in L1 across all
+            // of M's tiles; every block after the first accumulates onto C
+            for k0 in (0..k).step_by(KC) {
+                let kc = (k - k0).min(KC);
+                let bj = b.add(k0 * ldb + j0);
+                let acc = accumulate || k0 > 0;
+                let mut i0 = 0;
+                while i0 < m {
+                    let ai = a.offset(i0 as isize * rsa + k0 as isize * csa);
+                    let ci = c.add(i0 * ldc + j0);
+                    macro_rules! run {
+                        ($r:expr) => {{
+                            tile::<$r>(kc, ai, (rsa, csa), bj, ldb, ci, ldc, masks, acc);
+                            $r
+                        }};
+                    }
+                    i0 += match m - i0 {
+                        r if r >= MR => run!(MR),
+                        r if r >= 8 => run!(8),
+                        r if r >= 4 => run!(4),
+                        _ => run!(1),
+                    };
                 }
-                i0 += match m - i0 {
-                    r if r >= MR => run!(MR),
-                    r if r >= 8 => run!(8),
-                    r if r >= 4 => run!(4),
-                    _ => run!(1),
-                };
             }
         }
         if let Some(v) = scratch {
@@ -169,7 +177,8 @@ mod tests {
             return;
         }
         let mut rng = Rng::new(11);
-        // remainders in every direction: m mod 12 ∈ {0, 1, 8, 4+3}, n mod 32 ∈ {0, 1, 17, 31}
+        // remainders in every direction: m mod 12 ∈ {0, 1, 8, 4+3}, n mod 32 ∈ {0, 1, 17, 31},
+        // and depths past one KC block
         for &(m, k, n) in &[
             (24, 5, 32),
             (1, 1, 1),
@@ -178,6 +187,7 @@ mod tests {
             (7, 64, 63),
             (37, 130, 96),
             (12, 1, 31),
+            (20, 600, 40), // three depth blocks of KC
         ] {
             let a = rng
                 .normal_vec(m * k)
