@@ -28,7 +28,7 @@ pub use nce::{Nce, NoiseDistribution};
 pub use score_matching::{
     DenoisingScoreMatching, DsmControlVariate, ExactScoreMatching, Projection, SlicedScoreMatching,
 };
-pub use train::train_step;
+pub use train::{train_step, TRAIN_BLOCK_ROWS};
 
 use ebm_autodiff::{Tape, Var};
 use ebm_core::{Rng, Tensor};
@@ -47,6 +47,16 @@ pub trait Objective {
     /// Mutable access to [`Objective::params`], for the optimizer.
     fn params_mut(&mut self) -> Option<&mut Params> {
         None
+    }
+
+    /// Whether the loss is a mean over rows of terms that each depend on their own row only
+    /// (and the randomness drawn for it). [`train_step`] then evaluates a large batch in
+    /// blocks of [`TRAIN_BLOCK_ROWS`] rows and adds the block gradients, weighted by block
+    /// size: the same gradient, with every intermediate small enough to stay in cache and a
+    /// fraction of the memory. Default `false` (NCE and maximum likelihood couple their data
+    /// rows to noise or chain batches).
+    fn rows_independent(&self) -> bool {
+        false
     }
 
     /// The loss on `tape`. `p` are the model's parameters bound on that tape (in

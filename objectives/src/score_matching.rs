@@ -21,6 +21,11 @@ impl Objective for ExactScoreMatching {
         "esm"
     }
 
+    /// Per-row terms: a mean over rows of terms in row b and its own noise/projection only.
+    fn rows_independent(&self) -> bool {
+        true
+    }
+
     fn loss(
         &mut self,
         tape: &Tape,
@@ -147,6 +152,11 @@ impl Objective for SlicedScoreMatching {
         }
     }
 
+    /// Per-row terms: a mean over rows of terms in row b and its own noise/projection only.
+    fn rows_independent(&self) -> bool {
+        true
+    }
+
     fn loss(
         &mut self,
         tape: &Tape,
@@ -194,6 +204,11 @@ impl DenoisingScoreMatching {
 impl Objective for DenoisingScoreMatching {
     fn name(&self) -> &'static str {
         "dsm"
+    }
+
+    /// Per-row terms: a mean over rows of terms in row b and its own noise/projection only.
+    fn rows_independent(&self) -> bool {
+        true
     }
 
     fn loss(
@@ -268,6 +283,11 @@ impl DsmControlVariate {
 impl Objective for DsmControlVariate {
     fn name(&self) -> &'static str {
         "dsm-cv"
+    }
+
+    /// Per-row terms: a mean over rows of terms in row b and its own noise/projection only.
+    fn rows_independent(&self) -> bool {
+        true
     }
 
     fn loss(
