@@ -86,6 +86,11 @@ impl Var {
         let (sg, sx) = (self.shape().to_vec(), x.shape().to_vec());
         self.tape.record(out, &[self, x], move |g2, ins, _, need| {
             let (g, x) = (&ins[0], &ins[1]);
+            if let Some([dg, _, dx]) =
+                fused_silu_grads(g2, g, None, x, 1, [need[0], false, need[1]])
+            {
+                return vec![dg, dx];
+            }
             vec![
                 need[0].then(|| g2.mul_silu_d1(x).sum_to(&sg)),
                 need[1].then(|| g2.mul2_silu_d(g, x, 2).sum_to(&sx)),
@@ -136,6 +141,10 @@ impl Var {
         self.tape
             .record(out, &[self, b, x], move |c, ins, _, need| {
                 let (a, b, x) = (&ins[0], &ins[1], &ins[2]);
+                if let Some(g) = fused_silu_grads(c, a, Some(b), x, k, [need[0], need[1], need[2]])
+                {
+                    return g.to_vec();
+                }
                 vec![
                     need[0].then(|| c.mul2_silu_d(b, x, k).sum_to(&sa)),
                     need[1].then(|| c.mul2_silu_d(a, x, k).sum_to(&sb)),
@@ -347,4 +356,29 @@ fn silu_d4(x: &Var) -> Var {
             .sub(&p.mul_scalar(8.0))
             .sub(&xp.mul(&q).mul_scalar(6.0)),
     )
+}
+
+/// SiLU-chain cotangents from one fused pass ([`Tensor::silu_chain_grads`]) when nothing is
+/// being recorded (reverse mode's last pass, whose results are plain values) and the shapes
+/// allow it; `None` sends the rule to its composable form.
+fn fused_silu_grads(
+    c: &Var,
+    a: &Var,
+    b: Option<&Var>,
+    x: &Var,
+    k: u8,
+    need: [bool; 3],
+) -> Option<[Option<Var>; 3]> {
+    if c.tape().grad_enabled() {
+        return None;
+    }
+    let grads = Tensor::silu_chain_grads(
+        c.value(),
+        a.value(),
+        b.map(|b| b.value()),
+        x.value(),
+        k,
+        need,
+    )?;
+    Some(grads.map(|t| t.map(|t| c.constant(t))))
 }

@@ -485,6 +485,102 @@ impl Tensor {
         }
     }
 
+    /// The input cotangents of out = a ⊙ b ⊙ silu⁽ᵏ⁾(x) (b absent: out = a ⊙ silu⁽ᵏ⁾(x)) for the
+    /// cotangent c, in one pass: [c·b·silu⁽ᵏ⁾, c·a·silu⁽ᵏ⁾, c·a·b·silu⁽ᵏ⁺¹⁾] (the middle one
+    /// only with b). Reverse mode's last pass evaluates SiLU's derivative rules exactly so, and
+    /// separately they read c, a, b, x and σ up to three times over. Same operations as the
+    /// separate ops, so the same bits. `None` (use the separate ops) unless every cotangent is
+    /// needed, x keeps σ ([`Tensor::silu`] on a large input), every operand has x's shape and
+    /// dtype on the host, and k ≤ 2.
+    pub fn silu_chain_grads(
+        c: &Tensor,
+        a: &Tensor,
+        b: Option<&Tensor>,
+        x: &Tensor,
+        k: u8,
+        need: [bool; 3],
+    ) -> Option<[Option<Tensor>; 3]> {
+        let sigma = x.sigmoid_cache()?;
+        let ops: Vec<&Tensor> = [Some(c), Some(a), b, Some(x)]
+            .into_iter()
+            .flatten()
+            .collect();
+        let ok = (1..=2).contains(&k)
+            && need[0]
+            && need[2]
+            && (need[1] || b.is_none())
+            && ops.iter().all(|t| {
+                t.shape() == x.shape() && t.dtype() == x.dtype() && t.device() == crate::Device::Cpu
+            });
+        if !ok {
+            return None;
+        }
+        let label = || format!("silu_chain_grads d{k} {:?}", x.shape());
+        Some(timed_op(OpKind::Elementwise, label, || {
+            macro_rules! run {
+                ($v:ident, $t:ty, $d:ident, $dn:ident) => {{
+                    fn sl(t: &Tensor) -> &[$t] {
+                        match t.cpu() {
+                            CpuStorage::$v(v) => v,
+                            _ => unreachable!("dtypes checked above"),
+                        }
+                    }
+                    let n = x.numel();
+                    let (cv, av, xv, sv) = (sl(c), sl(a), sl(x), sl(sigma));
+                    let mut o0: Vec<$t> = crate::pool::take(n);
+                    let mut o2: Vec<$t> = crate::pool::take(n);
+                    let o1 = match b {
+                        None => {
+                            super::fastmath::dispatch(
+                                #[inline(always)]
+                                || {
+                                    let it = o0.iter_mut().zip(o2.iter_mut());
+                                    for ((((g0, g2), &c), &a), (&x, &s)) in
+                                        it.zip(cv).zip(av).zip(xv.iter().zip(sv))
+                                    {
+                                        *g0 = c * $d(x, s);
+                                        *g2 = c * a * $dn(x, s);
+                                    }
+                                },
+                            );
+                            None
+                        }
+                        Some(b) => {
+                            let bv = sl(b);
+                            let mut o1: Vec<$t> = crate::pool::take(n);
+                            super::fastmath::dispatch(
+                                #[inline(always)]
+                                || {
+                                    let it = o0.iter_mut().zip(o1.iter_mut()).zip(o2.iter_mut());
+                                    let ins = cv.iter().zip(av).zip(bv).zip(xv.iter().zip(sv));
+                                    for (((g0, g1), g2), (((&c, &a), &b), (&x, &s))) in it.zip(ins)
+                                    {
+                                        let d = $d(x, s);
+                                        *g0 = c * b * d;
+                                        *g1 = c * a * d;
+                                        *g2 = c * a * b * $dn(x, s);
+                                    }
+                                },
+                            );
+                            Some(Tensor::from_vec(o1, x.shape()))
+                        }
+                    };
+                    [
+                        Some(Tensor::from_vec(o0, x.shape())),
+                        o1,
+                        Some(Tensor::from_vec(o2, x.shape())),
+                    ]
+                }};
+            }
+            match (x.cpu(), k) {
+                (CpuStorage::F32(_), 1) => run!(F32, f32, silu_d1_from, silu_d2_from),
+                (CpuStorage::F32(_), _) => run!(F32, f32, silu_d2_from, silu_d3_from),
+                (CpuStorage::F64(_), 1) => run!(F64, f64, silu_d1_from, silu_d2_from),
+                (CpuStorage::F64(_), _) => run!(F64, f64, silu_d2_from, silu_d3_from),
+            }
+        }))
+    }
+
     /// (silu(x), silu′(x)) from one pass and one exponential per element: with s = σ(x),
     /// silu = x·s and silu′ = s(1 + x(1 − s)). A hand-written backward pass (the closed-form
     /// score of an SiLU MLP) keeps silu′ from the forward pass instead of recomputing σ.
@@ -816,6 +912,56 @@ mod tests {
         let t = Tensor::ones(&[3, 4], crate::DType::F32);
         let _ = t.silu();
         assert!(t.sigmoid_cache().is_none());
+    }
+
+    #[test]
+    fn silu_chain_grads_are_the_separate_ops() {
+        let mut rng = crate::Rng::new(13);
+        for dtype in [crate::DType::F32, crate::DType::F64] {
+            let t = |r: &mut crate::Rng| r.normal(&[40, 128], dtype);
+            let (c, a, b, x) = (
+                t(&mut rng),
+                t(&mut rng),
+                t(&mut rng),
+                t(&mut rng).mul_scalar(3.0),
+            );
+            assert!(
+                Tensor::silu_chain_grads(&c, &a, None, &x, 1, [true, false, true]).is_none(),
+                "without a kept σ the separate ops run"
+            );
+            let _ = x.silu(); // keeps σ
+            let ops = [
+                BinaryOp::MulSiluD1,
+                BinaryOp::MulSiluD2,
+                BinaryOp::MulSiluD3,
+            ];
+            for k in 1..=2u8 {
+                // out = a ⊙ silu⁽ᵏ⁾(x)
+                let [g0, g1, g2] =
+                    Tensor::silu_chain_grads(&c, &a, None, &x, k, [true, false, true]).unwrap();
+                assert!(g1.is_none());
+                let bits = |t: &Tensor| t.to_vec_f64();
+                assert_eq!(bits(&g0.unwrap()), bits(&c.binary(&x, ops[k as usize - 1])));
+                assert_eq!(
+                    bits(&g2.unwrap()),
+                    bits(&c.mul(&a).binary(&x, ops[k as usize]))
+                );
+                // out = a ⊙ b ⊙ silu⁽ᵏ⁾(x)
+                let [g0, g1, g2] =
+                    Tensor::silu_chain_grads(&c, &a, Some(&b), &x, k, [true; 3]).unwrap();
+                assert_eq!(bits(&g0.unwrap()), bits(&c.mul2_silu_d(&b, &x, k)));
+                assert_eq!(bits(&g1.unwrap()), bits(&c.mul2_silu_d(&a, &x, k)));
+                assert_eq!(
+                    bits(&g2.unwrap()),
+                    bits(&c.mul(&a).mul2_silu_d(&b, &x, k + 1))
+                );
+            }
+            // a partial need or a third order goes to the separate ops
+            assert!(
+                Tensor::silu_chain_grads(&c, &a, Some(&b), &x, 1, [true, false, true]).is_none()
+            );
+            assert!(Tensor::silu_chain_grads(&c, &a, None, &x, 3, [true, false, true]).is_none());
+        }
     }
 
     #[test]
