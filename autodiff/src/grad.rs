@@ -122,6 +122,19 @@ pub fn vjp(output: &Var, wrt: &[&Var], cotangent: &Var, opts: GradOpts) -> Vec<O
                 };
                 let p = parents[k].expect("needed parent is tracked") - lo;
                 grads[p] = Some(match grads[p].take() {
+                    // nothing recorded: accumulate into the running sum's own buffer
+                    Some(Var {
+                        id: None,
+                        mut value,
+                        tape: t,
+                    }) if !opts.create_graph && gk.id.is_none() => {
+                        value.add_assign(&gk.value);
+                        Var {
+                            id: None,
+                            value,
+                            tape: t,
+                        }
+                    }
                     Some(acc) => acc.add(&gk),
                     None => gk,
                 });

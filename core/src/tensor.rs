@@ -293,6 +293,11 @@ impl Tensor {
         }
     }
 
+    /// Whether no other tensor shares this buffer (writes through `data_mut` are then in place).
+    pub fn buffer_is_unique(&self) -> bool {
+        Arc::strong_count(&self.buf) == 1 && Arc::weak_count(&self.buf) == 0
+    }
+
     /// σ(self), when the op that made it or read it kept one (see `Buffer`'s sigmoid cache).
     pub(crate) fn sigmoid_cache(&self) -> Option<&Tensor> {
         self.buf.sigmoid_cache()

@@ -660,6 +660,47 @@ impl Tensor {
         })
     }
 
+    /// self += rhs, in place when self's buffer is not shared, both are on the host and the
+    /// shapes and dtypes agree (gradient accumulation: no new buffer, and the sum lands in
+    /// lines the read just brought into cache); otherwise self = self + rhs.
+    pub fn add_assign(&mut self, rhs: &Tensor) {
+        let in_place = self.shape() == rhs.shape()
+            && self.dtype() == rhs.dtype()
+            && self.device() == crate::Device::Cpu
+            && rhs.device() == crate::Device::Cpu
+            && self.buffer_is_unique();
+        if !in_place {
+            *self = self.add(rhs);
+            return;
+        }
+        let shape = self.shape().to_vec();
+        let label = || format!("Add in place {shape:?}");
+        timed_op(OpKind::Elementwise, label, || {
+            macro_rules! run {
+                ($t:ty, $v:ident) => {{
+                    let r: &[$t] = match rhs.cpu() {
+                        CpuStorage::$v(v) => v,
+                        _ => unreachable!("dtypes checked above"),
+                    };
+                    // the buffer is unique: data_mut writes in place, no copy
+                    let dst = self.data_mut::<$t>();
+                    super::fastmath::dispatch(
+                        #[inline(always)]
+                        || {
+                            for (d, &x) in dst.iter_mut().zip(r) {
+                                *d += x;
+                            }
+                        },
+                    );
+                }};
+            }
+            match self.dtype() {
+                crate::DType::F32 => run!(f32, F32),
+                crate::DType::F64 => run!(f64, F64),
+            }
+        })
+    }
+
     pub fn add(&self, rhs: &Tensor) -> Tensor {
         self.binary(rhs, BinaryOp::Add)
     }
@@ -962,6 +1003,32 @@ mod tests {
             );
             assert!(Tensor::silu_chain_grads(&c, &a, None, &x, 3, [true, false, true]).is_none());
         }
+    }
+
+    #[test]
+    fn add_assign_is_in_place_only_when_unshared() {
+        let mut rng = crate::Rng::new(2);
+        let r = rng.normal(&[5, 7], crate::DType::F32);
+        let mut a = rng.normal(&[5, 7], crate::DType::F32);
+        let want = a.add(&r).to_vec_f64();
+        let ptr = a.as_slice::<f32>().as_ptr();
+        a.add_assign(&r);
+        assert_eq!(a.to_vec_f64(), want);
+        assert_eq!(
+            a.as_slice::<f32>().as_ptr(),
+            ptr,
+            "a unique buffer is written in place"
+        );
+        // a shared buffer is never written through: the sum goes to a new one
+        let shared = a.clone();
+        let before = shared.to_vec_f64();
+        a.add_assign(&r);
+        assert_eq!(shared.to_vec_f64(), before);
+        assert_ne!(a.to_vec_f64(), before);
+        // broadcasting falls back to a + rhs
+        let mut c = Tensor::ones(&[5, 7], crate::DType::F32);
+        c.add_assign(&Tensor::scalar(2.0, crate::DType::F32));
+        assert_eq!(c.to_vec_f64(), vec![3.0; 35]);
     }
 
     #[test]
