@@ -1,6 +1,6 @@
 //! Times single ops at the fixture MLP's shapes (batch 1024, width 128): a quick look at
 //! where a step's time goes, next to the criterion benches.
-use ebm_core::{DType, Rng};
+use ebm_core::{BinaryOp, DType, Rng, Tensor};
 use std::time::Instant;
 
 fn t(name: &str, f: impl Fn()) {
@@ -83,5 +83,26 @@ fn main() {
     }
     t("sum over rows (bias grad)", || {
         g.sum_axes(&[0], false);
+    });
+    // SiLU's fused cotangent pass against the separate ops it replaces, at [512, 128]
+    let n = |r: &mut Rng| r.normal(&[512, 128], DType::F32);
+    let (c, a, b, x) = (n(&mut r), n(&mut r), n(&mut r), n(&mut r));
+    let _ = x.silu();
+    t("silu_chain_grads d2 (a, b)", || {
+        Tensor::silu_chain_grads(&c, &a, Some(&b), &x, 2, [true; 3]).unwrap();
+    });
+    t("silu_chain_grads d1 (a)", || {
+        Tensor::silu_chain_grads(&c, &a, None, &x, 1, [true, false, true]).unwrap();
+    });
+    t("separate: 2× mul2_silu_d2, mul, mul2_silu_d3", || {
+        c.mul2_silu_d(&b, &x, 2);
+        c.mul2_silu_d(&a, &x, 2);
+        c.mul(&a).mul2_silu_d(&b, &x, 3);
+    });
+    t("MulSiluD1 with kept σ", || {
+        c.binary(&x, BinaryOp::MulSiluD1);
+    });
+    t("mul", || {
+        c.mul(&a);
     });
 }

@@ -11,8 +11,11 @@ use crate::storage::HostVec;
 use crate::tensor::Tensor;
 use crate::with_slices2;
 
-/// An element type with a GEMM kernel: C = alpha·op(A)·op(B) + beta·C with explicit strides.
+/// An element type with a GEMM kernel: C = op(A)·op(B) + (β·C or a bias row) with explicit
+/// strides.
 pub trait Gemm: Elem + HostVec {
+    /// With `bias` (n elements), C = op(A)·op(B) + bias on every row and β must be 0.
+    ///
     /// # Safety
     /// Pointers and strides must describe valid m×k, k×n and m×n matrices.
     #[allow(clippy::too_many_arguments)]
@@ -30,6 +33,7 @@ pub trait Gemm: Elem + HostVec {
         c: *mut Self,
         rsc: isize,
         csc: isize,
+        bias: Option<&[Self]>,
     );
 }
 
@@ -48,8 +52,10 @@ impl Gemm for f32 {
         c: *mut f32,
         rsc: isize,
         csc: isize,
+        bias: Option<&[f32]>,
     ) {
         debug_assert!(beta == 0.0 || beta == 1.0, "GEMM β is 0 or 1 here");
+        debug_assert!(bias.is_none() || beta == 0.0, "a bias replaces C");
         #[cfg(target_arch = "x86_64")]
         if csc == 1 && rsc >= n as isize && std::arch::is_x86_feature_detected!("avx512f") {
             // SAFETY: the feature was detected; the caller vouches for the matrices.
@@ -65,9 +71,11 @@ impl Gemm for f32 {
                     c,
                     rsc as usize,
                     beta != 0.0,
+                    bias.map(|v| v.as_ptr()),
                 )
             };
         }
+        let beta = prefill_bias(bias, m, n, c, rsc, csc).unwrap_or(beta);
         unsafe { matrixmultiply::sgemm(m, k, n, 1.0, a, rsa, csa, b, rsb, csb, beta, c, rsc, csc) }
     }
 }
@@ -87,9 +95,31 @@ impl Gemm for f64 {
         c: *mut f64,
         rsc: isize,
         csc: isize,
+        bias: Option<&[f64]>,
     ) {
+        let beta = prefill_bias(bias, m, n, c, rsc, csc).unwrap_or(beta);
         unsafe { matrixmultiply::dgemm(m, k, n, 1.0, a, rsa, csa, b, rsb, csb, beta, c, rsc, csc) }
     }
+}
+
+/// Writes the bias row into every row of C and returns β = 1 for a kernel without native bias
+/// support; `None` (keep β) without a bias.
+fn prefill_bias<T: Copy + num_traits::One>(
+    bias: Option<&[T]>,
+    m: usize,
+    n: usize,
+    c: *mut T,
+    rsc: isize,
+    csc: isize,
+) -> Option<T> {
+    let bias = bias?;
+    for i in 0..m {
+        for (j, &v) in bias.iter().enumerate().take(n) {
+            // SAFETY: the caller's C is m×n with these strides
+            unsafe { *c.offset(i as isize * rsc + j as isize * csc) = v };
+        }
+    }
+    Some(T::one())
 }
 
 /// One matrix operand: its batch count, logical rows×cols after the optional transpose, and the
@@ -139,9 +169,21 @@ fn skinny_gemm<T: Gemm>(
     (rsb, csb): (isize, isize),
     out: &mut [T],
     acc: bool,
+    bias: Option<&[T]>,
 ) -> bool {
     let (rsa, csa, rsb, csb) = (rsa as usize, csa as usize, rsb as usize, csb as usize);
+    // paths without native bias support start from C = bias rows and accumulate
+    let mut acc = acc;
+    let mut prefill = |out: &mut [T]| {
+        if let Some(bv) = bias {
+            for row in out.chunks_exact_mut(n).take(m) {
+                row.copy_from_slice(bv);
+            }
+            acc = true;
+        }
+    };
     if n <= 4 && csa == 1 {
+        prefill(out);
         // out[i, j] = ⟨row i of A, column j of B⟩, with B's columns made contiguous first
         // (at most 4·k elements)
         let packed;
@@ -169,6 +211,7 @@ fn skinny_gemm<T: Gemm>(
         return true;
     }
     if n <= 4 && rsa == 1 && m >= 16 {
+        prefill(out);
         // Aᵀ·B with B a few columns wide (a first layer's weight gradient gᵀx): A's columns
         // are contiguous, so accumulate Cᵀ[j, :] += B[p, j]·A[:, p] along m, then transpose.
         macro_rules! run {
@@ -221,8 +264,18 @@ fn skinny_gemm<T: Gemm>(
                             for (p, brow) in brows.iter().enumerate() {
                                 let aip = ai[p];
                                 if p == 0 && !acc {
-                                    for (o, &bv) in orow.iter_mut().zip(*brow) {
-                                        *o = aip * bv;
+                                    match bias {
+                                        Some(bias) => {
+                                            let it = orow.iter_mut().zip(*brow).zip(bias);
+                                            for ((o, &bv), &c) in it {
+                                                *o = c + aip * bv;
+                                            }
+                                        }
+                                        None => {
+                                            for (o, &bv) in orow.iter_mut().zip(*brow) {
+                                                *o = aip * bv;
+                                            }
+                                        }
                                     }
                                 } else {
                                     for (o, &bv) in orow.iter_mut().zip(*brow) {
@@ -244,6 +297,7 @@ fn skinny_gemm<T: Gemm>(
         return true;
     }
     if k <= 8 || m <= 4 {
+        prefill(out);
         // out[i, :] = Σ_p A[i, p] · B[p, :], with B's rows made contiguous first
         let (b, rsb) = rows_contiguous(b, (k, n), (rsb, csb));
         let b = &b[..];
@@ -315,6 +369,7 @@ fn matmul_into<T: Gemm>(
     tb: bool,
     out: &mut [T],
     acc: bool,
+    bias: Option<&[T]>,
 ) {
     let oa = operand(ashape, ta);
     let ob = operand(bshape, tb);
@@ -328,7 +383,11 @@ fn matmul_into<T: Gemm>(
         return;
     }
     if k == 0 {
-        if !acc {
+        if let Some(bv) = bias {
+            for row in out.chunks_exact_mut(n) {
+                row.copy_from_slice(bv);
+            }
+        } else if !acc {
             out.fill(T::zero());
         }
         return;
@@ -345,6 +404,7 @@ fn matmul_into<T: Gemm>(
             (ob.rs, ob.cs),
             out,
             acc,
+            bias,
         ) {
             return;
         }
@@ -363,6 +423,7 @@ fn matmul_into<T: Gemm>(
                 out.as_mut_ptr(),
                 n as isize,
                 1,
+                bias,
             )
         };
         return;
@@ -374,7 +435,18 @@ fn matmul_into<T: Gemm>(
     for i in 0..batch {
         let (a_i, b_i) = (&a[i * sa..], &b[i * sb..]);
         let o_i = &mut out[i * m * n..(i + 1) * m * n];
-        if skinny_gemm(m, k, n, a_i, (oa.rs, oa.cs), b_i, (ob.rs, ob.cs), o_i, acc) {
+        if skinny_gemm(
+            m,
+            k,
+            n,
+            a_i,
+            (oa.rs, oa.cs),
+            b_i,
+            (ob.rs, ob.cs),
+            o_i,
+            acc,
+            bias,
+        ) {
             continue;
         }
         unsafe {
@@ -392,6 +464,7 @@ fn matmul_into<T: Gemm>(
                 out.as_mut_ptr().add(i * m * n),
                 n as isize,
                 1,
+                bias,
             )
         };
     }
@@ -438,14 +511,42 @@ impl Tensor {
         if let Some(t) = crate::cuda::matmul(self, rhs, ta, tb) {
             return t;
         }
+        self.product(rhs, ta, tb, &shape, None)
+    }
+
+    /// op(self)·op(rhs) into a new tensor of `shape`, every row starting from `bias` if given.
+    fn product(
+        &self,
+        rhs: &Tensor,
+        ta: bool,
+        tb: bool,
+        shape: &[usize],
+        bias: Option<&Tensor>,
+    ) -> Tensor {
+        let op = if bias.is_some() {
+            "matmul+bias"
+        } else {
+            "matmul"
+        };
         timed_op(
             OpKind::Matmul,
-            || mm_label("matmul", self, rhs, ta, tb),
+            || mm_label(op, self, rhs, ta, tb),
             || {
-                with_slices2!("matmul", self, rhs, |a, b| {
-                    let mut out = crate::pool::take(crate::shape::numel(&shape));
-                    matmul_into(a, self.shape(), ta, b, rhs.shape(), tb, &mut out, false);
-                    Tensor::from_vec(out, &shape)
+                with_slices2!(op, self, rhs, |a, b| {
+                    let mut out = crate::pool::take(crate::shape::numel(shape));
+                    let bias = bias.map(|t| t.as_slice());
+                    matmul_into(
+                        a,
+                        self.shape(),
+                        ta,
+                        b,
+                        rhs.shape(),
+                        tb,
+                        &mut out,
+                        false,
+                        bias,
+                    );
+                    Tensor::from_vec(out, shape)
                 })
             },
         )
@@ -469,6 +570,14 @@ impl Tensor {
             return t.add(addend);
         }
         let label = || mm_label("matmul+addend", self, rhs, ta, tb);
+        let n = shape[shape.len() - 1];
+        if addend.numel() == n
+            && addend.shape().last() == Some(&n)
+            && addend.device() == crate::Device::Cpu
+        {
+            // a bias row: the kernels start every output row from it
+            return self.product(rhs, ta, tb, &shape, Some(addend));
+        }
         timed_op(OpKind::Matmul, label, || {
             let mut init = addend.broadcast_to(&shape);
             if init.same_buffer(addend) {
@@ -477,7 +586,7 @@ impl Tensor {
             }
             with_slices2!("matmul_t_add", self, rhs, |a, b| {
                 let out = init.data_mut();
-                matmul_into(a, self.shape(), ta, b, rhs.shape(), tb, out, true);
+                matmul_into(a, self.shape(), ta, b, rhs.shape(), tb, out, true, None);
             });
             init
         })
@@ -592,6 +701,8 @@ mod tests {
                 let a = rng.normal(&[m, k], dtype);
                 let b = rng.normal(&[k, n], dtype);
                 let c = rng.normal(&[m, n], dtype);
+                let bias = rng.normal(&[n], dtype);
+                let biasv = bias.to_vec_f64();
                 let (av, bv) = (a.to_vec_f64(), b.to_vec_f64());
                 let naive: Vec<f64> = (0..m * n)
                     .map(|q| {
@@ -611,6 +722,7 @@ mod tests {
                         let y = if tb { b.t() } else { b.clone() };
                         let got = x.matmul_t(&y, ta, tb).to_vec_f64();
                         let got_acc = x.matmul_t_add(&y, ta, tb, &c).to_vec_f64();
+                        let got_bias = x.matmul_t_add(&y, ta, tb, &bias).to_vec_f64();
                         for (q, want) in naive.iter().enumerate() {
                             let cq = c.to_vec_f64()[q];
                             assert!(
@@ -621,6 +733,12 @@ mod tests {
                                 (got_acc[q] - want - cq).abs()
                                     <= tol * (1.0 + want.abs() + cq.abs()),
                                 "{m}x{k}x{n} ta={ta} tb={tb} +C"
+                            );
+                            let bq = biasv[q % n];
+                            assert!(
+                                (got_bias[q] - want - bq).abs()
+                                    <= tol * (1.0 + want.abs() + bq.abs()),
+                                "{m}x{k}x{n} ta={ta} tb={tb} +bias"
                             );
                         }
                     }

@@ -34,10 +34,19 @@ unsafe fn tile<const R: usize>(
     ldc: usize,
     (m0, m1): (__mmask16, __mmask16),
     accumulate: bool,
+    bias: Option<*const f32>,
 ) {
     unsafe {
-        let mut acc0 = [_mm512_setzero_ps(); R];
-        let mut acc1 = [_mm512_setzero_ps(); R];
+        // C starts at zero, or at the bias row (a linear layer's b, no pass over C for it)
+        let (z0, z1) = match bias {
+            Some(bp) => (
+                _mm512_maskz_loadu_ps(m0, bp),
+                _mm512_maskz_loadu_ps(m1, bp.add(16)),
+            ),
+            None => (_mm512_setzero_ps(), _mm512_setzero_ps()),
+        };
+        let mut acc0 = [z0; R];
+        let mut acc1 = [z1; R];
         for p in 0..k {
             let bp = b.add(p * ldb);
             // masked-off lanes are neither read nor able to fault
@@ -63,8 +72,9 @@ unsafe fn tile<const R: usize>(
     }
 }
 
-/// C (m×n, row-major, row stride `ldc`) = A·B, or C + A·B when `accumulate`; A is m×k and B
-/// k×n, each read through (row, column) strides.
+/// C (m×n, row-major, row stride `ldc`) = A·B, or C + A·B when `accumulate`, or A·B + bias
+/// on every row with `bias` (n elements; not with `accumulate`); A is m×k and B k×n, each
+/// read through (row, column) strides.
 ///
 /// # Safety
 /// The CPU has AVX-512F, and the pointers and strides describe valid matrices; C does not
@@ -82,7 +92,9 @@ pub unsafe fn sgemm(
     c: *mut f32,
     ldc: usize,
     accumulate: bool,
+    bias: Option<*const f32>,
 ) {
+    debug_assert!(!(accumulate && bias.is_some()), "a bias replaces C");
     unsafe {
         let mut scratch = None;
         let (b, ldb) = if csb == 1 && rsb >= 0 {
@@ -116,13 +128,15 @@ pub unsafe fn sgemm(
                 let kc = (k - k0).min(KC);
                 let bj = b.add(k0 * ldb + j0);
                 let acc = accumulate || k0 > 0;
+                // the bias enters once, with the first depth block
+                let bias_j = bias.filter(|_| k0 == 0).map(|bp| bp.add(j0));
                 let mut i0 = 0;
                 while i0 < m {
                     let ai = a.offset(i0 as isize * rsa + k0 as isize * csa);
                     let ci = c.add(i0 * ldc + j0);
                     macro_rules! run {
                         ($r:expr) => {{
-                            tile::<$r>(kc, ai, (rsa, csa), bj, ldb, ci, ldc, masks, acc);
+                            tile::<$r>(kc, ai, (rsa, csa), bj, ldb, ci, ldc, masks, acc, bias_j);
                             $r
                         }};
                     }
@@ -227,6 +241,7 @@ mod tests {
                                 c.as_mut_ptr(),
                                 n,
                                 accumulate,
+                                None,
                             )
                         };
                         let zero = vec![0.0; m * n];
