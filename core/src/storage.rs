@@ -104,6 +104,10 @@ pub struct Buffer {
     /// buffer's contents never change while it is shared, and [`Buffer::storage_mut`]
     /// (the one way to write them) drops the cache.
     sigmoid: std::sync::OnceLock<crate::tensor::Tensor>,
+    /// The contents as a transposed matrix, when a product read this buffer as `Wᵀ`: a
+    /// weight is transposed once and reused by every `x·Wᵀ` until it is written. Kept with the
+    /// shape it transposes.
+    transposed: std::sync::OnceLock<(Vec<usize>, crate::tensor::Tensor)>,
 }
 
 impl Buffer {
@@ -119,6 +123,7 @@ impl Buffer {
             storage,
             bytes,
             sigmoid: std::sync::OnceLock::new(),
+            transposed: std::sync::OnceLock::new(),
         }
     }
     pub fn storage(&self) -> &Storage {
@@ -126,11 +131,21 @@ impl Buffer {
     }
     pub fn storage_mut(&mut self) -> &mut Storage {
         self.sigmoid = std::sync::OnceLock::new();
+        self.transposed = std::sync::OnceLock::new();
         &mut self.storage
     }
     /// The cached σ of the contents, if an op stored one.
     pub fn sigmoid_cache(&self) -> Option<&crate::tensor::Tensor> {
         self.sigmoid.get()
+    }
+    /// The contents transposed for `shape`, made by `make` on first use and kept.
+    pub fn transposed_for(
+        &self,
+        shape: &[usize],
+        make: impl FnOnce() -> crate::tensor::Tensor,
+    ) -> Option<&crate::tensor::Tensor> {
+        let (s, t) = self.transposed.get_or_init(|| (shape.to_vec(), make()));
+        (s.as_slice() == shape).then_some(t)
     }
     /// Keeps σ of the contents (ignored if one is already kept).
     pub fn set_sigmoid_cache(&self, s: crate::tensor::Tensor) {

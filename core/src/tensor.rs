@@ -293,6 +293,15 @@ impl Tensor {
         }
     }
 
+    /// self (2-d) transposed into its own contiguous buffer, made once per buffer contents and
+    /// kept with the buffer (see `Buffer`); `None` if the buffer was first transposed under
+    /// another shape.
+    pub(crate) fn transposed_kept(&self) -> Option<Tensor> {
+        self.buf
+            .transposed_for(&self.shape, || crate::ops::layout::transpose_2d(self))
+            .cloned()
+    }
+
     /// Whether no other tensor shares this buffer (writes through `data_mut` are then in place).
     pub fn buffer_is_unique(&self) -> bool {
         Arc::strong_count(&self.buf) == 1 && Arc::weak_count(&self.buf) == 0

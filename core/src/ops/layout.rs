@@ -35,6 +35,31 @@ fn gather_strided<T: Elem + HostVec>(src: &[T], strides: &[usize], out_shape: &[
     out
 }
 
+/// The transpose of a 2-d host tensor into a new row-major buffer, in 16×16 blocks so reads
+/// and writes both stay within a few cache lines (a strided gather per output row was several
+/// times slower on weight-sized matrices).
+pub(crate) fn transpose_2d(t: &Tensor) -> Tensor {
+    let (r, c) = (t.shape()[0], t.shape()[1]);
+    fn run<T: Elem + HostVec>(src: &[T], r: usize, c: usize) -> Vec<T> {
+        let mut out = crate::pool::take(r * c);
+        const B: usize = 16;
+        for i0 in (0..r).step_by(B) {
+            for j0 in (0..c).step_by(B) {
+                for i in i0..(i0 + B).min(r) {
+                    let row = &src[i * c..(i + 1) * c];
+                    for j in j0..(j0 + B).min(c) {
+                        out[j * r + i] = row[j];
+                    }
+                }
+            }
+        }
+        out
+    }
+    timed(OpKind::Layout, || {
+        with_slice!(t, |v| Tensor::from_vec(run(v, r, c), &[c, r]))
+    })
+}
+
 fn check_axis(op: &str, axis: usize, shape: &[usize]) {
     assert!(
         axis < shape.len(),

@@ -470,6 +470,24 @@ fn matmul_into<T: Gemm>(
     }
 }
 
+/// Most elements of a B operand whose transpose is kept with it.
+const KEPT_TRANSPOSE_MAX: usize = 1 << 22;
+
+/// For `x·Wᵀ` with a 2-d host `W`: `Wᵀ` as its own row-major tensor, made once per contents of
+/// W's buffer and kept with it, so the product reads B's rows directly. A sampler evaluates
+/// the same weights hundreds of times between optimizer steps, and every evaluation used to
+/// transpose them again (a fifth of a 256-wide layer's product).
+fn kept_transpose(rhs: &Tensor, tb: bool) -> Option<Tensor> {
+    if !tb
+        || rhs.rank() != 2
+        || rhs.numel() > KEPT_TRANSPOSE_MAX
+        || rhs.device() != crate::Device::Cpu
+    {
+        return None;
+    }
+    rhs.transposed_kept()
+}
+
 /// "matmul [1024, 128]ᵀ·[1024, 2]": the profile's name for a product.
 fn mm_label(op: &str, a: &Tensor, b: &Tensor, ta: bool, tb: bool) -> String {
     let t = |f: bool| if f { "ᵀ" } else { "" };
@@ -523,6 +541,9 @@ impl Tensor {
         shape: &[usize],
         bias: Option<&Tensor>,
     ) -> Tensor {
+        if let Some(rt) = kept_transpose(rhs, tb) {
+            return self.product(&rt, ta, false, shape, bias);
+        }
         let op = if bias.is_some() {
             "matmul+bias"
         } else {
@@ -577,6 +598,9 @@ impl Tensor {
         {
             // a bias row: the kernels start every output row from it
             return self.product(rhs, ta, tb, &shape, Some(addend));
+        }
+        if let Some(rt) = kept_transpose(rhs, tb) {
+            return self.matmul_t_add(&rt, ta, false, addend);
         }
         timed_op(OpKind::Matmul, label, || {
             let mut init = addend.broadcast_to(&shape);
@@ -745,6 +769,25 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn kept_transpose_is_reused_and_dropped_on_write() {
+        let mut rng = crate::Rng::new(6);
+        let x = rng.normal(&[40, 24], crate::DType::F32);
+        let mut w = rng.normal(&[30, 24], crate::DType::F32);
+        let naive = |w: &Tensor| x.matmul_t(&w.t(), false, false).to_vec_f64();
+        let first = x.matmul_t(&w, false, true);
+        assert_eq!(first.to_vec_f64(), naive(&w));
+        let kept = w.transposed_kept().expect("x·Wᵀ keeps Wᵀ");
+        assert_eq!(kept.shape(), &[24, 30]);
+        let again = w.transposed_kept().unwrap();
+        assert!(again.same_buffer(&kept), "made once, then reused");
+        drop((kept, again));
+        // an in-place write drops it: the next product sees the new weights
+        w.data_mut::<f32>()[5] = 9.0;
+        let after = x.matmul_t_add(&w, false, true, &Tensor::zeros(&[30], crate::DType::F32));
+        assert_eq!(after.to_vec_f64(), naive(&w));
     }
 
     #[test]
