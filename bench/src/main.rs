@@ -276,14 +276,24 @@ fn run_cell(workload: &str, model_name: &str, args: &Args) -> serde_json::Value 
 
 fn main() {
     let args = parse_args();
-    // ebm's kernels are single-threaded today: `--threads` is recorded, and the process is
-    // pinned by the driver (taskset), so 1 and 2 threads differ only by what else can run.
-    for m in &args.models {
-        for w in &args.workloads {
-            if w == "langevin" && m != "M2" {
-                continue;
-            }
-            println!("{}", run_cell(w, m, &args));
-        }
+    // `--threads` sizes the rayon pool that ebm-core's GEMM splits large products over (row
+    // blocks); element-wise kernels run on the calling thread. The driver also pins the
+    // process (taskset) to that many CPUs.
+    if let Err(e) = rayon::ThreadPoolBuilder::new()
+        .num_threads(args.threads)
+        .build_global()
+    {
+        usage(&format!("cannot start {} threads: {e}", args.threads));
     }
+    // the steps run on a pool thread, so a split product's first block runs right here
+    rayon::scope(|_| {
+        for m in &args.models {
+            for w in &args.workloads {
+                if w == "langevin" && m != "M2" {
+                    continue;
+                }
+                println!("{}", run_cell(w, m, &args));
+            }
+        }
+    });
 }

@@ -58,22 +58,45 @@ impl Gemm for f32 {
         debug_assert!(bias.is_none() || beta == 0.0, "a bias replaces C");
         #[cfg(target_arch = "x86_64")]
         if csc == 1 && rsc >= n as isize && std::arch::is_x86_feature_detected!("avx512f") {
-            // SAFETY: the feature was detected; the caller vouches for the matrices.
-            return unsafe {
-                super::sgemm_avx512::sgemm(
-                    m,
-                    k,
-                    n,
-                    a,
-                    (rsa, csa),
-                    b,
-                    (rsb, csb),
-                    c,
-                    rsc as usize,
-                    beta != 0.0,
-                    bias.map(|v| v.as_ptr()),
-                )
+            let run = |r0: usize, rows: usize| {
+                // SAFETY: the feature was detected; the caller vouches for the matrices, and
+                // rows r0..r0+rows of A and C are inside them.
+                unsafe {
+                    super::sgemm_avx512::sgemm(
+                        rows,
+                        k,
+                        n,
+                        a.offset(r0 as isize * rsa),
+                        (rsa, csa),
+                        b,
+                        (rsb, csb),
+                        c.offset(r0 as isize * rsc),
+                        rsc as usize,
+                        beta != 0.0,
+                        bias.map(|v| v.as_ptr()),
+                    )
+                }
             };
+            let parts = gemm_parts(m, k, n);
+            if parts <= 1 {
+                run(0, m);
+                return;
+            }
+            // Row blocks on the rayon pool: disjoint rows of C, whole tiles of 12 rows each
+            // (every element is summed in the same order as on one thread: same bits).
+            let rows = m.div_ceil(parts).div_ceil(12) * 12;
+            struct Shared<F>(F);
+            // SAFETY: the closure only reads A and B and writes rows of C that no other part
+            // writes; the pointers stay valid for the scope.
+            unsafe impl<F> Sync for Shared<F> {}
+            let shared = Shared(&run);
+            rayon::scope(|s| {
+                for r0 in (0..m).step_by(rows) {
+                    let shared = &shared;
+                    s.spawn(move |_| (shared.0)(r0, rows.min(m - r0)));
+                }
+            });
+            return;
         }
         let beta = prefill_bias(bias, m, n, c, rsc, csc).unwrap_or(beta);
         unsafe { matrixmultiply::sgemm(m, k, n, 1.0, a, rsa, csa, b, rsb, csb, beta, c, rsc, csc) }
@@ -100,6 +123,18 @@ impl Gemm for f64 {
         let beta = prefill_bias(bias, m, n, c, rsc, csc).unwrap_or(beta);
         unsafe { matrixmultiply::dgemm(m, k, n, 1.0, a, rsa, csa, b, rsb, csb, beta, c, rsc, csc) }
     }
+}
+
+/// How many row blocks a product of this size is split into on the current rayon pool: one
+/// unless there are several threads and each block keeps at least 48 rows and 4 MFLOP (a
+/// spawn costs a few µs).
+fn gemm_parts(m: usize, k: usize, n: usize) -> usize {
+    let threads = rayon::current_num_threads();
+    if threads <= 1 {
+        return 1;
+    }
+    let flops = 2.0 * (m * n * k) as f64;
+    threads.min(m / 48).min((flops / 4e6) as usize).max(1)
 }
 
 /// Writes the bias row into every row of C and returns β = 1 for a kernel without native bias
@@ -769,6 +804,29 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn row_blocks_on_several_threads_give_the_same_bits() {
+        let mut rng = crate::Rng::new(12);
+        let x = rng.normal(&[515, 128], crate::DType::F32);
+        let w = rng.normal(&[128, 96], crate::DType::F32);
+        let bias = rng.normal(&[96], crate::DType::F32);
+        let on = |threads: usize| {
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .unwrap();
+            pool.install(|| {
+                assert_eq!(gemm_parts(515, 128, 96), threads.min(515 / 48));
+                (
+                    x.matmul(&w).to_vec_f64(),
+                    x.matmul_t_add(&w, false, false, &bias).to_vec_f64(),
+                )
+            })
+        };
+        assert_eq!(on(1), on(2));
+        assert_eq!(on(1), on(3));
     }
 
     #[test]
