@@ -44,7 +44,7 @@ pub fn as_leaf(x: &Var) -> Var {
 /// input gradients and then parameter gradients. The plain-tensor functions build a fresh
 /// tape per call with the parameters as constants: samplers call them in long loops and no
 /// tape ever grows across calls.
-pub trait EnergyModel: Module {
+pub trait EnergyModel: Module + Sync {
     /// E(x) per row, `x` [B, d] → [B], with `p` the parameters bound in [`Module::params`]
     /// order.
     fn energy_var(&self, x: &Var, p: &[Var]) -> Var;

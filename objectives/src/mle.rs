@@ -21,15 +21,21 @@ pub struct ModelTarget<'a>(pub &'a dyn EnergyModel);
 pub const CHUNK_ROWS: usize = 512;
 
 /// `f` applied to blocks of at most [`CHUNK_ROWS`] rows of `x`, results joined along axis 0.
-fn by_rows<const N: usize>(x: &Tensor, f: impl Fn(&Tensor) -> [Tensor; N]) -> [Tensor; N] {
+/// Blocks are independent: with several rayon threads they run in parallel (the same values:
+/// each block is computed alone either way).
+fn by_rows<const N: usize>(x: &Tensor, f: impl Fn(&Tensor) -> [Tensor; N] + Sync) -> [Tensor; N] {
+    use rayon::prelude::*;
     let b = x.shape()[0];
     if b <= CHUNK_ROWS {
         return f(x);
     }
-    let parts: Vec<[Tensor; N]> = (0..b)
-        .step_by(CHUNK_ROWS)
-        .map(|start| f(&x.narrow(0, start, CHUNK_ROWS.min(b - start))))
-        .collect();
+    let starts: Vec<usize> = (0..b).step_by(CHUNK_ROWS).collect();
+    let block = |&start: &usize| f(&x.narrow(0, start, CHUNK_ROWS.min(b - start)));
+    let parts: Vec<[Tensor; N]> = if rayon::current_num_threads() > 1 {
+        starts.par_iter().map(block).collect()
+    } else {
+        starts.iter().map(block).collect()
+    };
     std::array::from_fn(|k| {
         let col: Vec<Tensor> = parts.iter().map(|p| p[k].clone()).collect();
         Tensor::concat(&col, 0)
@@ -165,5 +171,14 @@ mod tests {
         assert!(e.max_abs_diff(&model.energy(&x)) <= 1e-6 * (1.0 + e.max_abs()));
         assert!(s.max_abs_diff(&model.score(&x)) <= 1e-6 * (1.0 + s.max_abs()));
         assert!(t.score(&x).max_abs_diff(&s) == 0.0 && t.energy(&x).max_abs_diff(&e) == 0.0);
+        // blocks in parallel give the same bits as one thread
+        let on = |threads: usize| {
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .unwrap();
+            pool.install(|| (t.score(&x).to_vec_f64(), t.energy(&x).to_vec_f64()))
+        };
+        assert_eq!(on(1), on(2));
     }
 }
