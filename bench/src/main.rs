@@ -262,6 +262,10 @@ fn run_cell(workload: &str, model_name: &str, args: &Args) -> serde_json::Value 
             "reduce_share": p.time(OpKind::Reduce).as_secs_f64() / p.wall.as_secs_f64(),
             "layout_share": p.time(OpKind::Layout).as_secs_f64() / p.wall.as_secs_f64(),
             "matmul_calls": p.calls(OpKind::Matmul),
+            // GEMM work of one step, and the rate it implies at the median step time: the
+            // FLOP-count-based figure to set against the machine's f32 FMA peak
+            "matmul_gflop_per_step": p.matmul_flops() as f64 * 1e-9,
+            "matmul_gflops_at_median": p.matmul_flops() as f64 * 1e-9 / med,
             "elementwise_calls": p.calls(OpKind::Elementwise),
             // the ops of the profiled step, most time first: what a workload is made of
             "top_ops": p.ops.iter().take(15).map(|o| serde_json::json!({

@@ -32,6 +32,8 @@ pub struct OpStat {
     pub label: String,
     pub calls: u64,
     pub nanos: u64,
+    /// Floating-point operations done (products: 2·m·k·n per call; 0 where not counted).
+    pub flops: u64,
 }
 
 /// Time and call counts per op kind, accumulated while profiling was on.
@@ -50,6 +52,10 @@ impl Profile {
     }
     pub fn calls(&self, kind: OpKind) -> u64 {
         self.calls[kind as usize]
+    }
+    /// Floating-point operations of the matrix products (2·m·k·n each).
+    pub fn matmul_flops(&self) -> u64 {
+        self.ops.iter().map(|o| o.flops).sum()
     }
     /// Fraction of wall time spent outside matmul kernels.
     pub fn share_outside_matmul(&self) -> f64 {
@@ -108,6 +114,7 @@ pub fn profile<R>(f: impl FnOnce() -> R) -> (R, Profile) {
                 let e = outer.entry(k.clone()).or_default();
                 e.calls += v.calls;
                 e.nanos += v.nanos;
+                e.flops += v.flops;
             }
         });
     }
@@ -133,6 +140,16 @@ pub(crate) fn timed_op<R>(
     label: impl FnOnce() -> String,
     f: impl FnOnce() -> R,
 ) -> R {
+    timed_op_flops(kind, label, 0, f)
+}
+
+/// [`timed_op`] for an op that does `flops` floating-point operations.
+pub(crate) fn timed_op_flops<R>(
+    kind: OpKind,
+    label: impl FnOnce() -> String,
+    flops: u64,
+    f: impl FnOnce() -> R,
+) -> R {
     if !ENABLED.with(|e| e.get()) {
         return f();
     }
@@ -144,6 +161,7 @@ pub(crate) fn timed_op<R>(
         let e = o.entry(label()).or_default();
         e.calls += 1;
         e.nanos += dt;
+        e.flops += flops;
     });
     account(kind, dt);
     r

@@ -6,7 +6,7 @@
 //! `matmul_t(a, b, true, false)` computes aᵀb without copying a. Backward passes use this.
 
 use crate::dtype::Elem;
-use crate::profile::{timed_op, OpKind};
+use crate::profile::{timed_op_flops, OpKind};
 use crate::storage::HostVec;
 use crate::tensor::Tensor;
 use crate::with_slices2;
@@ -523,6 +523,17 @@ fn kept_transpose(rhs: &Tensor, tb: bool) -> Option<Tensor> {
     rhs.transposed_kept()
 }
 
+/// 2·(output elements)·k for a product whose left operand is `a` (transposed if `ta`).
+fn product_flops(a: &Tensor, out_shape: &[usize], ta: bool) -> u64 {
+    let r = a.rank();
+    let k = if ta {
+        a.shape()[r - 2]
+    } else {
+        a.shape()[r - 1]
+    };
+    2 * (crate::shape::numel(out_shape) * k) as u64
+}
+
 /// "matmul [1024, 128]ᵀ·[1024, 2]": the profile's name for a product.
 fn mm_label(op: &str, a: &Tensor, b: &Tensor, ta: bool, tb: bool) -> String {
     let t = |f: bool| if f { "ᵀ" } else { "" };
@@ -584,9 +595,10 @@ impl Tensor {
         } else {
             "matmul"
         };
-        timed_op(
+        timed_op_flops(
             OpKind::Matmul,
             || mm_label(op, self, rhs, ta, tb),
+            product_flops(self, shape, ta),
             || {
                 with_slices2!(op, self, rhs, |a, b| {
                     let mut out = crate::pool::take(crate::shape::numel(shape));
@@ -637,18 +649,23 @@ impl Tensor {
         if let Some(rt) = kept_transpose(rhs, tb) {
             return self.matmul_t_add(&rt, ta, false, addend);
         }
-        timed_op(OpKind::Matmul, label, || {
-            let mut init = addend.broadcast_to(&shape);
-            if init.same_buffer(addend) {
-                // broadcast_to returned the addend itself: copy, never write into a shared buffer
-                init = init.mul_scalar(1.0);
-            }
-            with_slices2!("matmul_t_add", self, rhs, |a, b| {
-                let out = init.data_mut();
-                matmul_into(a, self.shape(), ta, b, rhs.shape(), tb, out, true, None);
-            });
-            init
-        })
+        timed_op_flops(
+            OpKind::Matmul,
+            label,
+            product_flops(self, &shape, ta),
+            || {
+                let mut init = addend.broadcast_to(&shape);
+                if init.same_buffer(addend) {
+                    // broadcast_to returned the addend itself: copy, never write into a shared buffer
+                    init = init.mul_scalar(1.0);
+                }
+                with_slices2!("matmul_t_add", self, rhs, |a, b| {
+                    let out = init.data_mut();
+                    matmul_into(a, self.shape(), ta, b, rhs.shape(), tb, out, true, None);
+                });
+                init
+            },
+        )
     }
 
     /// Matrix product (2-d, or batched 3-d).
