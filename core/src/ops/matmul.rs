@@ -126,15 +126,17 @@ impl Gemm for f64 {
 }
 
 /// How many row blocks a product of this size is split into on the current rayon pool: one
-/// unless there are several threads and each block keeps at least 48 rows and 4 MFLOP (a
-/// spawn costs a few µs).
+/// unless there are several threads and each block keeps at least 48 rows and 32 MFLOP. A
+/// pool thread that went to sleep between products takes tens of µs to wake on these VMs:
+/// splitting the 17–34 MFLOP products of a training step made 2 threads slower than 1
+/// (DSM M64 790 → 571 steps/s); coarse parallelism (ModelTarget's row blocks) pays instead.
 fn gemm_parts(m: usize, k: usize, n: usize) -> usize {
     let threads = rayon::current_num_threads();
     if threads <= 1 {
         return 1;
     }
     let flops = 2.0 * (m * n * k) as f64;
-    threads.min(m / 48).min((flops / 4e6) as usize).max(1)
+    threads.min(m / 48).min((flops / 32e6) as usize).max(1)
 }
 
 /// Writes the bias row into every row of C and returns β = 1 for a kernel without native bias
@@ -826,16 +828,17 @@ mod tests {
     #[test]
     fn row_blocks_on_several_threads_give_the_same_bits() {
         let mut rng = crate::Rng::new(12);
-        let x = rng.normal(&[515, 128], crate::DType::F32);
-        let w = rng.normal(&[128, 96], crate::DType::F32);
-        let bias = rng.normal(&[96], crate::DType::F32);
+        let x = rng.normal(&[515, 256], crate::DType::F32);
+        let w = rng.normal(&[256, 400], crate::DType::F32);
+        let bias = rng.normal(&[400], crate::DType::F32);
         let on = |threads: usize| {
             let pool = rayon::ThreadPoolBuilder::new()
                 .num_threads(threads)
                 .build()
                 .unwrap();
             pool.install(|| {
-                assert_eq!(gemm_parts(515, 128, 96), threads.min(515 / 48));
+                // 105 MFLOP: up to 3 blocks of ≥ 32
+                assert_eq!(gemm_parts(515, 256, 400), threads.min(3));
                 (
                     x.matmul(&w).to_vec_f64(),
                     x.matmul_t_add(&w, false, false, &bias).to_vec_f64(),
