@@ -183,3 +183,70 @@ pub(crate) fn noise_conditional_model<'a>(
 pub(crate) fn half_mean_sq(r: &Var) -> Var {
     r.square().sum(&[1], false).mean_all().mul_scalar(0.5)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ebm_core::DType;
+    use ebm_samplers::replay::{Init, ReplayBuffer};
+    use ebm_samplers::ula::{Step, Ula};
+
+    /// Every objective says one of [`NAMES`], and every name belongs to one objective.
+    #[test]
+    fn names_are_the_objectives_names() {
+        let ula = || Ula::new(Step::Tied { eps: 0.1 }, 1);
+        let buffer = ReplayBuffer::new(
+            4,
+            &[2],
+            Init::Uniform { lo: -1.0, hi: 1.0 },
+            DType::F32,
+            &mut Rng::new(0),
+        );
+        let multi = |schedule| MultiScaleDsm { schedule };
+        let objectives: Vec<Box<dyn Objective>> = vec![
+            Box::new(DenoisingScoreMatching::new(0.1)),
+            Box::new(DenoisingScoreMatching::with_control_variate(0.1)),
+            Box::new(ExactScoreMatching),
+            Box::new(SlicedScoreMatching::default()),
+            Box::new(SlicedScoreMatching {
+                variance_reduced: true,
+                ..SlicedScoreMatching::default()
+            }),
+            Box::new(Nce::new(
+                NoiseDistribution::isotropic(2, 1.0),
+                1.0,
+                0.0,
+                DType::F32,
+            )),
+            Box::new(MaximumLikelihood::new(
+                ula(),
+                ChainInit::Persistent(buffer),
+                0.0,
+            )),
+            Box::new(MaximumLikelihood::new(ula(), ChainInit::Data, 0.0)),
+            Box::new(multi(NoiseSchedule::Geometric {
+                sigma_max: 1.0,
+                sigma_min: 0.1,
+                levels: 2,
+            })),
+            Box::new(multi(NoiseSchedule::Ve {
+                sigma_min: 0.1,
+                sigma_max: 1.0,
+                t_min: 1e-3,
+            })),
+            Box::new(multi(NoiseSchedule::Vp {
+                beta_min: 0.1,
+                beta_max: 20.0,
+                t_min: 1e-3,
+            })),
+        ];
+        let names: Vec<&str> = objectives.iter().map(|o| o.name()).collect();
+        assert_eq!(names, NAMES);
+        let conditional: Vec<&str> = objectives
+            .iter()
+            .filter(|o| o.model_kind() != ModelKind::Energy)
+            .map(|o| o.name())
+            .collect();
+        assert_eq!(conditional, [names::NCSN, names::VE, names::VP]);
+    }
+}

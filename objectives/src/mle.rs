@@ -133,3 +133,54 @@ impl Objective for MaximumLikelihood {
         loss
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ebm_core::DType;
+    use ebm_nn::{Mlp, MlpConfig, Module};
+    use ebm_samplers::replay::Init;
+    use ebm_samplers::ula::Step;
+
+    #[test]
+    fn pcd_state_round_trips_and_refuses_what_does_not_fit() {
+        let mut rng = Rng::new(0);
+        let init = Init::Normal {
+            mean: 0.0,
+            std: 1.0,
+        };
+        let buffer = ReplayBuffer::new(16, &[2], init, DType::F32, &mut rng);
+        let langevin = Ula::new(Step::Tied { eps: 0.1 }, 2);
+        let mut pcd = MaximumLikelihood::new(langevin.clone(), ChainInit::Persistent(buffer), 0.0);
+        let state = pcd.state();
+        assert_eq!(state.len(), 1);
+        assert_eq!(state[0].0, REPLAY_BUFFER);
+        let other = rng.normal(&[16, 2], DType::F32);
+        pcd.set_state(REPLAY_BUFFER, other.clone()).unwrap();
+        assert_eq!(pcd.state()[0].1.max_abs_diff(&other), 0.0);
+        let wrong = rng.normal(&[8, 2], DType::F32);
+        assert_eq!(
+            pcd.set_state(REPLAY_BUFFER, wrong).unwrap_err().to_string(),
+            "state `replay_buffer` is [16, 2], got a tensor of [8, 2]"
+        );
+        assert!(matches!(
+            pcd.set_state("log_z", other.clone()),
+            Err(StateError::Unknown { .. })
+        ));
+        // CD keeps no state
+        let mut cd = MaximumLikelihood::new(langevin, ChainInit::Data, 0.0);
+        assert!(cd.state().is_empty());
+        assert_eq!(
+            cd.set_state(REPLAY_BUFFER, other).unwrap_err().to_string(),
+            "objective `cd` keeps no state `replay_buffer`"
+        );
+        // the negatives of the last loss are the chains written back to the buffer
+        assert!(pcd.negatives().is_none());
+        let model = Mlp::new(MlpConfig::new(&[2, 4, 1]), &mut rng);
+        let x = rng.normal(&[4, 2], DType::F32);
+        let tape = Tape::new();
+        let p = model.params().bind(&tape);
+        pcd.loss(&tape, &model, &p, &[], &x, &mut rng);
+        assert_eq!(pcd.negatives().unwrap().shape(), &[4, 2]);
+    }
+}

@@ -1,6 +1,7 @@
-//! Densities with known answers, for testing samplers: a Gaussian with full covariance and a
-//! weighted Gaussian mixture, with exact energy, score and log-density, and their closed-form
-//! perturbations by the noise of annealed Langevin and of VE/VP diffusions.
+//! Densities with known answers, for testing samplers and objectives: a Gaussian with full
+//! covariance and a weighted Gaussian mixture, with exact energy, score, log-density and
+//! samples, and their closed-form perturbations by the noise of annealed Langevin and of VE/VP
+//! diffusions; and the one [`cholesky`] factorisation of the layers above.
 //!
 //! If x ~ p and x_t = α x + σ ε with ε ~ N(0, I), then a Gaussian N(m, Σ) becomes
 //! N(α m, α²Σ + σ²I), and a mixture Σₖ wₖ N(mₖ, Σₖ) becomes Σₖ wₖ N(α mₖ, α²Σₖ + σ²I): the
