@@ -15,7 +15,7 @@ use ebm_core::{profile, DType, OpKind, Rng, Tensor};
 use ebm_nn::{Mlp, MlpConfig, Module, Optimizer};
 use ebm_objectives::{
     train_step, ChainInit, DenoisingScoreMatching, ExactScoreMatching, MaximumLikelihood,
-    ModelTarget, Nce, NoiseDistribution, Objective, SlicedScoreMatching,
+    ModelTarget, Nce, NoiseDistribution, Objective, SlicedScoreMatching, TrainStep,
 };
 use ebm_samplers::replay::{Init, ReplayBuffer};
 use ebm_samplers::ula::{Step, Ula};
@@ -162,7 +162,7 @@ fn run_cell(workload: &str, model_name: &str, args: &Args) -> serde_json::Value 
     };
     let langevin = Ula::new(Step::Tied { eps: 0.01 }, 20);
     let mut objective: Option<Box<dyn Objective>> = match workload {
-        "dsm" => Some(Box::new(DenoisingScoreMatching { sigma: 0.1 })),
+        "dsm" => Some(Box::new(DenoisingScoreMatching::new(0.1))),
         "esm" => Some(Box::new(ExactScoreMatching)),
         "ssm" => Some(Box::new(SlicedScoreMatching::default())),
         "nce" => Some(Box::new(Nce::new(
@@ -190,11 +190,10 @@ fn run_cell(workload: &str, model_name: &str, args: &Args) -> serde_json::Value 
         ))),
         _ => None,
     };
-    let mut opt = Optimizer::adam(1e-3, model.params());
-    let mut opt_q = objective
-        .as_ref()
-        .and_then(|o| o.params())
-        .map(|q| Optimizer::adam(1e-3, q));
+    let mut train = TrainStep::new(Optimizer::adam(1e-3, model.params()));
+    if let Some(q) = objective.as_ref().and_then(|o| o.params()) {
+        train = train.with_objective_optimizer(Optimizer::adam(1e-3, q));
+    }
     let chains = 10_000;
     let mut x_chain = rng.normal(&[chains, 2], DType::F32);
     let sampler = Ula::new(Step::Tied { eps: 0.01 }, 100);
@@ -202,18 +201,11 @@ fn run_cell(workload: &str, model_name: &str, args: &Args) -> serde_json::Value 
         match objective.as_mut() {
             Some(obj) => {
                 let x = batch(rng, sp.batch);
-                Some(train_step(
-                    obj.as_mut(),
-                    &mut model,
-                    &mut opt,
-                    opt_q.as_mut(),
-                    &x,
-                    rng,
-                ))
+                Some(train_step(obj.as_mut(), &mut model, &mut train, &x, rng))
             }
             None => {
                 let x = std::mem::replace(&mut x_chain, Tensor::zeros(&[0, 2], DType::F32));
-                x_chain = sampler.run(&ModelTarget(&model), x, rng).x;
+                x_chain = sampler.run(&ModelTarget::new(&model), x, rng).x;
                 None
             }
         }

@@ -21,7 +21,7 @@
 //!     assert!(t.step_once(false).is_finite());
 //! }
 //! let x = Toy::EightGaussians.sample(4, &mut Rng::new(1));
-//! assert_eq!(ModelTarget(match &t.net { Net::Mlp(m) => m, _ => unreachable!() }).energy(&x).shape(), &[4]);
+//! assert_eq!(ModelTarget::new(&t.net).energy(&x).shape(), &[4]);
 //! ```
 
 pub use ebm_autodiff as autodiff;
@@ -50,10 +50,10 @@ pub mod prelude {
     pub use ebm_autodiff::{grad, grad_with, GradOpts, Tape, Var};
     pub use ebm_core::{DType, Rng, Tensor};
     pub use ebm_nn::{
-        Activation, Checkpoint, EnergyModel, Mlp, MlpConfig, Module, NoiseConditionalModel,
+        Activation, Checkpoint, EnergyModel, Mlp, MlpConfig, Model, Module, NoiseConditionalModel,
         Optimizer, Schedule,
     };
     pub use ebm_objectives::eval::{grid_log_z, nll};
-    pub use ebm_objectives::{train_step, ModelTarget, Objective};
+    pub use ebm_objectives::{train_step, ModelTarget, Objective, TrainStep};
     pub use ebm_samplers::{Mala, Target, Ula};
 }

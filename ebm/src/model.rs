@@ -3,12 +3,13 @@
 
 use crate::config::{ObjectiveKind, TrainConfig};
 use crate::error::Error;
-use ebm_core::{Rng, Tensor};
+use ebm_core::Rng;
 use ebm_nn::{
-    Checkpoint, Conditioning, EnergyModel, Mlp, MlpConfig, Module, NoiseConditionalConfig,
-    NoiseConditionalModel, NoiseConditionalNet, Params,
+    Checkpoint, Conditioning, Mlp, MlpConfig, Model, ModelRef, Module, NoiseConditionalConfig,
+    NoiseConditionalNet, Params,
 };
-use ebm_samplers::{NoiseScore, Target, TimeScore, VeSde, VpSde};
+use ebm_objectives::ModelTarget;
+use ebm_samplers::{VeSde, VpSde};
 use std::path::{Path, PathBuf};
 
 /// The energy network of a run.
@@ -59,6 +60,16 @@ impl Net {
         match self {
             Net::Mlp(m) => m.params_mut(),
             Net::Cond(m) => m.params_mut(),
+        }
+    }
+
+    /// The network read as a density over x for the samplers and the evaluation: the plain
+    /// energy, or the noise-conditional one at `noise`'s evaluation condition (and at any σ or
+    /// t for annealed Langevin, the reverse SDE and the PF-ODE).
+    pub fn density(&self, noise: Noise) -> Density<'_> {
+        match noise {
+            Noise::None => ModelTarget::new(self),
+            _ => ModelTarget::new(self).at(noise.eval_cond()),
         }
     }
 
@@ -118,65 +129,32 @@ impl Noise {
     }
 }
 
-/// A network read as a density over x: the plain energy, or the noise-conditional energy at
-/// its smallest noise level.
-pub struct Density<'a> {
-    pub net: &'a Net,
-    pub noise: Noise,
-}
-
-impl<'a> Density<'a> {
-    pub fn new(net: &'a Net, noise: Noise) -> Density<'a> {
-        Density { net, noise }
+impl Module for Net {
+    fn params(&self) -> &Params {
+        Net::params(self)
     }
 
-    fn cond(&self, x: &Tensor, c: f64) -> Tensor {
-        Tensor::full(&[x.shape()[0]], c, x.dtype())
+    fn params_mut(&mut self) -> &mut Params {
+        Net::params_mut(self)
+    }
+
+    fn config(&self) -> serde_json::Value {
+        self.module().config()
     }
 }
 
-impl Target for Density<'_> {
-    fn energy(&self, x: &Tensor) -> Tensor {
-        match self.net {
-            Net::Mlp(m) => m.energy(x),
-            Net::Cond(m) => m
-                .energy(x, &self.cond(x, self.noise.eval_cond()))
-                .expect("noise-conditional nets here output energies"),
-        }
-    }
-
-    fn score(&self, x: &Tensor) -> Tensor {
-        match self.net {
-            Net::Mlp(m) => m.score(x),
-            Net::Cond(m) => m.score(x, &self.cond(x, self.noise.eval_cond())),
-        }
-    }
-
-    fn energy_and_score(&self, x: &Tensor) -> (Tensor, Tensor) {
-        match self.net {
-            Net::Mlp(m) => m.energy_and_score(x),
-            _ => (self.energy(x), self.score(x)),
+impl Model for Net {
+    fn view(&self) -> ModelRef<'_> {
+        match self {
+            Net::Mlp(m) => ModelRef::Energy(m),
+            Net::Cond(m) => ModelRef::NoiseConditional(m),
         }
     }
 }
 
-impl NoiseScore for Density<'_> {
-    fn score_sigma(&self, x: &Tensor, sigma: f64) -> Tensor {
-        match self.net {
-            Net::Cond(m) => m.score(x, &self.cond(x, sigma)),
-            Net::Mlp(m) => m.score(x),
-        }
-    }
-}
-
-impl TimeScore for Density<'_> {
-    fn score_t(&self, x: &Tensor, t: f64) -> Tensor {
-        match self.net {
-            Net::Cond(m) => m.score(x, &self.cond(x, t)),
-            Net::Mlp(m) => m.score(x),
-        }
-    }
-}
+/// A network read as a density over x ([`Net::density`]): the one model→sampler bridge,
+/// with its parallel row blocks.
+pub type Density<'a> = ModelTarget<'a>;
 
 /// A trained model loaded from a run directory or checkpoint file.
 pub struct Loaded {
@@ -194,7 +172,7 @@ impl Loaded {
     }
 
     pub fn density(&self) -> Density<'_> {
-        Density::new(&self.net, self.noise())
+        self.net.density(self.noise())
     }
 }
 

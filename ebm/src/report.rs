@@ -3,7 +3,7 @@
 
 use crate::data::Dataset;
 use crate::error::Error;
-use crate::model::{Density, Net, Noise};
+use crate::model::{Net, Noise};
 use crate::plot::{self, Grid};
 use crate::sample::{self, SampleInfo, SampleOptions};
 use ebm_core::{DType, Rng, Tensor};
@@ -93,7 +93,7 @@ pub fn evaluate(
     opts: &EvalOptions,
 ) -> Result<(Report, Tensor), Error> {
     let t0 = Instant::now();
-    let density = Density::new(net, noise);
+    let density = net.density(noise);
     let mut rng = Rng::new(opts.seed).stream(0xE7A1);
     let mut r = Report {
         dim: data.dim,
@@ -159,7 +159,7 @@ pub fn pictures(
     let mut files = Vec::new();
     if data.dim == 2 {
         let b = data.bounds();
-        let model = Grid::of(&Density::new(net, noise), &b, 200);
+        let model = Grid::of(&net.density(noise), &b, 200);
         let hist = Grid::histogram(&data.train_sample(100_000).cast(DType::F64), &b, 100);
         plot::density_png(&dir.join("density.png"), &hist, &model, title)?;
         files.push("density.png".into());

@@ -90,7 +90,7 @@ pub fn draw(
         },
         k => k,
     };
-    let density = Density::new(net, noise);
+    let density = net.density(noise);
     let uniform = |rng: &mut Rng| {
         let u = rng.uniform_vec(n * d);
         let v: Vec<f64> = u

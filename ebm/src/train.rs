@@ -10,17 +10,13 @@
 use crate::config::{ObjectiveKind, TrainConfig};
 use crate::data::{DataSpec, Dataset, Standardization};
 use crate::error::Error;
-use crate::model::{Density, Net, Noise};
+use crate::model::{Net, Noise};
 use ebm_autodiff::Tape;
 use ebm_core::{DType, Rng, Tensor};
-use ebm_nn::{
-    clip_grad_norm, param_grads, Checkpoint, Ema, Module, NoiseConditionalModel, Optimizer, Params,
-    Schedule,
-};
+use ebm_nn::{clip_grad_norm, param_grads, Checkpoint, Ema, Module, Optimizer, Params, Schedule};
 use ebm_objectives::{
-    ChainInit, DenoisingScoreMatching, DsmControlVariate, ExactScoreMatching, MaximumLikelihood,
-    MultiScaleDsm, Nce, NoiseDistribution, NoiseSchedule, Objective, Projection,
-    SlicedScoreMatching,
+    ChainInit, DenoisingScoreMatching, ExactScoreMatching, MaximumLikelihood, MultiScaleDsm, Nce,
+    NoiseDistribution, NoiseSchedule, Objective, Projection, SlicedScoreMatching,
 };
 use ebm_samplers::{Init, ReplayBuffer, Step, Target, Ula};
 use std::io::Write;
@@ -155,13 +151,7 @@ impl Trainer {
             let p = self.net.params().bind(&tape);
             match (&mut self.obj, &self.net) {
                 (Obj::Multi(ms), Net::Cond(m)) => {
-                    let loss = ms.loss(
-                        &tape,
-                        m as &dyn NoiseConditionalModel,
-                        &p,
-                        &x,
-                        &mut self.rng,
-                    );
+                    let loss = ms.loss(&tape, m, &p, &[], &x, &mut self.rng);
                     (loss.item(), param_grads(&loss, &p), Vec::new())
                 }
                 (obj, Net::Mlp(m)) => {
@@ -201,7 +191,7 @@ impl Trainer {
     /// Checks the energies of `x` (and, for CD/PCD, their gap to the last negatives) under the
     /// current weights; says why they are unusable.
     pub fn energy_check(&self, x: &Tensor) -> Result<(), String> {
-        let e = Density::new(&self.net, Noise::of(&self.config)).energy(x);
+        let e = self.net.density(Noise::of(&self.config)).energy(x);
         let v = e.to_vec_f64();
         if v.iter().any(|e| !e.is_finite()) {
             return Err("energy is NaN or infinite".into());
@@ -212,8 +202,8 @@ impl Trainer {
         }
         // CD/PCD: the gap between data and negative energies is what the loss pushes on
         if let Obj::Mle(ml) = &self.obj {
-            if let Some(neg) = ml.last_negatives() {
-                let en = Density::new(&self.net, Noise::of(&self.config)).energy(neg);
+            if let Some(neg) = ml.negatives() {
+                let en = self.net.density(Noise::of(&self.config)).energy(neg);
                 let mean = |t: &[f64]| t.iter().sum::<f64>() / t.len().max(1) as f64;
                 let gap = mean(&v) - mean(&en.to_vec_f64());
                 if !gap.is_finite() || gap.abs() > ENERGY_LIMIT {
@@ -386,8 +376,8 @@ pub fn build_objective(config: &TrainConfig, data: &Dataset, rng: &mut Rng) -> O
         )
     };
     let e: Box<dyn Objective> = match config.objective {
-        ObjectiveKind::Dsm => Box::new(DenoisingScoreMatching { sigma: p.sigma }),
-        ObjectiveKind::DsmCv => Box::new(DsmControlVariate { sigma: p.sigma }),
+        ObjectiveKind::Dsm => Box::new(DenoisingScoreMatching::new(p.sigma)),
+        ObjectiveKind::DsmCv => Box::new(DenoisingScoreMatching::with_control_variate(p.sigma)),
         ObjectiveKind::Esm => Box::new(ExactScoreMatching),
         ObjectiveKind::Ssm | ObjectiveKind::SsmVr => Box::new(SlicedScoreMatching {
             projection: if config.objective == ObjectiveKind::SsmVr {
@@ -709,7 +699,7 @@ fn quick_nll(t: &Trainer) -> Option<f64> {
     if t.data.dim != 2 {
         return None;
     }
-    let d = Density::new(&t.net, Noise::of(&t.config));
+    let d = t.net.density(Noise::of(&t.config));
     let g = ebm_objectives::eval::grid_log_z(&d, &t.data.bounds(), 100, 1e-3, DType::F32);
     let n = t.data.test.shape()[0].min(5000);
     let test = t.data.test.index_select(&(0..n).collect::<Vec<_>>());

@@ -11,8 +11,9 @@
 //!   widths, [`NoiseConditionalNet`] (σ or t conditioning through a Fourier embedding, energy or
 //!   score output, optional NCSNv2 `s/σ` scaling); [`Activation`]s SiLU, softplus, ELU, tanh,
 //!   GELU and ReLU (not for exact score matching); seeded [`Init`]s.
-//! - Analytic energies: [`Quadratic`] ½(x−μ)ᵀLLᵀ(x−μ) and [`GaussianMixture`], with closed-form
-//!   scores, log-densities and exact samplers.
+//! - An analytic energy: [`Quadratic`] ½(x−μ)ᵀLLᵀ(x−μ), with a closed-form score,
+//!   log-density and exact sampler.
+//! - [`Model`]: either kind of model ([`ModelRef`]), as objectives and training steps take it.
 //! - Optimization: [`Optimizer`] (SGD with momentum/Nesterov/weight decay, Adam, AdamW, with
 //!   PyTorch's formulas), [`clip_grad_norm`], [`Ema`], [`Schedule`].
 //! - Persistence: [`Checkpoint`] in safetensors (parameters at the top level, `optim.*` and
@@ -59,7 +60,7 @@ pub mod params;
 pub mod schedule;
 
 pub use activation::Activation;
-pub use analytic::{GaussianMixture, Quadratic};
+pub use analytic::Quadratic;
 pub use checkpoint::{
     load_weights, load_weights_from_bytes, read_tensors, read_tensors_from_bytes, tensors_to_bytes,
     write_atomic, write_tensors, Checkpoint, CheckpointError,
@@ -69,8 +70,8 @@ pub use ema::{Ema, EmaConfig};
 pub use linear::{Init, Linear};
 pub use mlp::{Mlp, MlpConfig};
 pub use model::{
-    as_leaf, energy_and_score_on_tape, score_from_energy, score_on_tape, EnergyModel, Module,
-    NoiseConditionalModel,
+    as_leaf, energy_and_score_on_tape, score_from_energy, score_on_tape, EnergyModel, Model,
+    ModelRef, Module, NoiseConditionalModel,
 };
 pub use ncsn::{Conditioning, NetOutput, NoiseConditionalConfig, NoiseConditionalNet};
 pub use optim::{AdamConfig, Optimizer, OptimizerConfig, SgdConfig};

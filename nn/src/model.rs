@@ -1,5 +1,6 @@
 //! The traits every model implements: parameters and a config ([`Module`]), one energy per
-//! row ([`EnergyModel`]), and a score conditioned on a noise level ([`NoiseConditionalModel`]).
+//! row ([`EnergyModel`]), and a score conditioned on a noise level ([`NoiseConditionalModel`]);
+//! [`Model`] and [`ModelRef`] let objectives, training steps and sampler bridges take either.
 
 use crate::params::Params;
 use ebm_autodiff::{grad_with, GradOpts, Tape, Var};
@@ -104,7 +105,7 @@ pub fn energy_and_score_on_tape<M: EnergyModel + ?Sized>(
 /// standard deviation σ for NCSN-style multi-scale score matching, or the time t of an SDE).
 ///
 /// Energy-parameterised models also expose E(x, c); their score is −∇ₓE.
-pub trait NoiseConditionalModel: Module {
+pub trait NoiseConditionalModel: Module + Sync {
     /// s(x, c) [B, d] for `x` [B, d] and `cond` [B]. For an energy-parameterised model
     /// `opts` says whether the input gradient is recorded (a constant `x` is made a leaf
     /// first); a model that outputs the score directly ignores `opts`.
@@ -128,6 +129,40 @@ pub trait NoiseConditionalModel: Module {
         let p = self.params().constants(&tape);
         self.energy_var(&tape.constant(x.clone()), cond, &p)
             .map(|e| e.value().clone())
+    }
+}
+
+/// A borrowed model of either kind: what code serving both (objectives, the training step,
+/// the sampler bridge) dispatches on.
+#[derive(Clone, Copy)]
+pub enum ModelRef<'a> {
+    /// An energy E(x).
+    Energy(&'a dyn EnergyModel),
+    /// A score s(x, c) (and maybe an energy E(x, c)) at a per-row noise condition c.
+    NoiseConditional(&'a dyn NoiseConditionalModel),
+}
+
+impl ModelRef<'_> {
+    /// "an energy model" or "a noise-conditional model", for messages.
+    pub fn describe(&self) -> &'static str {
+        match self {
+            ModelRef::Energy(_) => "an energy model E(x)",
+            ModelRef::NoiseConditional(_) => "a noise-conditional model s(x, c)",
+        }
+    }
+}
+
+/// A trainable model of either kind: named parameters plus a view as an energy or as a
+/// noise-conditional model. Every [`EnergyModel`] is one; a noise-conditional model implements
+/// it with one line (`ModelRef::NoiseConditional(self)`).
+pub trait Model: Module + Sync {
+    /// The model as the kind it is.
+    fn view(&self) -> ModelRef<'_>;
+}
+
+impl<T: EnergyModel> Model for T {
+    fn view(&self) -> ModelRef<'_> {
+        ModelRef::Energy(self)
     }
 }
 

@@ -2,7 +2,9 @@
 
 use crate::activation::Activation;
 use crate::linear::{Init, Linear};
-use crate::model::{as_leaf, score_from_energy, tagged_config, Module, NoiseConditionalModel};
+use crate::model::{
+    as_leaf, score_from_energy, tagged_config, Model, ModelRef, Module, NoiseConditionalModel,
+};
 use crate::params::Params;
 use ebm_autodiff::{GradOpts, Var};
 use ebm_core::{DType, Rng, Tensor};
@@ -302,6 +304,12 @@ impl Module for NoiseConditionalNet {
 
     fn config(&self) -> serde_json::Value {
         tagged_config("noise_conditional", &self.config)
+    }
+}
+
+impl Model for NoiseConditionalNet {
+    fn view(&self) -> ModelRef<'_> {
+        ModelRef::NoiseConditional(self)
     }
 }
 

@@ -2,10 +2,10 @@
 //! state to an uninterrupted run, for Adam, AdamW and SGD with Nesterov momentum.
 
 use ebm_autodiff::{GradOpts, Tape};
-use ebm_core::{DType, Rng};
+use ebm_core::{DType, Rng, Tensor};
 use ebm_nn::{
-    clip_grad_norm, param_grads, AdamConfig, Checkpoint, Ema, EmaConfig, EnergyModel,
-    GaussianMixture, Mlp, MlpConfig, Module, Optimizer, OptimizerConfig, Schedule, SgdConfig,
+    clip_grad_norm, param_grads, AdamConfig, Checkpoint, Ema, EmaConfig, EnergyModel, Mlp,
+    MlpConfig, Module, Optimizer, OptimizerConfig, Schedule, SgdConfig,
 };
 use std::path::PathBuf;
 
@@ -42,13 +42,13 @@ impl Run {
         }
     }
 
-    /// `n` DSM steps on 8-Gaussians with clipping, a warmup+cosine schedule and EMA.
+    /// `n` DSM steps on N((1, −1), I) data with clipping, a warmup+cosine schedule and EMA.
     fn train(&mut self, n: u64) {
-        let data = GaussianMixture::eight_gaussians(DType::F32);
+        let shift = Tensor::from_vec(vec![1.0f32, -1.0], &[2]);
         let sched = Schedule::warmup_cosine(5, TOTAL, 0.1);
         let base = self.opt.config().lr();
         for _ in 0..n {
-            let x = data.sample(&mut self.rng, 64);
+            let x = self.rng.normal(&[64, 2], DType::F32).add(&shift);
             let z = self.rng.normal(&[64, 2], DType::F32);
             let mut grads = {
                 let tape = Tape::new();

@@ -1,64 +1,14 @@
 //! Maximum likelihood with MCMC negatives: contrastive divergence and persistent CD.
 
-use crate::Objective;
+use crate::{energy_model, names, ModelTarget, Objective, StateError};
 use ebm_autodiff::{Tape, Var};
 use ebm_core::{Rng, Tensor};
-use ebm_nn::EnergyModel;
+use ebm_nn::{EnergyModel, Model, ModelRef};
 use ebm_samplers::replay::{ReplayBuffer, ShortRunSgld};
-use ebm_samplers::target::Target;
 use ebm_samplers::ula::Ula;
 
-/// An energy model seen by a sampler: plain tensors in, energies and scores out, a fresh tape
-/// per call (DESIGN.md decision 2).
-///
-/// Chains are independent rows, so large batches are evaluated in blocks of [`CHUNK_ROWS`]
-/// rows: a block's activations (512 × 256 f32 = 0.5 MB) stay in cache across the forward and
-/// backward passes, where a 10 000-chain batch (5 MB per activation) streams from memory on
-/// every element-wise pass.
-pub struct ModelTarget<'a>(pub &'a dyn EnergyModel);
-
-/// Rows per block when a sampler evaluates a model on a large batch.
-pub const CHUNK_ROWS: usize = 512;
-
-/// `f` applied to blocks of at most [`CHUNK_ROWS`] rows of `x`, results joined along axis 0.
-/// Blocks are independent: with several rayon threads they run in parallel (the same values:
-/// each block is computed alone either way).
-fn by_rows<const N: usize>(x: &Tensor, f: impl Fn(&Tensor) -> [Tensor; N] + Sync) -> [Tensor; N] {
-    use rayon::prelude::*;
-    let b = x.shape()[0];
-    if b <= CHUNK_ROWS {
-        return f(x);
-    }
-    let starts: Vec<usize> = (0..b).step_by(CHUNK_ROWS).collect();
-    let block = |&start: &usize| f(&x.narrow(0, start, CHUNK_ROWS.min(b - start)));
-    let parts: Vec<[Tensor; N]> = if rayon::current_num_threads() > 1 {
-        starts.par_iter().map(block).collect()
-    } else {
-        starts.iter().map(block).collect()
-    };
-    std::array::from_fn(|k| {
-        let col: Vec<Tensor> = parts.iter().map(|p| p[k].clone()).collect();
-        Tensor::concat(&col, 0)
-    })
-}
-
-impl Target for ModelTarget<'_> {
-    fn energy(&self, x: &Tensor) -> Tensor {
-        let [e] = by_rows(x, |c| [self.0.energy(c)]);
-        e
-    }
-    fn score(&self, x: &Tensor) -> Tensor {
-        let [s] = by_rows(x, |c| [self.0.score(c)]);
-        s
-    }
-    fn energy_and_score(&self, x: &Tensor) -> (Tensor, Tensor) {
-        let [e, s] = by_rows(x, |c| {
-            let (e, s) = self.0.energy_and_score(c);
-            [e, s]
-        });
-        (e, s)
-    }
-}
+/// The name of PCD's replay buffer in [`Objective::state`].
+pub const REPLAY_BUFFER: &str = "replay_buffer";
 
 /// Where the negative chains start.
 #[derive(Clone, Debug)]
@@ -93,11 +43,6 @@ impl MaximumLikelihood {
         }
     }
 
-    /// The negatives of the last loss evaluation.
-    pub fn last_negatives(&self) -> Option<&Tensor> {
-        self.last_negatives.as_ref()
-    }
-
     /// The surrogate loss for given negatives (the `pcd` loss of the fixtures).
     pub fn loss_with_negatives(
         &self,
@@ -125,21 +70,55 @@ impl MaximumLikelihood {
 impl Objective for MaximumLikelihood {
     fn name(&self) -> &'static str {
         match self.init {
-            ChainInit::Data => "cd",
-            ChainInit::Persistent(_) => "pcd",
+            ChainInit::Data => names::CD,
+            ChainInit::Persistent(_) => names::PCD,
         }
+    }
+
+    fn state(&self) -> Vec<(&'static str, Tensor)> {
+        match &self.init {
+            ChainInit::Data => Vec::new(),
+            ChainInit::Persistent(buffer) => vec![(REPLAY_BUFFER, buffer.data().clone())],
+        }
+    }
+
+    fn set_state(&mut self, name: &str, value: Tensor) -> Result<(), StateError> {
+        let objective = self.name();
+        match &mut self.init {
+            ChainInit::Persistent(buffer) if name == REPLAY_BUFFER => {
+                if value.shape() != buffer.data().shape() || value.dtype() != buffer.data().dtype()
+                {
+                    return Err(StateError::Shape {
+                        name: name.to_string(),
+                        expected: buffer.data().shape().to_vec(),
+                        found: value.shape().to_vec(),
+                    });
+                }
+                buffer.set_data(value);
+                Ok(())
+            }
+            _ => Err(StateError::Unknown {
+                objective,
+                name: name.to_string(),
+            }),
+        }
+    }
+
+    fn negatives(&self) -> Option<&Tensor> {
+        self.last_negatives.as_ref()
     }
 
     fn loss(
         &mut self,
         tape: &Tape,
-        model: &dyn EnergyModel,
+        model: &dyn Model,
         p: &[Var],
         _q: &[Var],
         x: &Tensor,
         rng: &mut Rng,
     ) -> Var {
-        let target = ModelTarget(model);
+        let model = energy_model(model, self.name());
+        let target = ModelTarget::of(ModelRef::Energy(model));
         let negatives = match &mut self.init {
             ChainInit::Data => self.langevin.run(&target, x.clone(), rng).x,
             ChainInit::Persistent(buffer) => {
@@ -158,27 +137,50 @@ impl Objective for MaximumLikelihood {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use ebm_core::{DType, Rng};
-    use ebm_nn::{Mlp, MlpConfig};
+    use ebm_core::DType;
+    use ebm_nn::{Mlp, MlpConfig, Module};
+    use ebm_samplers::replay::Init;
+    use ebm_samplers::ula::Step;
 
     #[test]
-    fn blocked_evaluation_equals_whole_batch() {
+    fn pcd_state_round_trips_and_refuses_what_does_not_fit() {
         let mut rng = Rng::new(0);
-        let model = Mlp::new(MlpConfig::new(&[2, 16, 16, 1]), &mut rng);
-        let x = rng.normal(&[2 * CHUNK_ROWS + 37, 2], DType::F32);
-        let t = ModelTarget(&model);
-        let (e, s) = t.energy_and_score(&x);
-        assert!(e.max_abs_diff(&model.energy(&x)) <= 1e-6 * (1.0 + e.max_abs()));
-        assert!(s.max_abs_diff(&model.score(&x)) <= 1e-6 * (1.0 + s.max_abs()));
-        assert!(t.score(&x).max_abs_diff(&s) == 0.0 && t.energy(&x).max_abs_diff(&e) == 0.0);
-        // blocks in parallel give the same bits as one thread
-        let on = |threads: usize| {
-            let pool = rayon::ThreadPoolBuilder::new()
-                .num_threads(threads)
-                .build()
-                .unwrap();
-            pool.install(|| (t.score(&x).to_vec_f64(), t.energy(&x).to_vec_f64()))
+        let init = Init::Normal {
+            mean: 0.0,
+            std: 1.0,
         };
-        assert_eq!(on(1), on(2));
+        let buffer = ReplayBuffer::new(16, &[2], init, DType::F32, &mut rng);
+        let langevin = Ula::new(Step::Tied { eps: 0.1 }, 2);
+        let mut pcd = MaximumLikelihood::new(langevin.clone(), ChainInit::Persistent(buffer), 0.0);
+        let state = pcd.state();
+        assert_eq!(state.len(), 1);
+        assert_eq!(state[0].0, REPLAY_BUFFER);
+        let other = rng.normal(&[16, 2], DType::F32);
+        pcd.set_state(REPLAY_BUFFER, other.clone()).unwrap();
+        assert_eq!(pcd.state()[0].1.max_abs_diff(&other), 0.0);
+        let wrong = rng.normal(&[8, 2], DType::F32);
+        assert_eq!(
+            pcd.set_state(REPLAY_BUFFER, wrong).unwrap_err().to_string(),
+            "state `replay_buffer` is [16, 2], got a tensor of [8, 2]"
+        );
+        assert!(matches!(
+            pcd.set_state("log_z", other.clone()),
+            Err(StateError::Unknown { .. })
+        ));
+        // CD keeps no state
+        let mut cd = MaximumLikelihood::new(langevin, ChainInit::Data, 0.0);
+        assert!(cd.state().is_empty());
+        assert_eq!(
+            cd.set_state(REPLAY_BUFFER, other).unwrap_err().to_string(),
+            "objective `cd` keeps no state `replay_buffer`"
+        );
+        // the negatives of the last loss are the chains written back to the buffer
+        assert!(pcd.negatives().is_none());
+        let model = Mlp::new(MlpConfig::new(&[2, 4, 1]), &mut rng);
+        let x = rng.normal(&[4, 2], DType::F32);
+        let tape = Tape::new();
+        let p = model.params().bind(&tape);
+        pcd.loss(&tape, &model, &p, &[], &x, &mut rng);
+        assert_eq!(pcd.negatives().unwrap().shape(), &[4, 2]);
     }
 }

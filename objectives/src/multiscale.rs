@@ -1,9 +1,10 @@
 //! Multi-scale denoising score matching for noise-conditional models: NCSN's geometric σ
 //! levels and the continuous-time VE and VP SDE versions.
 
+use crate::{half_mean_sq, names, noise_conditional_model, ModelKind, Objective};
 use ebm_autodiff::{GradOpts, Tape, Var};
 use ebm_core::{Rng, Tensor};
-use ebm_nn::NoiseConditionalModel;
+use ebm_nn::{Conditioning, Model, NoiseConditionalModel};
 
 /// How the noise level of each row is drawn, and what condition the model sees.
 #[derive(Clone, Debug, PartialEq)]
@@ -100,16 +101,8 @@ pub struct MultiScaleDsm {
 }
 
 impl MultiScaleDsm {
-    pub fn name(&self) -> &'static str {
-        match self.schedule {
-            NoiseSchedule::Geometric { .. } => "ncsn",
-            NoiseSchedule::Ve { .. } => "dsm-ve",
-            NoiseSchedule::Vp { .. } => "dsm-vp",
-        }
-    }
-
-    /// The loss on `tape` for a noise-conditional model with parameters `p` bound on it.
-    pub fn loss(
+    /// The loss for a noise-conditional model with parameters `p` bound on `tape`.
+    fn noise_conditional_loss(
         &self,
         tape: &Tape,
         model: &dyn NoiseConditionalModel,
@@ -134,7 +127,37 @@ impl MultiScaleDsm {
             .score_var(&xt, &cond, p, GradOpts::create_graph())
             .reshape(&[b, usize::MAX]);
         // λ(σ)·½‖s + z/σ‖² = ½‖σs + z‖²
-        let r = s.mul_const(&sigma).add_const(&z2);
-        r.square().sum(&[1], false).mean_all().mul_scalar(0.5)
+        half_mean_sq(&s.mul_const(&sigma).add_const(&z2))
+    }
+}
+
+impl Objective for MultiScaleDsm {
+    fn name(&self) -> &'static str {
+        match self.schedule {
+            NoiseSchedule::Geometric { .. } => names::NCSN,
+            NoiseSchedule::Ve { .. } => names::VE,
+            NoiseSchedule::Vp { .. } => names::VP,
+        }
+    }
+
+    /// NCSN conditions on σ, the SDEs on t.
+    fn model_kind(&self) -> ModelKind {
+        ModelKind::NoiseConditional(match self.schedule {
+            NoiseSchedule::Geometric { .. } => Conditioning::LogSigma,
+            NoiseSchedule::Ve { .. } | NoiseSchedule::Vp { .. } => Conditioning::Time,
+        })
+    }
+
+    fn loss(
+        &mut self,
+        tape: &Tape,
+        model: &dyn Model,
+        p: &[Var],
+        _q: &[Var],
+        x: &Tensor,
+        rng: &mut Rng,
+    ) -> Var {
+        let model = noise_conditional_model(model, self.name());
+        self.noise_conditional_loss(tape, model, p, x, rng)
     }
 }

@@ -1,9 +1,10 @@
 //! Noise contrastive estimation with a learnable normaliser.
 
-use crate::Objective;
+use crate::{energy_model, names, Objective};
 use ebm_autodiff::{Tape, Var};
 use ebm_core::{DType, Rng, Tensor};
-use ebm_nn::{EnergyModel, Params};
+use ebm_nn::{EnergyModel, Model, Params};
+use ebm_samplers::analytic::cholesky;
 
 /// The noise distribution q of NCE: a Gaussian N(μ, LLᵀ) with a closed-form log-density.
 #[derive(Clone, Debug)]
@@ -55,7 +56,7 @@ impl NoiseDistribution {
         for i in 0..d {
             cov[i * d + i] += 1e-9; // keep the factorisation defined for degenerate data
         }
-        let chol = ebm_nn::analytic::cholesky(&cov, d)
+        let chol = cholesky(&cov, d)
             .expect("a covariance with a positive diagonal shift is positive definite");
         NoiseDistribution { mean, chol, dim: d }
     }
@@ -190,7 +191,7 @@ impl Nce {
 
 impl Objective for Nce {
     fn name(&self) -> &'static str {
-        "nce"
+        names::NCE
     }
 
     fn params(&self) -> Option<&Params> {
@@ -204,12 +205,13 @@ impl Objective for Nce {
     fn loss(
         &mut self,
         tape: &Tape,
-        model: &dyn EnergyModel,
+        model: &dyn Model,
         p: &[Var],
         q: &[Var],
         x: &Tensor,
         rng: &mut Rng,
     ) -> Var {
+        let model = energy_model(model, self.name());
         let m = ((x.shape()[0] as f64) * self.nu).round().max(1.0) as usize;
         let y = self.noise.sample(m, rng, x.dtype());
         self.loss_with_noise(tape, model, p, q, x, &y)

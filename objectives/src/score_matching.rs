@@ -1,10 +1,10 @@
-//! Score matching: exact (Hessian trace), sliced (Hessian-vector products), denoising, and
-//! denoising with a control variate.
+//! Score matching: exact (Hessian trace), sliced (Hessian-vector products), and denoising
+//! (optionally with a control variate).
 
-use crate::{half_mean_sq, Objective};
+use crate::{energy_model, names, Objective};
 use ebm_autodiff::{grad_with, hessian_diag_from_grad, GradOpts, Tape, Var};
 use ebm_core::{Rng, Tensor};
-use ebm_nn::EnergyModel;
+use ebm_nn::{EnergyModel, Model};
 
 /// Exact score matching (Hyvärinen 2005, "Estimation of non-normalized statistical models by
 /// score matching"): J(θ) = mean_b [ ½‖∇ₓE(x_b)‖² − tr ∇²ₓE(x_b) ].
@@ -18,23 +18,24 @@ pub struct ExactScoreMatching;
 
 impl Objective for ExactScoreMatching {
     fn name(&self) -> &'static str {
-        "esm"
+        names::ESM
     }
 
-    /// Per-row terms: a mean over rows of terms in row b and its own noise/projection only.
-    fn rows_independent(&self) -> bool {
+    /// Row b's term depends on row b only, and no randomness is drawn.
+    fn row_blocks_allowed(&self) -> bool {
         true
     }
 
     fn loss(
         &mut self,
         tape: &Tape,
-        model: &dyn EnergyModel,
+        model: &dyn Model,
         p: &[Var],
         _q: &[Var],
         x: &Tensor,
         _rng: &mut Rng,
     ) -> Var {
+        let model = energy_model(model, self.name());
         let xv = tape.var(x.clone());
         let e = model.energy_var(&xv, p);
         let g = grad_with(&e.sum_all(), &[&xv], GradOpts::create_graph()).remove(0);
@@ -146,26 +147,29 @@ impl SlicedScoreMatching {
 impl Objective for SlicedScoreMatching {
     fn name(&self) -> &'static str {
         if self.variance_reduced {
-            "ssm-vr"
+            names::SSM_VR
         } else {
-            "ssm"
+            names::SSM
         }
     }
 
-    /// Per-row terms: a mean over rows of terms in row b and its own noise/projection only.
-    fn rows_independent(&self) -> bool {
-        true
+    /// Row b's term depends on row b and its own projections only; with one projection per
+    /// row, blocks draw the same numbers in the same order (with M > 1 the whole batch draws
+    /// projection m for every row before m + 1, so blocks would draw them in another order).
+    fn row_blocks_allowed(&self) -> bool {
+        self.n_projections <= 1
     }
 
     fn loss(
         &mut self,
         tape: &Tape,
-        model: &dyn EnergyModel,
+        model: &dyn Model,
         p: &[Var],
         _q: &[Var],
         x: &Tensor,
         rng: &mut Rng,
     ) -> Var {
+        let model = energy_model(model, self.name());
         let v: Vec<Tensor> = (0..self.n_projections.max(1))
             .map(|_| self.projection.draw(x.shape(), rng, x.dtype()))
             .collect();
@@ -178,68 +182,40 @@ impl Objective for SlicedScoreMatching {
 ///
 /// It matches the score of the noised data p_σ = p ∗ N(0, σ²I), not of p: on Gaussian data
 /// N(μ, Σ) its minimiser is the precision (Σ + σ²I)⁻¹.
-#[derive(Clone, Debug)]
-pub struct DenoisingScoreMatching {
-    pub sigma: f64,
-}
-
-impl DenoisingScoreMatching {
-    /// The loss for given noise `z` (shaped like `x`).
-    pub fn loss_with_noise(
-        &self,
-        tape: &Tape,
-        model: &dyn EnergyModel,
-        p: &[Var],
-        x: &Tensor,
-        z: &Tensor,
-    ) -> Var {
-        let b = x.shape()[0];
-        let xt = tape.var(x.add(&z.mul_scalar(self.sigma)));
-        let s = model.score_var(&xt, p, GradOpts::create_graph());
-        let r = s.add_const(&z.mul_scalar(1.0 / self.sigma));
-        half_mean_sq(&r.reshape(&[b, usize::MAX]))
-    }
-}
-
-impl Objective for DenoisingScoreMatching {
-    fn name(&self) -> &'static str {
-        "dsm"
-    }
-
-    /// Per-row terms: a mean over rows of terms in row b and its own noise/projection only.
-    fn rows_independent(&self) -> bool {
-        true
-    }
-
-    fn loss(
-        &mut self,
-        tape: &Tape,
-        model: &dyn EnergyModel,
-        p: &[Var],
-        _q: &[Var],
-        x: &Tensor,
-        rng: &mut Rng,
-    ) -> Var {
-        let z = rng.normal(x.shape(), x.dtype());
-        self.loss_with_noise(tape, model, p, x, &z)
-    }
-}
-
-/// Denoising score matching with a control variate (Wang, Cheng, Yueru, Liu & Zhang 2020,
-/// "Wasserstein control variates for DSM"; the construction below is derived here).
 ///
-/// Per sample, ℓ = ‖s(x + σz) + z/σ‖² (no ½). Expanding s(x + σz) = s(x) + σ∇s(x)z + O(σ²):
+/// With `control_variate` (Wang, Cheng, Yueru, Liu & Zhang 2020, "Wasserstein control
+/// variates for DSM"; the construction below is derived here): per sample,
+/// ℓ = ‖s(x + σz) + z/σ‖². Expanding s(x + σz) = s(x) + σ∇s(x)z + O(σ²):
 /// ℓ = ‖z‖²/σ² + (2/σ)zᵀs(x) + 2zᵀ∇s(x)z + ‖s(x)‖² + O(σ). The first two terms have
 /// variance 2d/σ⁴ and 4‖s‖²/σ², which swamp the signal as σ → 0, and
 /// c = (2/σ)zᵀs(x) + ‖z‖²/σ² − d/σ² collects them with E_z[c | x] = 0 (so E_z[∇θc] = 0 too:
 /// the gradient stays unbiased). The loss is ½ mean_b (ℓ_b − c_b), whose per-sample variance
 /// stays bounded as σ → 0 at the price of one extra score evaluation at the clean x.
 #[derive(Clone, Debug)]
-pub struct DsmControlVariate {
+pub struct DenoisingScoreMatching {
+    /// The noise scale σ.
     pub sigma: f64,
+    /// Subtract the control variate c (Wang et al. 2020): the CLI's `dsm-cv`.
+    pub control_variate: bool,
 }
 
-impl DsmControlVariate {
+impl DenoisingScoreMatching {
+    /// Plain DSM at noise scale `sigma` (`dsm`).
+    pub fn new(sigma: f64) -> DenoisingScoreMatching {
+        DenoisingScoreMatching {
+            sigma,
+            control_variate: false,
+        }
+    }
+
+    /// DSM with the control variate at noise scale `sigma` (`dsm-cv`).
+    pub fn with_control_variate(sigma: f64) -> DenoisingScoreMatching {
+        DenoisingScoreMatching {
+            sigma,
+            control_variate: true,
+        }
+    }
+
     /// The loss for given noise `z` (shaped like `x`).
     pub fn loss_with_noise(
         &self,
@@ -251,54 +227,61 @@ impl DsmControlVariate {
     ) -> Var {
         let sigma = self.sigma;
         let b = x.shape()[0];
-        let d = (x.numel() / b) as f64;
         let z2 = z.reshape(&[b, usize::MAX]);
         let xt = tape.var(x.add(&z.mul_scalar(sigma)));
         let s_noisy = model
             .score_var(&xt, p, GradOpts::create_graph())
             .reshape(&[b, usize::MAX]);
-        let l = s_noisy
+        let mut l = s_noisy
             .add_const(&z2.mul_scalar(1.0 / sigma))
             .square()
             .sum(&[1], false);
-        let xc = tape.var(x.clone());
-        let s_clean = model
-            .score_var(&xc, p, GradOpts::create_graph())
-            .reshape(&[b, usize::MAX]);
-        // c = (2/σ) zᵀs(x) + ‖z‖²/σ² − d/σ²; the last two terms are constants
-        let zs = s_clean
-            .mul_const(&z2)
-            .sum(&[1], false)
-            .mul_scalar(2.0 / sigma);
-        let zz = z2
-            .square()
-            .sum_axes(&[1], false)
-            .mul_scalar(1.0 / (sigma * sigma))
-            .add_scalar(-d / (sigma * sigma));
-        let c = zs.add_const(&zz);
-        l.sub(&c).mean_all().mul_scalar(0.5)
+        if self.control_variate {
+            let d = z2.shape()[1] as f64;
+            let xc = tape.var(x.clone());
+            let s_clean = model
+                .score_var(&xc, p, GradOpts::create_graph())
+                .reshape(&[b, usize::MAX]);
+            // c = (2/σ) zᵀs(x) + ‖z‖²/σ² − d/σ²; the last two terms are constants
+            let zs = s_clean
+                .mul_const(&z2)
+                .sum(&[1], false)
+                .mul_scalar(2.0 / sigma);
+            let zz = z2
+                .square()
+                .sum_axes(&[1], false)
+                .mul_scalar(1.0 / (sigma * sigma))
+                .add_scalar(-d / (sigma * sigma));
+            l = l.sub(&zs.add_const(&zz));
+        }
+        l.mean_all().mul_scalar(0.5)
     }
 }
 
-impl Objective for DsmControlVariate {
+impl Objective for DenoisingScoreMatching {
     fn name(&self) -> &'static str {
-        "dsm-cv"
+        if self.control_variate {
+            names::DSM_CV
+        } else {
+            names::DSM
+        }
     }
 
-    /// Per-row terms: a mean over rows of terms in row b and its own noise/projection only.
-    fn rows_independent(&self) -> bool {
+    /// Row b's term depends on row b and its own noise only, and z is drawn in row order.
+    fn row_blocks_allowed(&self) -> bool {
         true
     }
 
     fn loss(
         &mut self,
         tape: &Tape,
-        model: &dyn EnergyModel,
+        model: &dyn Model,
         p: &[Var],
         _q: &[Var],
         x: &Tensor,
         rng: &mut Rng,
     ) -> Var {
+        let model = energy_model(model, self.name());
         let z = rng.normal(x.shape(), x.dtype());
         self.loss_with_noise(tape, model, p, x, &z)
     }

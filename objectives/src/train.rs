@@ -1,37 +1,93 @@
-//! The one training step every objective shares.
+//! The one training step every objective, model and caller shares (`ebm train`, the
+//! benchmark, library loops).
 
-use crate::Objective;
+use crate::{ModelKind, Objective};
 use ebm_autodiff::Tape;
 use ebm_core::{Rng, Tensor};
-use ebm_nn::{param_grads, EnergyModel, Optimizer};
+use ebm_nn::{clip_grad_norm, param_grads, Ema, Model, ModelRef, Optimizer};
 
-/// Rows per block when [`train_step`] splits a batch ([`Objective::rows_independent`]): a
+/// Rows per block when [`train_step`] splits a batch ([`Objective::row_blocks_allowed`]): a
 /// 512×128 f32 activation is 256 KiB, so an element-wise op's operands stay near L2 (on the
 /// benchmark MLP, blocks of 512 beat 256 and 128, and ran ESM 1.15× faster than one block
 /// of 1024).
 pub const TRAIN_BLOCK_ROWS: usize = 512;
 
-/// One optimisation step of `objective` on the batch `x`: bind the parameters to a fresh tape,
-/// build the loss, take parameter gradients, drop the tape, update. `objective_opt` updates the
-/// objective's own parameters (NCE's log Z) and is required when it has any. Returns the loss.
+/// What a training step updates besides the model and the objective, and how: the
+/// optimizers, the EMA, gradient clipping and row blocking.
 ///
-/// When the objective's loss is a mean of per-row terms ([`Objective::rows_independent`]) and
-/// the batch is larger than [`TRAIN_BLOCK_ROWS`], the loss and gradients are taken block by
-/// block (one tape each) and combined with weights rows/B: the same step.
+/// The learning-rate schedule stays with the caller: set `optimizer`'s rate
+/// ([`Optimizer::set_lr`]) before each step.
+#[derive(Clone, Debug)]
+pub struct TrainStep {
+    /// The model's optimizer.
+    pub optimizer: Optimizer,
+    /// The optimizer of the objective's own parameters (NCE's log Z). When the objective has
+    /// parameters and this is `None`, the first step creates one with `optimizer`'s settings.
+    pub objective_optimizer: Option<Optimizer>,
+    /// An exponential moving average of the model's parameters, updated after each step.
+    pub ema: Option<Ema>,
+    /// Scale the model's gradient to at most this global L2 norm ([`clip_grad_norm`]).
+    pub clip_grad_norm: Option<f64>,
+    /// Rows per block when the objective allows row blocks ([`TRAIN_BLOCK_ROWS`]).
+    pub block_rows: usize,
+}
+
+impl TrainStep {
+    /// Steps with `optimizer`: no EMA, no clipping, blocks of [`TRAIN_BLOCK_ROWS`] rows.
+    pub fn new(optimizer: Optimizer) -> TrainStep {
+        TrainStep {
+            optimizer,
+            objective_optimizer: None,
+            ema: None,
+            clip_grad_norm: None,
+            block_rows: TRAIN_BLOCK_ROWS,
+        }
+    }
+
+    /// With `optimizer` for the objective's own parameters.
+    pub fn with_objective_optimizer(mut self, optimizer: Optimizer) -> TrainStep {
+        self.objective_optimizer = Some(optimizer);
+        self
+    }
+
+    /// With an EMA of the model's parameters.
+    pub fn with_ema(mut self, ema: Ema) -> TrainStep {
+        self.ema = Some(ema);
+        self
+    }
+
+    /// With the model's gradient clipped to global L2 norm `max_norm`.
+    pub fn with_clip_grad_norm(mut self, max_norm: f64) -> TrainStep {
+        self.clip_grad_norm = Some(max_norm);
+        self
+    }
+}
+
+/// One optimisation step of `objective` on the batch `x`: bind the parameters to a fresh tape,
+/// build the loss, take parameter gradients, drop the tape, clip the model's gradient, update
+/// the model and the objective's own parameters, update the EMA. Returns the loss.
+///
+/// A NaN or infinite loss leaves the model, the objective's parameters, the optimizers and the
+/// EMA untouched (the randomness drawn and the objective's state, such as PCD's chains, have
+/// moved on), so the caller can see it and decide.
+///
+/// When the objective allows row blocks ([`Objective::row_blocks_allowed`]) and the batch is
+/// larger than `step.block_rows`, the loss and gradients are taken block by block (one tape
+/// each) and combined with weights rows/B: the same step.
+///
+/// Panics when `model` is not of the kind the objective trains ([`Objective::model_kind`]).
 pub fn train_step(
     objective: &mut dyn Objective,
-    model: &mut dyn EnergyModel,
-    model_opt: &mut Optimizer,
-    objective_opt: Option<&mut Optimizer>,
+    model: &mut dyn Model,
+    step: &mut TrainStep,
     x: &Tensor,
     rng: &mut Rng,
 ) -> f64 {
+    check_kind(objective, model.view());
     let b = x.shape().first().copied().unwrap_or(0);
-    let blocks: Vec<(usize, usize)> = if objective.rows_independent() && b > TRAIN_BLOCK_ROWS {
-        (0..b)
-            .step_by(TRAIN_BLOCK_ROWS)
-            .map(|s| (s, TRAIN_BLOCK_ROWS.min(b - s)))
-            .collect()
+    let rows = step.block_rows.max(1);
+    let blocks: Vec<(usize, usize)> = if objective.row_blocks_allowed() && b > rows {
+        (0..b).step_by(rows).map(|s| (s, rows.min(b - s))).collect()
     } else {
         vec![(0, b)]
     };
@@ -51,32 +107,63 @@ pub fn train_step(
             .params()
             .map(|q| q.bind(&tape))
             .unwrap_or_default();
-        let mut l = objective.loss(&tape, model, &p, &q, &xb, rng);
+        let mut l = objective.loss(&tape, &*model, &p, &q, &xb, rng);
         if blocks.len() > 1 {
             l = l.mul_scalar(weight);
         }
         loss += l.item();
-        let add = |acc: &mut Vec<Tensor>, new: Vec<Tensor>| {
-            if acc.is_empty() {
-                *acc = new;
-            } else {
-                for (a, n) in acc.iter_mut().zip(new) {
-                    *a = a.add(&n);
-                }
-            }
-        };
         if !q.is_empty() {
-            add(&mut gq, param_grads(&l, &q));
+            accumulate(&mut gq, param_grads(&l, &q));
         }
-        add(&mut g, param_grads(&l, &p));
+        accumulate(&mut g, param_grads(&l, &p));
     }
-    model_opt.step(model.params_mut(), &g);
+    if !loss.is_finite() {
+        return loss;
+    }
+    if let Some(max_norm) = step.clip_grad_norm {
+        clip_grad_norm(&mut g, max_norm);
+    }
+    step.optimizer.step(model.params_mut(), &g);
     if let Some(params) = objective.params_mut() {
-        let opt = objective_opt
-            .expect("train_step: this objective has parameters of its own; pass their optimizer");
-        opt.step(params, &gq);
+        let settings = *step.optimizer.config();
+        step.objective_optimizer
+            .get_or_insert_with(|| Optimizer::new(settings, params))
+            .step(params, &gq);
+    }
+    if let Some(ema) = &mut step.ema {
+        ema.update(model.params());
     }
     loss
+}
+
+/// Adds `new` to the gradients in `acc` (or takes them when `acc` is empty).
+fn accumulate(acc: &mut Vec<Tensor>, new: Vec<Tensor>) {
+    if acc.is_empty() {
+        *acc = new;
+    } else {
+        for (a, n) in acc.iter_mut().zip(new) {
+            *a = a.add(&n);
+        }
+    }
+}
+
+/// Panics, naming both, when `model` is not of the kind `objective` trains.
+fn check_kind(objective: &dyn Objective, model: ModelRef<'_>) {
+    let fits = matches!(
+        (objective.model_kind(), model),
+        (ModelKind::Energy, ModelRef::Energy(_))
+            | (
+                ModelKind::NoiseConditional(_),
+                ModelRef::NoiseConditional(_)
+            )
+    );
+    assert!(
+        fits,
+        "train_step: objective `{}` trains {:?} models, got {}",
+        objective.name(),
+        objective.model_kind(),
+        model.describe()
+    );
 }
 
 #[cfg(test)]
@@ -90,19 +177,22 @@ mod tests {
     #[test]
     fn blocked_step_is_the_whole_batch_step() {
         let objectives: Vec<Box<dyn Fn() -> Box<dyn Objective>>> = vec![
-            Box::new(|| Box::new(DenoisingScoreMatching { sigma: 0.3 })),
+            Box::new(|| Box::new(DenoisingScoreMatching::new(0.3))),
+            Box::new(|| Box::new(DenoisingScoreMatching::with_control_variate(0.3))),
             Box::new(|| Box::new(ExactScoreMatching)),
             Box::new(|| Box::new(SlicedScoreMatching::default())),
         ];
         for make in objectives {
+            assert!(make().row_blocks_allowed());
             let mut init = Rng::new(3);
             let model = Mlp::with_dtype(MlpConfig::new(&[2, 16, 16, 1]), &mut init, DType::F64);
             let b = 2 * TRAIN_BLOCK_ROWS + 37;
             let x = init.normal(&[b, 2], DType::F64);
             // blocked, through train_step
-            let (mut m1, mut o1) = (model.clone(), Optimizer::sgd(0.1, 0.0, model.params()));
+            let mut m1 = model.clone();
+            let mut s1 = TrainStep::new(Optimizer::sgd(0.1, 0.0, model.params()));
             let mut r1 = Rng::new(9);
-            let l1 = train_step(make().as_mut(), &mut m1, &mut o1, None, &x, &mut r1);
+            let l1 = train_step(make().as_mut(), &mut m1, &mut s1, &x, &mut r1);
             // one tape over the whole batch
             let (mut m2, mut o2) = (model.clone(), Optimizer::sgd(0.1, 0.0, model.params()));
             let mut r2 = Rng::new(9);
@@ -131,5 +221,62 @@ mod tests {
                 "{name}: the same randomness was drawn"
             );
         }
+    }
+
+    /// Clipping, the EMA and a non-finite loss, each against the same step written by hand.
+    #[test]
+    fn clipping_ema_and_a_non_finite_loss() {
+        let mut init = Rng::new(4);
+        let model = Mlp::with_dtype(MlpConfig::new(&[2, 8, 1]), &mut init, DType::F64);
+        let x = init.normal(&[64, 2], DType::F64);
+        let mut m1 = model.clone();
+        let mut s1 = TrainStep::new(Optimizer::sgd(0.1, 0.0, model.params()))
+            .with_clip_grad_norm(1e-3)
+            .with_ema(Ema::new(model.params(), 0.5));
+        let mut dsm = DenoisingScoreMatching::new(0.1);
+        let l1 = train_step(&mut dsm, &mut m1, &mut s1, &x, &mut Rng::new(5));
+        let (mut m2, mut o2) = (model.clone(), Optimizer::sgd(0.1, 0.0, model.params()));
+        let mut g = {
+            let tape = Tape::new();
+            let p = m2.params().bind(&tape);
+            let l = dsm.loss(&tape, &m2, &p, &[], &x, &mut Rng::new(5));
+            assert_eq!(l.item(), l1);
+            param_grads(&l, &p)
+        };
+        assert!(clip_grad_norm(&mut g, 1e-3) > 1e-3, "the clip is active");
+        o2.step(m2.params_mut(), &g);
+        let mut ema = Ema::new(model.params(), 0.5);
+        ema.update(m2.params());
+        for ((_, a), (_, c)) in m1.params().iter().zip(m2.params().iter()) {
+            assert_eq!(a.max_abs_diff(c), 0.0, "clipped update");
+        }
+        assert!(s1.ema.as_ref().unwrap().bit_eq(&ema), "EMA update");
+        // a NaN in the batch gives a NaN loss and no update at all
+        let before = (m1.clone(), s1.clone());
+        let nan = x.mul_scalar(f64::NAN);
+        let l = train_step(&mut dsm, &mut m1, &mut s1, &nan, &mut Rng::new(6));
+        assert!(l.is_nan());
+        for ((_, a), (_, c)) in m1.params().iter().zip(before.0.params().iter()) {
+            assert!(ebm_nn::tensor_bit_eq(a, c), "parameters untouched");
+        }
+        assert!(s1.optimizer.bit_eq(&before.1.optimizer));
+        assert!(s1.ema.unwrap().bit_eq(&before.1.ema.unwrap()));
+    }
+
+    #[test]
+    #[should_panic(expected = "trains NoiseConditional(LogSigma) models, got an energy model")]
+    fn a_model_of_the_wrong_kind_is_refused() {
+        let mut rng = Rng::new(0);
+        let mut model = Mlp::new(MlpConfig::new(&[2, 4, 1]), &mut rng);
+        let mut step = TrainStep::new(Optimizer::adam(1e-3, model.params()));
+        let mut ncsn = crate::MultiScaleDsm {
+            schedule: crate::NoiseSchedule::Geometric {
+                sigma_max: 1.0,
+                sigma_min: 0.1,
+                levels: 3,
+            },
+        };
+        let x = rng.normal(&[8, 2], DType::F32);
+        train_step(&mut ncsn, &mut model, &mut step, &x, &mut rng);
     }
 }

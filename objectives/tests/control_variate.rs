@@ -5,7 +5,7 @@
 use ebm_autodiff::Tape;
 use ebm_core::{DType, Rng, Tensor};
 use ebm_nn::{param_grads, Mlp, MlpConfig, Module};
-use ebm_objectives::{DenoisingScoreMatching, DsmControlVariate};
+use ebm_objectives::DenoisingScoreMatching;
 
 /// Flattened parameter gradients for K noise draws on one fixed data batch.
 fn gradients(model: &Mlp, x: &Tensor, sigma: f64, cv: bool, k: u64) -> Vec<Vec<f64>> {
@@ -14,11 +14,11 @@ fn gradients(model: &Mlp, x: &Tensor, sigma: f64, cv: bool, k: u64) -> Vec<Vec<f
             let z = Rng::new(1000 + s).normal(x.shape(), DType::F64);
             let tape = Tape::new();
             let p = model.params().bind(&tape);
-            let loss = if cv {
-                DsmControlVariate { sigma }.loss_with_noise(&tape, model, &p, x, &z)
-            } else {
-                DenoisingScoreMatching { sigma }.loss_with_noise(&tape, model, &p, x, &z)
+            let dsm = DenoisingScoreMatching {
+                sigma,
+                control_variate: cv,
             };
+            let loss = dsm.loss_with_noise(&tape, model, &p, x, &z);
             param_grads(&loss, &p)
                 .iter()
                 .flat_map(|g| g.to_vec_f64())

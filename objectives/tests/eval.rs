@@ -3,14 +3,19 @@
 //! discrepancies vanish exactly when they should.
 
 use ebm_core::{DType, Rng, Tensor};
-use ebm_nn::{EnergyModel, GaussianMixture, Quadratic};
+use ebm_nn::{EnergyModel, Quadratic};
 use ebm_objectives::eval::{ais_log_z, fisher_divergence, grid_log_z, ksd, mmd2, AisConfig};
 use ebm_objectives::ModelTarget;
+use ebm_samplers::analytic::{cholesky, GaussianMixture};
 use ebm_samplers::target::Target;
 
+/// ½(x − μ)ᵀA(x − μ) with A = [[2, 0.8], [0.8, 1]].
 fn quadratic_2d() -> Quadratic {
-    let prec = Tensor::from_f64s(&[2.0, 0.8, 0.8, 1.0], &[2, 2], DType::F64);
-    Quadratic::from_precision(Tensor::from_f64s(&[1.0, -0.5], &[2], DType::F64), &prec)
+    let l = cholesky(&[2.0, 0.8, 0.8, 1.0], 2).expect("positive definite");
+    Quadratic::new(
+        Tensor::from_f64s(&[1.0, -0.5], &[2], DType::F64),
+        Tensor::from_f64s(&l, &[2, 2], DType::F64),
+    )
 }
 
 /// Runs 8 independent AIS replicates and checks forward ≤ truth ≤ reverse, each up to 3
@@ -72,8 +77,16 @@ fn ais_brackets_gaussian_log_z() {
         prior_std: 1.5,
         ..AisConfig::default()
     };
-    let exact = |k: u64| q.sample(&mut Rng::new(k), cfg.n_chains);
-    assert_brackets("Gaussian", &ModelTarget(&q), 2, &exact, &cfg, truth, 0.05);
+    let exact = |k: u64| q.sample(cfg.n_chains, &mut Rng::new(k));
+    assert_brackets(
+        "Gaussian",
+        &ModelTarget::new(&q),
+        2,
+        &exact,
+        &cfg,
+        truth,
+        0.05,
+    );
 }
 
 /// A Gaussian–Bernoulli RBM, E(v) = ½‖v − b‖² − Σⱼ softplus(cⱼ + Wⱼᵀv), hidden units summed
@@ -220,14 +233,8 @@ fn ais_brackets_enumerable_rbm_log_z() {
 #[test]
 fn grid_quadrature_agrees_with_truth_and_ais_in_2d() {
     // an 8-Gaussians mixture normalised to log Z = 0, and a correlated Gaussian
-    let mix = GaussianMixture::eight_gaussians(DType::F64);
-    let g = grid_log_z(
-        &ModelTarget(&mix),
-        &[(-2.0, 2.0), (-2.0, 2.0)],
-        256,
-        1e-6,
-        DType::F64,
-    );
+    let mix = GaussianMixture::eight_gaussians();
+    let g = grid_log_z(&mix, &[(-2.0, 2.0), (-2.0, 2.0)], 256, 1e-6, DType::F64);
     eprintln!(
         "8-Gaussians: grid log Z {:.2e} (truth 0), grid error {:.1e}, edge mass {:.1e}, box {:?}",
         g.log_z, g.grid_error, g.edge_mass, g.bounds
@@ -235,14 +242,14 @@ fn grid_quadrature_agrees_with_truth_and_ais_in_2d() {
     assert!(g.log_z.abs() < 1e-4 && g.grid_error < 1e-3 && g.edge_mass < 1e-6);
     let q = quadratic_2d();
     let gq = grid_log_z(
-        &ModelTarget(&q),
+        &ModelTarget::new(&q),
         &[(-1.0, 1.0), (-1.0, 1.0)],
         256,
         1e-6,
         DType::F64,
     );
     let a = ais_log_z(
-        &ModelTarget(&q),
+        &ModelTarget::new(&q),
         2,
         None,
         &AisConfig::default(),
@@ -263,8 +270,8 @@ fn grid_quadrature_agrees_with_truth_and_ais_in_2d() {
 fn discrepancies_vanish_exactly_when_they_should() {
     let mut rng = Rng::new(8);
     let q = quadratic_2d();
-    let x = q.sample(&mut rng, 400);
-    let y = q.sample(&mut rng, 400);
+    let x = q.sample(400, &mut rng);
+    let y = q.sample(400, &mut rng);
     let shifted = y.add_scalar(0.7);
     let (same, diff) = (mmd2(&x, &y, None), mmd2(&x, &shifted, None));
     // the unbiased MMD² of equal laws has mean 0 and s.e. ≈ 1e-3 at n = 400

@@ -75,7 +75,7 @@ fn check(name: &str, loss: impl Fn(&Tape, &Mlp, &[ebm_autodiff::Var]) -> ebm_aut
 fn dsm_matches_reference() {
     let inp = tensors("M2_inputs.safetensors");
     check("dsm", |tape, m, p| {
-        DenoisingScoreMatching { sigma: 0.1 }.loss_with_noise(tape, m, p, &inp["x"], &inp["z_dsm"])
+        DenoisingScoreMatching::new(0.1).loss_with_noise(tape, m, p, &inp["x"], &inp["z_dsm"])
     });
 }
 

@@ -6,8 +6,8 @@
 
 use ebm_autodiff::{GradOpts, Tape, Var};
 use ebm_core::{DType, Rng, Tensor};
-use ebm_nn::{param_grads, Module, NoiseConditionalModel, Params};
-use ebm_objectives::{MultiScaleDsm, NoiseSchedule};
+use ebm_nn::{param_grads, Model, ModelRef, Module, NoiseConditionalModel, Optimizer, Params};
+use ebm_objectives::{train_step, MultiScaleDsm, NoiseSchedule, Objective, TrainStep};
 
 /// The exact perturbed score of N(μ, s²) data, parameterised by μ and log s².
 struct GaussianScore {
@@ -54,6 +54,12 @@ impl Module for GaussianScore {
     }
 }
 
+impl Model for GaussianScore {
+    fn view(&self) -> ModelRef<'_> {
+        ModelRef::NoiseConditional(self)
+    }
+}
+
 impl NoiseConditionalModel for GaussianScore {
     fn score_var(&self, x: &Var, cond: &Tensor, p: &[Var], _opts: GradOpts) -> Var {
         let (a, s): (Vec<f64>, Vec<f64>) = cond
@@ -94,10 +100,9 @@ fn expected_loss(m: &GaussianScore, var: f64) -> f64 {
     }
 }
 
-#[test]
-fn multiscale_dsm_closed_form_for_every_schedule() {
-    let (mu, var) = (0.7, 0.5);
-    for schedule in [
+/// NCSN's geometric levels, and the VE and VP SDEs.
+fn schedules() -> [NoiseSchedule; 3] {
+    [
         NoiseSchedule::Geometric {
             sigma_max: 3.0,
             sigma_min: 0.05,
@@ -113,9 +118,15 @@ fn multiscale_dsm_closed_form_for_every_schedule() {
             beta_max: 20.0,
             t_min: 1e-5,
         },
-    ] {
+    ]
+}
+
+#[test]
+fn multiscale_dsm_closed_form_for_every_schedule() {
+    let (mu, var) = (0.7, 0.5);
+    for schedule in schedules() {
         let model = GaussianScore::new(mu, var, schedule.clone());
-        let obj = MultiScaleDsm {
+        let mut obj = MultiScaleDsm {
             schedule: schedule.clone(),
         };
         let mut rng = Rng::new(1);
@@ -130,7 +141,7 @@ fn multiscale_dsm_closed_form_for_every_schedule() {
                 .add_scalar(mu);
             let tape = Tape::new();
             let p = model.params().bind(&tape);
-            let loss = obj.loss(&tape, &model, &p, &x, &mut rng);
+            let loss = obj.loss(&tape, &model, &p, &[], &x, &mut rng);
             let g = param_grads(&loss, &p);
             losses.push(loss.item());
             g_mu.push(g[0].item());
@@ -161,5 +172,47 @@ fn multiscale_dsm_closed_form_for_every_schedule() {
             "{}: gradient at the truth",
             obj.name()
         );
+    }
+}
+
+/// Through the one training step, from a wrong start, every schedule fits the data's own
+/// moments: over the family of exact Gaussian perturbed scores, the minimiser of the expected
+/// multi-scale DSM loss on a fixed data set is its mean x̄ and (1/n) variance S at every level
+/// (each level's loss is a least-squares fit of the perturbed data's first two moments).
+#[test]
+fn multiscale_dsm_through_train_step_fits_the_sample_moments() {
+    let n = 4096;
+    let x = Rng::new(7)
+        .normal(&[n, 1], DType::F64)
+        .mul_scalar(0.5f64.sqrt())
+        .add_scalar(0.7);
+    let v = x.to_vec_f64();
+    let mean = v.iter().sum::<f64>() / n as f64;
+    let var = v.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / n as f64;
+    for schedule in schedules() {
+        let mut model = GaussianScore::new(-1.0, 2.0, schedule.clone());
+        let mut obj = MultiScaleDsm { schedule };
+        let steps = 600;
+        let mut step = TrainStep::new(Optimizer::adam(0.05, model.params()));
+        let mut rng = Rng::new(3);
+        for k in 0..steps {
+            let frac = k as f64 / steps as f64;
+            let lr = 0.05 * (0.01 + 0.99 * 0.5 * (1.0 + (std::f64::consts::PI * frac).cos()));
+            step.optimizer.set_lr(lr);
+            let loss = train_step(&mut obj, &mut model, &mut step, &x, &mut rng);
+            assert!(loss.is_finite());
+        }
+        let mu_fit = model.params().get(0).item();
+        let var_fit = model.params().get(1).item().exp();
+        // the data's own standard errors, √(S/n) for x̄ and S·√(2/n) for S, bound what the
+        // optimiser's last noisy steps may leave
+        let (se_mu, se_var) = ((var / n as f64).sqrt(), var * (2.0 / n as f64).sqrt());
+        eprintln!(
+            "{} via train_step: μ {mu_fit:.4} (x̄ {mean:.4}, se {se_mu:.4}), \
+             s² {var_fit:.4} (S {var:.4}, se {se_var:.4})",
+            obj.name()
+        );
+        assert!((mu_fit - mean).abs() < se_mu, "{}: μ", obj.name());
+        assert!((var_fit - var).abs() < se_var, "{}: s²", obj.name());
     }
 }

@@ -8,15 +8,12 @@
 //! runs behind `--ignored` use the budgets and margins of the results table in the closing note.
 
 use ebm_core::{DType, Rng, Tensor};
-use ebm_nn::{
-    Mlp, MlpConfig, Module, NoiseConditionalConfig, NoiseConditionalModel, NoiseConditionalNet,
-    Optimizer,
-};
+use ebm_nn::{Mlp, MlpConfig, Model, NoiseConditionalConfig, NoiseConditionalNet, Optimizer};
 use ebm_objectives::eval::{grid_log_z, nll};
 use ebm_objectives::{
-    train_step, ChainInit, DenoisingScoreMatching, DsmControlVariate, ExactScoreMatching,
-    MaximumLikelihood, ModelTarget, MultiScaleDsm, Nce, NoiseDistribution, NoiseSchedule,
-    Objective, Projection, SlicedScoreMatching,
+    train_step, ChainInit, DenoisingScoreMatching, ExactScoreMatching, MaximumLikelihood,
+    ModelKind, ModelTarget, MultiScaleDsm, Nce, NoiseDistribution, NoiseSchedule, Objective,
+    Projection, SlicedScoreMatching, TrainStep,
 };
 use ebm_samplers::replay::{Init, ReplayBuffer};
 use ebm_samplers::target::Target;
@@ -27,6 +24,8 @@ const ENTROPY_8G: f64 = 2.831;
 const ENTROPY_CHECKER: f64 = 3.466; // ln 32
 /// Peak Adam learning rate (cosine-decayed over the run).
 const LR: f64 = 3e-3;
+/// NCSN's smallest noise level, at which its noise-conditional energy is read as the density.
+const SIGMA_MIN: f64 = 0.1;
 
 /// FFJORD's 8-Gaussians: centres 4·(cos kπ/4, sin kπ/4)/√2, standard deviation 0.5/√2.
 fn eight_gaussians(n: usize, rng: &mut Rng) -> Tensor {
@@ -77,8 +76,8 @@ impl Data {
 fn objective(name: &str, data: Data) -> Box<dyn Objective> {
     let x_fit = data.sample(10_000, &mut Rng::new(77));
     match name {
-        "dsm" => Box::new(DenoisingScoreMatching { sigma: 0.1 }),
-        "dsm-cv" => Box::new(DsmControlVariate { sigma: 0.1 }),
+        "dsm" => Box::new(DenoisingScoreMatching::new(0.1)),
+        "dsm-cv" => Box::new(DenoisingScoreMatching::with_control_variate(0.1)),
         "esm" => Box::new(ExactScoreMatching),
         "ssm" => Box::new(SlicedScoreMatching::default()),
         "ssm-vr" => Box::new(SlicedScoreMatching {
@@ -108,6 +107,13 @@ fn objective(name: &str, data: Data) -> Box<dyn Objective> {
             ChainInit::Data,
             0.1,
         )),
+        "ncsn" => Box::new(MultiScaleDsm {
+            schedule: NoiseSchedule::Geometric {
+                sigma_max: 2.0,
+                sigma_min: SIGMA_MIN,
+                levels: 10,
+            },
+        }),
         other => panic!("unknown objective {other}"),
     }
 }
@@ -119,74 +125,38 @@ fn test_nll(target: &impl Target, data: Data) -> (f64, f64) {
     (nll(target, &test, g.log_z), g.grid_error)
 }
 
-/// Trains `name` on `data`; returns (test NLL, grid error, seconds).
+/// Trains `name` on `data` through the one training step: the 2-128-128-1 MLP, or for NCSN the
+/// noise-conditional energy of the same widths, read at σ_min; returns (test NLL, grid error,
+/// seconds).
 fn train(name: &str, data: Data, steps: usize, batch: usize) -> (f64, f64, f64) {
     let t0 = Instant::now();
     let mut rng = Rng::new(0);
-    let mut model = Mlp::new(MlpConfig::new(&[2, 128, 128, 1]), &mut rng);
     let mut obj = objective(name, data);
-    let mut opt = Optimizer::adam(LR, model.params());
-    let mut opt_q = obj.params().map(|q| Optimizer::adam(1e-2, q));
-    for k in 0..steps {
-        let lr = LR * 0.5 * (1.0 + (std::f64::consts::PI * k as f64 / steps as f64).cos());
-        opt.set_lr(lr.max(1e-5));
-        let x = data.sample(batch, &mut rng);
-        train_step(
-            obj.as_mut(),
-            &mut model,
-            &mut opt,
-            opt_q.as_mut(),
-            &x,
+    let mut model: Box<dyn Model> = match obj.model_kind() {
+        ModelKind::Energy => Box::new(Mlp::new(MlpConfig::new(&[2, 128, 128, 1]), &mut rng)),
+        ModelKind::NoiseConditional(c) => Box::new(NoiseConditionalNet::new(
+            NoiseConditionalConfig::new(2, &[128, 128]).conditioning(c),
             &mut rng,
-        );
-    }
-    let (nll, grid_err) = test_nll(&ModelTarget(&model), data);
-    (nll, grid_err, t0.elapsed().as_secs_f64())
-}
-
-/// NCSN: the noise-conditional energy trained by multi-scale DSM, evaluated at the smallest σ.
-struct AtSigma<'a>(&'a NoiseConditionalNet, f64);
-
-impl Target for AtSigma<'_> {
-    fn energy(&self, x: &Tensor) -> Tensor {
-        let c = Tensor::full(&[x.shape()[0]], self.1, x.dtype());
-        self.0.energy(x, &c).expect("energy-parameterised")
-    }
-    fn score(&self, x: &Tensor) -> Tensor {
-        let c = Tensor::full(&[x.shape()[0]], self.1, x.dtype());
-        self.0.score(x, &c)
-    }
-}
-
-fn train_ncsn(data: Data, steps: usize, batch: usize) -> (f64, f64, f64) {
-    let t0 = Instant::now();
-    let mut rng = Rng::new(0);
-    let mut model = NoiseConditionalNet::new(NoiseConditionalConfig::new(2, &[128, 128]), &mut rng);
-    let msdsm = MultiScaleDsm {
-        schedule: NoiseSchedule::Geometric {
-            sigma_max: 2.0,
-            sigma_min: 0.1,
-            levels: 10,
-        },
+        )),
     };
-    let mut opt = Optimizer::adam(LR, model.params());
+    let mut step = TrainStep::new(Optimizer::adam(LR, model.params()));
+    if let Some(q) = obj.params() {
+        step = step.with_objective_optimizer(Optimizer::adam(1e-2, q));
+    }
     for k in 0..steps {
         let lr = LR * 0.5 * (1.0 + (std::f64::consts::PI * k as f64 / steps as f64).cos());
-        opt.set_lr(lr.max(1e-5));
+        step.optimizer.set_lr(lr.max(1e-5));
         let x = data.sample(batch, &mut rng);
-        let g = {
-            let tape = ebm_autodiff::Tape::new();
-            let p = model.params().bind(&tape);
-            let loss = msdsm.loss(&tape, &model, &p, &x, &mut rng);
-            ebm_nn::param_grads(&loss, &p)
-        };
-        opt.step(model.params_mut(), &g);
+        train_step(obj.as_mut(), model.as_mut(), &mut step, &x, &mut rng);
     }
-    let (nll, grid_err) = test_nll(&AtSigma(&model, 0.1), data);
+    let target = ModelTarget::new(model.as_ref()).at(SIGMA_MIN);
+    let (nll, grid_err) = test_nll(&target, data);
     (nll, grid_err, t0.elapsed().as_secs_f64())
 }
 
-const OBJECTIVES: [&str; 8] = ["dsm", "dsm-cv", "esm", "ssm", "ssm-vr", "nce", "pcd", "cd"];
+const OBJECTIVES: [&str; 9] = [
+    "dsm", "dsm-cv", "esm", "ssm", "ssm-vr", "nce", "pcd", "cd", "ncsn",
+];
 
 fn run_all(steps: usize, batch: usize, margin_8g: f64, margin_cb: f64) {
     let mut failures = Vec::new();
@@ -195,11 +165,10 @@ fn run_all(steps: usize, batch: usize, margin_8g: f64, margin_cb: f64) {
             Data::EightGaussians => margin_8g,
             Data::Checkerboard => margin_cb,
         };
-        let mut rows: Vec<(String, (f64, f64, f64))> = OBJECTIVES
+        let rows: Vec<(String, (f64, f64, f64))> = OBJECTIVES
             .iter()
             .map(|&o| (o.to_string(), train(o, data, steps, batch)))
             .collect();
-        rows.push(("ncsn".into(), train_ncsn(data, steps, batch)));
         for (name, (nll, grid_err, secs)) in rows {
             let gap = nll - data.entropy();
             eprintln!(

@@ -1,6 +1,7 @@
-//! Densities with known answers, for testing samplers: a Gaussian with full covariance and a
-//! weighted Gaussian mixture, with exact energy, score and log-density, and their closed-form
-//! perturbations by the noise of annealed Langevin and of VE/VP diffusions.
+//! Densities with known answers, for testing samplers and objectives: a Gaussian with full
+//! covariance and a weighted Gaussian mixture, with exact energy, score, log-density and
+//! samples, and their closed-form perturbations by the noise of annealed Langevin and of VE/VP
+//! diffusions; and the one [`cholesky`] factorisation of the layers above.
 //!
 //! If x ~ p and x_t = α x + σ ε with ε ~ N(0, I), then a Gaussian N(m, Σ) becomes
 //! N(α m, α²Σ + σ²I), and a mixture Σₖ wₖ N(mₖ, Σₖ) becomes Σₖ wₖ N(α mₖ, α²Σₖ + σ²I): the
@@ -224,6 +225,24 @@ impl GaussianMixture {
         }
     }
 
+    /// `k` equal-weight components N(mₖ, std²I) with means evenly spaced on a circle of
+    /// radius `radius` in 2-D, the first at angle 0.
+    pub fn ring(k: usize, radius: f64, std: f64) -> GaussianMixture {
+        let components = (0..k)
+            .map(|i| {
+                let a = std::f64::consts::TAU * i as f64 / k as f64;
+                Gaussian::isotropic(&[radius * a.cos(), radius * a.sin()], std * std)
+            })
+            .collect();
+        GaussianMixture::new(&vec![1.0; k], components)
+    }
+
+    /// FFJORD's 8-Gaussians: centres 4(cos kπ/4, sin kπ/4)/√2, standard deviation 0.5/√2.
+    pub fn eight_gaussians() -> GaussianMixture {
+        let s = std::f64::consts::SQRT_2;
+        GaussianMixture::ring(8, 4.0 / s, 0.5 / s)
+    }
+
     pub fn dim(&self) -> usize {
         self.components[0].dim()
     }
@@ -260,16 +279,16 @@ impl GaussianMixture {
         j.sub(&j.logsumexp(&[1], true)).exp()
     }
 
-    /// `n` exact draws.
+    /// `n` exact draws: a component by its weight, then an exact draw of it.
     pub fn sample(&self, n: usize, rng: &mut Rng, dtype: DType) -> Tensor {
-        let w = self.weights();
+        let (w, d) = (self.weights(), self.dim());
         let u = rng.uniform_vec(n);
-        let mut rows = Vec::with_capacity(n);
-        let draws: Vec<Tensor> = self
+        let draws: Vec<Vec<f64>> = self
             .components
             .iter()
-            .map(|c| c.sample(n, rng, DType::F64))
+            .map(|c| c.sample(n, rng, DType::F64).to_vec_f64())
             .collect();
+        let mut out = Vec::with_capacity(n * d);
         for (i, ui) in u.iter().enumerate() {
             let mut acc = 0.0;
             let mut k = w.len() - 1;
@@ -280,9 +299,9 @@ impl GaussianMixture {
                     break;
                 }
             }
-            rows.push(draws[k].narrow(0, i, 1));
+            out.extend_from_slice(&draws[k][i * d..(i + 1) * d]);
         }
-        Tensor::concat(&rows, 0).cast(dtype)
+        Tensor::from_f64s(&out, &[n, d], dtype)
     }
 
     /// The law of α x + σ ε: Σₖ wₖ N(α mₖ, α²Σₖ + σ²I).
@@ -386,6 +405,42 @@ impl<S: Sde> ScoreDivergence for Diffused<Gaussian, S> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cholesky_factors() {
+        // [[4, 2], [2, 3]] = L Lᵀ with L = [[2, 0], [1, √2]]
+        let l = cholesky(&[4.0, 2.0, 2.0, 3.0], 2).unwrap();
+        assert_eq!(l[0], 2.0);
+        assert_eq!(l[1], 0.0);
+        assert_eq!(l[2], 1.0);
+        assert!((l[3] - 2f64.sqrt()).abs() < 1e-15);
+        assert!(cholesky(&[1.0, 2.0, 2.0, 1.0], 2).is_none());
+    }
+
+    #[test]
+    fn eight_gaussians_normalise_and_sample_by_weight() {
+        let g = GaussianMixture::eight_gaussians();
+        // midpoint rule on [−6, 6]², 500 cells a side
+        let h = 12.0 / 500.0;
+        let mids: Vec<f64> = (0..500).map(|i| -6.0 + (i as f64 + 0.5) * h).collect();
+        let pts: Vec<f64> = mids
+            .iter()
+            .flat_map(|&a| mids.iter().flat_map(move |&b| [a, b]))
+            .collect();
+        let grid = Tensor::from_vec(pts, &[mids.len() * mids.len(), 2]);
+        let mass = g.log_prob(&grid).exp().sum_all().item() * h * h;
+        assert!((mass - 1.0).abs() < 1e-6, "mass {mass}");
+        let m = 80_000;
+        let xs = g.sample(m, &mut Rng::new(2), DType::F64);
+        // E‖x‖² = r² + 2σ² = 8 + 0.25; Var‖x‖² ≈ 4r²σ² + 8σ⁴ ≈ 4.1, se = √(4.1/m) = 0.0072
+        let r2 = xs.square().sum_axes(&[1], false).mean_all().item();
+        assert!((r2 - 8.25).abs() < 4.0 * 0.0072, "E|x|² {r2}");
+        // each component gets 1/8 of the draws: se √(p(1−p)/m) = 0.00117
+        let resp = g.responsibilities(&xs).mean_axes(&[0], false).to_vec_f64();
+        for p in resp {
+            assert!((p - 0.125).abs() < 4.0 * 0.00117, "share {p}");
+        }
+    }
 
     #[test]
     fn gaussian_density_and_score_match_hand_values() {

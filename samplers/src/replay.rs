@@ -99,6 +99,20 @@ impl ReplayBuffer {
         &self.data
     }
 
+    /// Replaces the chain states (a restored checkpoint), keeping the start noise and the
+    /// reinit fraction; `data` must have the buffer's shape and dtype.
+    pub fn set_data(&mut self, data: Tensor) {
+        assert!(
+            data.shape() == self.data.shape() && data.dtype() == self.data.dtype(),
+            "ReplayBuffer::set_data: {} {:?} for a buffer of {} {:?}",
+            data.dtype(),
+            data.shape(),
+            self.data.dtype(),
+            self.data.shape()
+        );
+        self.data = data;
+    }
+
     pub fn len(&self) -> usize {
         self.data.shape()[0]
     }

@@ -108,7 +108,7 @@ fn dsm_parameter_gradients_match_cpu() {
     let mut rng = Rng::new(6);
     let x = rng.normal(&[128, 2], DType::F64);
     let z = rng.normal(&[128, 2], DType::F64);
-    let dsm = DenoisingScoreMatching { sigma: 0.1 };
+    let dsm = DenoisingScoreMatching::new(0.1);
     let run = |net: &Mlp, x: &Tensor, z: &Tensor| {
         let tape = Tape::new();
         let p = net.params().bind(&tape);

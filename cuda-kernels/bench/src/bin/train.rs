@@ -57,7 +57,7 @@ fn main() {
     let data = Tensor::from_f64s(&centers, &[n_data, 2], DType::F32)
         .add(&rng.normal(&[n_data, 2], DType::F32).mul_scalar(0.1))
         .to_device(dev);
-    let dsm = DenoisingScoreMatching { sigma: 0.1 };
+    let dsm = DenoisingScoreMatching::new(0.1);
     for &b in &batches {
         let mut net = Mlp::new(MlpConfig::new(&[2, 128, 128, 1]), &mut Rng::new(1));
         net.params_mut().update(|_, t| t.to_device(dev));

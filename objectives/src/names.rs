@@ -1,0 +1,28 @@
+//! The objectives' names: the one list that [`crate::Objective::name`], the CLI's
+//! `--objective` and its configuration files share.
+
+/// Denoising score matching.
+pub const DSM: &str = "dsm";
+/// Denoising score matching with the control variate of Wang et al. (2020).
+pub const DSM_CV: &str = "dsm-cv";
+/// Exact score matching.
+pub const ESM: &str = "esm";
+/// Sliced score matching.
+pub const SSM: &str = "ssm";
+/// Sliced score matching, variance-reduced.
+pub const SSM_VR: &str = "ssm-vr";
+/// Noise contrastive estimation.
+pub const NCE: &str = "nce";
+/// Maximum likelihood with persistent chains.
+pub const PCD: &str = "pcd";
+/// Maximum likelihood with chains started at the data (contrastive divergence).
+pub const CD: &str = "cd";
+/// Multi-scale DSM over NCSN's geometric noise levels.
+pub const NCSN: &str = "ncsn";
+/// Multi-scale DSM over the variance-exploding SDE.
+pub const VE: &str = "ve";
+/// Multi-scale DSM over the variance-preserving SDE.
+pub const VP: &str = "vp";
+
+/// Every objective's name, in the order the CLI lists them.
+pub const NAMES: [&str; 11] = [DSM, DSM_CV, ESM, SSM, SSM_VR, NCE, PCD, CD, NCSN, VE, VP];
