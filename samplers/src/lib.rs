@@ -55,6 +55,7 @@ pub mod ode;
 pub mod replay;
 pub mod sde;
 pub mod target;
+pub mod tempering;
 pub mod test_targets;
 pub mod ula;
 mod util;
@@ -72,6 +73,7 @@ pub use sde::{Corrector, Predictor, ReverseSde, Sde, VeSde, VpSde};
 pub use target::{
     NoiseScore, ScoreDivergence, Target, TimeScore, VarEnergy, VarTimeEnergy, VarTimeScore,
 };
+pub use tempering::{InnerKernel, Tempering};
 pub use ula::{Clip, Step, Ula};
 pub use util::sample_without_replacement;
 

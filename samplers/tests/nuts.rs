@@ -6,6 +6,7 @@ mod common;
 
 use common::{ess_z, map_draws};
 use ebm_core::{DType, Rng};
+use ebm_samplers::diagnostics::efficiency;
 use ebm_samplers::test_targets::{Funnel, IllConditioned};
 use ebm_samplers::{Mala, MetricKind, Nuts, Record, Samples};
 
@@ -153,5 +154,13 @@ fn nuts_beats_mala_in_ess_per_gradient() {
     assert!(
         factor > 2.5,
         "NUTS only {factor:.2}× MALA's ESS per gradient"
+    );
+    // the same figure over whole runs (warm-up included), from diagnostics::efficiency
+    let (en, em) = (efficiency(&nuts, 1.0), efficiency(&mala, 1.0));
+    assert_eq!(en.min_ess, nuts_ess);
+    assert_eq!(em.gradient_evals, 4 * (1 + 2000 + steps));
+    eprintln!(
+        "whole runs: NUTS {:.5}, MALA {:.5} ESS per gradient",
+        en.ess_per_gradient, em.ess_per_gradient
     );
 }
