@@ -240,7 +240,7 @@ impl Chees {
                     .filter(|&c| !divergent[c])
                     .map(|c| alpha[c])
                     .collect();
-                let hm = if live.is_empty() || live.iter().any(|&a| a == 0.0) {
+                let hm = if live.is_empty() || live.contains(&0.0) {
                     0.0
                 } else {
                     live.len() as f64 / live.iter().map(|a| 1.0 / a).sum::<f64>()

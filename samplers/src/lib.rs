@@ -9,6 +9,9 @@
 //! | unadjusted Langevin (ULA), tied or decoupled step/noise, gradient clipping | [`ula`] | score |
 //! | MALA, dual-averaging step-size adaptation | [`mala`] | energy + score |
 //! | HMC (leapfrog), dual-averaging step-size adaptation | [`hmc`] | energy + score |
+//! | NUTS (multinomial, Stan's windowed warm-up, diagonal/dense metric) | [`nuts`] | energy + score |
+//! | ChEES-HMC: thousands of lock-step chains, adapted trajectory length | [`chees`] | energy + score |
+//! | parallel tempering (MALA/HMC replicas, adaptive ladder) | [`tempering`] | energy + score |
 //! | short-run SGLD with a replay buffer (PCD) | [`replay`] | score |
 //! | annealed Langevin dynamics (NCSN) | [`annealed`] | noise-conditional score |
 //! | reverse-time SDE: Euler–Maruyama, predictor–corrector (VE, VP) | [`sde`] | time-conditional score |
@@ -18,8 +21,9 @@
 //! [`NoiseScore`], [`TimeScore`] or [`ScoreDivergence`] on a plain `Tensor` batch. Autodiff
 //! models enter through [`VarEnergy`], [`VarTimeEnergy`] and [`VarTimeScore`], which build a
 //! fresh tape per call; [`analytic`] holds Gaussians and mixtures with exact scores at every
-//! noise level, against which the tests check each sampler. [`diagnostics`] has ESS and
-//! split-R̂.
+//! noise level, against which the tests check each sampler, and [`test_targets`] an
+//! ill-conditioned Gaussian and Neal's funnel. [`diagnostics`] has ESS, split-R̂ and
+//! [`diagnostics::efficiency`] (ESS per gradient and per second).
 //!
 //! Conventions: E(x) is `[B]`, the score s(x) = −∇ₓE(x) = ∇ₓ log p(x) is shaped like x.
 //!

@@ -153,9 +153,9 @@ impl Welford {
             *m += dl / self.n as f64;
         }
         if self.dense {
-            for i in 0..d {
-                for j in 0..d {
-                    self.m2[i * d + j] += delta[i] * (x[j] - self.mean[j]);
+            for (row, di) in self.m2.chunks_exact_mut(d).zip(&delta) {
+                for ((m2, xj), mj) in row.iter_mut().zip(x).zip(&self.mean) {
+                    *m2 += di * (xj - mj);
                 }
             }
         } else {

@@ -204,7 +204,7 @@ impl Tree {
         // U-turns of the sub-subtrees that end at leaf n
         let n = self.n;
         let idx_max = (n >> 1).count_ones() as usize;
-        if n % 2 == 0 {
+        if n.is_multiple_of(2) {
             self.ckpt_p[idx_max].clone_from(&leaf.p);
             self.ckpt_rho[idx_max].clone_from(&self.sub_rho);
         }
