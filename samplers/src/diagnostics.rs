@@ -5,6 +5,7 @@
 //! and Stan's implementation (Vehtari, Gelman, Simpson, Carpenter, Bürkner 2021, "Rank-
 //! normalization, folding, and localization: an improved R̂", without the rank normalisation).
 
+use crate::Samples;
 use ebm_core::Tensor;
 
 fn mean(v: &[f64]) -> f64 {
@@ -136,6 +137,46 @@ pub fn mean_cov(x: &Tensor) -> (Vec<f64>, Vec<f64>) {
     }
     c.iter_mut().for_each(|ci| *ci /= n as f64 - 1.0);
     (m, c)
+}
+
+/// How much a run bought: ESS over the recorded draws of every coordinate, per gradient and
+/// per second of the whole run (warm-up included: what the user paid).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Efficiency {
+    /// The smallest ESS over coordinates (the slowest direction decides).
+    pub min_ess: f64,
+    /// The median ESS over coordinates.
+    pub median_ess: f64,
+    /// The largest split-R̂ over coordinates.
+    pub max_rhat: f64,
+    /// Gradient evaluations summed over chains ([`Samples::gradient_evals`]).
+    pub gradient_evals: usize,
+    /// Wall-clock seconds of the run, as measured by the caller.
+    pub seconds: f64,
+    /// `min_ess / gradient_evals`.
+    pub ess_per_gradient: f64,
+    /// `min_ess / seconds`.
+    pub ess_per_second: f64,
+}
+
+/// The [`Efficiency`] of a run with recorded states that took `seconds`.
+pub fn efficiency(samples: &Samples, seconds: f64) -> Efficiency {
+    let d = samples.x.numel() / samples.x.shape()[0];
+    let mut ess: Vec<f64> = (0..d).map(|j| samples.ess(j)).collect();
+    ess.sort_by(f64::total_cmp);
+    let max_rhat = (0..d)
+        .map(|j| samples.split_rhat(j))
+        .fold(f64::NAN, f64::max);
+    let grads = samples.gradient_evals();
+    Efficiency {
+        min_ess: ess[0],
+        median_ess: ess[d / 2],
+        max_rhat,
+        gradient_evals: grads,
+        seconds,
+        ess_per_gradient: ess[0] / grads as f64,
+        ess_per_second: ess[0] / seconds,
+    }
 }
 
 #[cfg(test)]

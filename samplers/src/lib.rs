@@ -9,6 +9,9 @@
 //! | unadjusted Langevin (ULA), tied or decoupled step/noise, gradient clipping | [`ula`] | score |
 //! | MALA, dual-averaging step-size adaptation | [`mala`] | energy + score |
 //! | HMC (leapfrog), dual-averaging step-size adaptation | [`hmc`] | energy + score |
+//! | NUTS (multinomial, Stan's windowed warm-up, diagonal/dense metric) | [`nuts`] | energy + score |
+//! | ChEES-HMC: thousands of lock-step chains, adapted trajectory length | [`chees`] | energy + score |
+//! | parallel tempering (MALA/HMC replicas, adaptive ladder) | [`tempering`] | energy + score |
 //! | short-run SGLD with a replay buffer (PCD) | [`replay`] | score |
 //! | annealed Langevin dynamics (NCSN) | [`annealed`] | noise-conditional score |
 //! | reverse-time SDE: Euler–Maruyama, predictor–corrector (VE, VP) | [`sde`] | time-conditional score |
@@ -18,8 +21,9 @@
 //! [`NoiseScore`], [`TimeScore`] or [`ScoreDivergence`] on a plain `Tensor` batch. Autodiff
 //! models enter through [`VarEnergy`], [`VarTimeEnergy`] and [`VarTimeScore`], which build a
 //! fresh tape per call; [`analytic`] holds Gaussians and mixtures with exact scores at every
-//! noise level, against which the tests check each sampler. [`diagnostics`] has ESS and
-//! split-R̂.
+//! noise level, against which the tests check each sampler, and [`test_targets`] an
+//! ill-conditioned Gaussian and Neal's funnel. [`diagnostics`] has ESS, split-R̂ and
+//! [`diagnostics::efficiency`] (ESS per gradient and per second).
 //!
 //! Conventions: E(x) is `[B]`, the score s(x) = −∇ₓE(x) = ∇ₓ log p(x) is shaped like x.
 //!
@@ -45,26 +49,35 @@
 
 pub mod analytic;
 pub mod annealed;
+pub mod chees;
 pub mod diagnostics;
 pub mod hmc;
 pub mod mala;
+pub mod metric;
+pub mod nuts;
 pub mod ode;
 pub mod replay;
 pub mod sde;
 pub mod target;
+pub mod tempering;
+pub mod test_targets;
 pub mod ula;
 mod util;
 
 pub use analytic::{Diffused, Gaussian, GaussianMixture, Perturb, Perturbed};
 pub use annealed::AnnealedLangevin;
+pub use chees::Chees;
 pub use hmc::Hmc;
 pub use mala::{DualAveraging, Mala};
+pub use metric::{Metric, MetricKind};
+pub use nuts::Nuts;
 pub use ode::{Divergence, Likelihood, OdeSolver, PfOde};
 pub use replay::{Init, ReplayBuffer, ShortRun, ShortRunSgld};
 pub use sde::{Corrector, Predictor, ReverseSde, Sde, VeSde, VpSde};
 pub use target::{
     NoiseScore, ScoreDivergence, Target, TimeScore, VarEnergy, VarTimeEnergy, VarTimeScore,
 };
+pub use tempering::{InnerKernel, Tempering};
 pub use ula::{Clip, Step, Ula};
 pub use util::sample_without_replacement;
 
@@ -132,6 +145,32 @@ pub struct Stats {
     pub energy_evals: usize,
     /// Rejected adaptive ODE steps.
     pub rejected_steps: usize,
+    /// Gradient (score) evaluations counted per chain and summed over chains, warm-up
+    /// included (NUTS, ChEES, tempering; 0 where only batched calls are counted, see
+    /// [`Samples::gradient_evals`]).
+    pub grad_evals: usize,
+    /// The part of `grad_evals` spent after warm-up.
+    pub sampling_grad_evals: usize,
+    /// Divergent transitions after warm-up (energy error above the sampler's threshold).
+    pub divergences: usize,
+    /// Divergent transitions during warm-up.
+    pub warmup_divergences: usize,
+    /// Mean NUTS tree depth (doublings) over chains and sampling iterations.
+    pub mean_tree_depth: Option<f64>,
+    /// NUTS sampling iterations that stopped at the maximum tree depth.
+    pub max_depth_hits: usize,
+    /// Each chain's adapted step size (NUTS adapts one per chain).
+    pub chain_step_sizes: Vec<f64>,
+    /// The adapted trajectory length ε·L (ChEES-HMC; each iteration uses a jittered fraction).
+    pub trajectory_length: Option<f64>,
+    /// Parallel tempering: the inverse temperatures β₀ = 1 > β₁ > … of the ladder used.
+    pub betas: Vec<f64>,
+    /// Parallel tempering: the swap acceptance rate of each neighbouring pair (βₖ, βₖ₊₁).
+    pub swap_rates: Vec<f64>,
+    /// Parallel tempering: the acceptance rate of each replica's inner kernel.
+    pub replica_accept_rates: Vec<f64>,
+    /// Parallel tempering: completed round trips (β₀ → β_K → β₀) of states along the ladder.
+    pub round_trips: usize,
 }
 
 /// A sampler's result: the final state of every chain, the recorded path and [`Stats`].
@@ -192,6 +231,16 @@ impl Samples {
     /// Split-R̂ of element `j` across chains ([`diagnostics::split_rhat`]).
     pub fn split_rhat(&self, j: usize) -> f64 {
         diagnostics::split_rhat(&self.coordinate_draws(j))
+    }
+
+    /// Gradient evaluations summed over chains: [`Stats::grad_evals`] where the sampler counts
+    /// them per chain, else batched score calls × chains.
+    pub fn gradient_evals(&self) -> usize {
+        if self.stats.grad_evals > 0 {
+            self.stats.grad_evals
+        } else {
+            self.stats.score_evals * self.x.shape()[0]
+        }
     }
 
     /// Mean energy over chains at each recorded step.

@@ -53,3 +53,29 @@ pub fn assert_moments(label: &str, x: &Tensor, want: &Gaussian) {
         "{label}: a moment is {z:.2} standard errors off (tolerance 4)"
     );
 }
+
+/// (estimate − truth)/SE of E[f] from MCMC draws `draws[chain][iteration]` of f, with the
+/// ESS-based standard error SE = √(Var f / ESS) (Var f from the truth where known, `var`),
+/// printing the line.
+pub fn ess_z(label: &str, draws: &[Vec<f64>], truth: f64, var: f64) -> f64 {
+    let n: usize = draws.iter().map(|c| c.len()).sum();
+    let mean = draws.iter().flatten().sum::<f64>() / n as f64;
+    let ess = ebm_samplers::diagnostics::ess(draws);
+    let se = (var / ess).sqrt();
+    let z = (mean - truth) / se;
+    eprintln!(
+        "{label}: {mean:.4} vs {truth:.4}: error {:+.4}, ESS {ess:.0}, SE {se:.4}, {z:+.2} SE (tolerance 4 SE)",
+        mean - truth
+    );
+    z
+}
+
+/// `f` applied to every draw of the rows of recorded states: `out[chain][iteration]`.
+pub fn map_draws(states: &[Tensor], f: impl Fn(&[f64]) -> f64) -> Vec<Vec<f64>> {
+    let b = states[0].shape()[0];
+    let d = states[0].numel() / b;
+    let flat: Vec<Vec<f64>> = states.iter().map(|s| s.to_vec_f64()).collect();
+    (0..b)
+        .map(|c| flat.iter().map(|s| f(&s[c * d..(c + 1) * d])).collect())
+        .collect()
+}
