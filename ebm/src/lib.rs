@@ -30,16 +30,25 @@ pub use ebm_nn as nn;
 pub use ebm_objectives as objectives;
 pub use ebm_samplers as samplers;
 
+pub mod canvas;
 pub mod config;
+pub mod console;
 pub mod data;
 pub mod error;
+pub mod guard;
+pub mod heldout;
 pub mod io;
+pub mod limits;
 pub mod model;
 pub mod plot;
+pub mod plot1d;
 pub mod report;
+pub mod rundir;
 pub mod sample;
 pub mod toy;
 pub mod train;
+pub mod values;
+pub mod verify;
 
 /// The names most programs need.
 pub mod prelude {
