@@ -470,6 +470,7 @@ pub fn read_file(path: &Path) -> Result<(Vec<f64>, usize, usize), Error> {
 
 fn read_npy(bytes: &[u8], what: &str) -> Result<(Vec<f64>, usize, usize), Error> {
     use npyz::{DType as NpyType, TypeChar};
+    crate::values::check_npy_shape(bytes, what)?;
     let file = npyz::NpyFile::new(bytes).map_err(|e| {
         Error::data(format!(
             "{what}: not a valid .npy file: {}",
@@ -661,9 +662,62 @@ mod tests {
     }
 
     #[test]
+    fn splits_are_disjoint_and_fractions_that_hold_out_nothing_are_errors() {
+        let x = Tensor::from_f64s(
+            &(0..40).map(f64::from).collect::<Vec<_>>(),
+            &[20, 2],
+            DType::F32,
+        );
+        let opts = DataOptions::default();
+        let (tr, va, te) = split(&x, &opts, 3, "f").unwrap();
+        assert_eq!((tr.shape()[0], va.shape()[0], te.shape()[0]), (15, 1, 4));
+        let mut firsts: Vec<usize> = [tr, va, te]
+            .iter()
+            .flat_map(|t| {
+                t.to_vec_f64()
+                    .chunks(2)
+                    .map(|r| r[0] as usize / 2)
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        firsts.sort();
+        assert_eq!(firsts, (0..20).collect::<Vec<_>>());
+        // the test rows do not depend on the validation share (old runs keep theirs)
+        let no_val = DataOptions {
+            val_frac: 0.0,
+            ..opts.clone()
+        };
+        let (_, va0, te0) = split(&x, &no_val, 3, "f").unwrap();
+        assert_eq!(va0.shape()[0], 0);
+        assert_eq!(
+            te0.to_vec_f64(),
+            split(&x, &opts, 3, "f").unwrap().2.to_vec_f64()
+        );
+        let tiny = DataOptions {
+            test_frac: 0.01,
+            ..opts.clone()
+        };
+        let e = split(&x, &tiny, 3, "f.csv").unwrap_err().to_string();
+        assert!(e.contains("holds out no test row"), "{e}");
+        for bad in [0.0, 1.0, -0.1, f64::NAN] {
+            let o = DataOptions {
+                test_frac: bad,
+                ..opts.clone()
+            };
+            let e = check_fractions(&o).unwrap_err().to_string();
+            assert!(e.contains("--test-frac must be in (0, 1)"), "{e}");
+        }
+    }
+
+    #[test]
     fn digits_are_dequantised_into_the_unit_interval() {
         let ds = Dataset::load(&DataSpec::Digits, &DataOptions::default(), 0).unwrap();
-        assert_eq!(ds.train.shape()[0] + ds.test.shape()[0], 1797);
+        assert_eq!(
+            ds.train.shape()[0] + ds.val.shape()[0] + ds.test.shape()[0],
+            1797
+        );
+        // ⌊0.2·1797⌋ test rows, ⌊0.1·(1797 − 359)⌋ validation rows
+        assert_eq!((ds.test.shape()[0], ds.val.shape()[0]), (359, 143));
         let v = ds.train.to_vec_f64();
         assert!(v.iter().all(|x| *x > 0.0 && *x < 1.0));
         assert_eq!(ds.dim, 64);

@@ -100,6 +100,56 @@ pub fn check_declared_size(
     Ok(())
 }
 
+/// Checks the shape a `.npy` header declares before the header is handed to the parser
+/// (npyz multiplies the dimensions without overflow checks, which panics or wraps): every
+/// product of dimensions, zeros counted as ones, must stay within the file's length. A
+/// header this cannot read is left to the parser's own error.
+pub fn check_npy_shape(bytes: &[u8], what: &str) -> Result<(), Error> {
+    let header = match bytes.get(6) {
+        Some(1) => bytes
+            .get(8..10)
+            .map(|b| u16::from_le_bytes([b[0], b[1]]) as usize)
+            .and_then(|n| bytes.get(10..10 + n)),
+        Some(2 | 3) => bytes
+            .get(8..12)
+            .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize)
+            .and_then(|n| bytes.get(12..12usize.checked_add(n)?)),
+        _ => None,
+    };
+    let Some(text) = header.and_then(|h| std::str::from_utf8(h).ok()) else {
+        return Ok(());
+    };
+    let Some(at) = text.find("'shape'").or_else(|| text.find("\"shape\"")) else {
+        return Ok(());
+    };
+    let rest = &text[at..];
+    let (Some(open), Some(close)) = (rest.find('('), rest.find(')')) else {
+        return Ok(());
+    };
+    if close < open {
+        return Ok(());
+    }
+    let mut product: u128 = 1;
+    let mut dims = Vec::new();
+    for f in rest[open + 1..close].split(',').map(str::trim) {
+        if f.is_empty() {
+            continue;
+        }
+        let Ok(d) = f.parse::<u128>() else {
+            return Ok(());
+        };
+        dims.push(d);
+        product = product.saturating_mul(d.max(1));
+    }
+    if product > bytes.len() as u128 {
+        return Err(Error::data(format!(
+            "{what}: the header declares shape {dims:?}, more values than the {} bytes the file holds",
+            bytes.len()
+        )));
+    }
+    Ok(())
+}
+
 /// A library's error message on one line (npy header parse errors span several).
 pub fn one_line(e: impl std::fmt::Display) -> String {
     let s = e.to_string();
@@ -135,6 +185,31 @@ mod tests {
         assert!(check_declared_size(&[10, 2], 4, 79, "f").is_err());
         assert!(check_declared_size(&[u64::MAX, 2], 8, 100, "f").is_err());
         assert!(check_declared_size(&[1 << 32, 1 << 32], 8, 100, "f").is_err());
+    }
+
+    #[test]
+    fn npy_shapes_that_overflow_are_refused_before_parsing() {
+        let npy = |shape: &str| {
+            let mut h = format!("{{'descr': '<f4', 'fortran_order': False, 'shape': {shape}, }}");
+            h.push('\n');
+            let mut out = b"\x93NUMPY\x01\x00".to_vec();
+            out.extend((h.len() as u16).to_le_bytes());
+            out.extend(h.as_bytes());
+            out.extend([0u8; 16]);
+            out
+        };
+        assert!(check_npy_shape(&npy("(2, 2)"), "f").is_ok());
+        for bad in [
+            "(18446744073709551615, 2)",
+            "(0, 4294967296, 4294967296)",
+            "(99999,)",
+        ] {
+            let e = check_npy_shape(&npy(bad), "f").unwrap_err().to_string();
+            assert!(e.contains("declares shape"), "{bad}: {e}");
+        }
+        // what it cannot read is the parser's to reject
+        assert!(check_npy_shape(b"junk", "f").is_ok());
+        assert!(check_npy_shape(&npy("(2, 'a')"), "f").is_ok());
     }
 
     #[test]
