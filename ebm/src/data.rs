@@ -478,7 +478,7 @@ fn read_npy(bytes: &[u8], what: &str) -> Result<(Vec<f64>, usize, usize), Error>
         ))
     })?;
     let item = match file.dtype() {
-        NpyType::Plain(ts) => ts.size_field() as u64,
+        NpyType::Plain(ts) => ts.size_field(),
         _ => 1,
     };
     crate::values::check_declared_size(file.shape(), item.max(1), bytes.len(), what)?;

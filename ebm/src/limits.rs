@@ -89,7 +89,7 @@ pub fn check_with_dim(c: &TrainConfig, dim: usize) -> Result<(), Error> {
             "data with {dim} columns: need between 1 and {MAX_DIM}"
         )));
     }
-    if !param_count(c, dim).is_some_and(|n| n <= MAX_PARAMS) {
+    if param_count(c, dim).is_none_or(|n| n > MAX_PARAMS) {
         return Err(Error::usage(format!(
             "the network ({dim} inputs, hidden {:?}) would have more than {MAX_PARAMS} parameters",
             c.hidden
@@ -124,11 +124,11 @@ pub fn check_with_dim(c: &TrainConfig, dim: usize) -> Result<(), Error> {
 pub fn param_count(c: &TrainConfig, dim: usize) -> Option<u64> {
     let mut total = 0u64;
     let mut width = dim as u64;
-    let embed = c
-        .objective
-        .noise_conditional()
-        .then(|| NoiseConditionalConfig::new(dim, &c.hidden).embed_dim() as u64)
-        .unwrap_or(0);
+    let embed = if c.objective.noise_conditional() {
+        NoiseConditionalConfig::new(dim, &c.hidden).embed_dim() as u64
+    } else {
+        0
+    };
     for &h in c.hidden.iter().chain(std::iter::once(&1)) {
         let h = h as u64;
         let layer = width.checked_mul(h)?.checked_add(h)?;

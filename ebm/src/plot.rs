@@ -163,7 +163,7 @@ pub fn samples_png(path: &Path, model: &Grid, samples: &Tensor, title: &str) -> 
     fonts();
     crate::canvas::write_png(path, (640, 640), |root| {
         root.fill(&WHITE).map_err(|e| e.to_string())?;
-        heat_panel(&root, model, title, Some(samples))?;
+        heat_panel(root, model, title, Some(samples))?;
         Ok(())
     })
 }
@@ -190,7 +190,7 @@ pub fn scatter_png(path: &Path, data: &Tensor, samples: &Tensor, title: &str) ->
     };
     crate::canvas::write_png(path, (640, 640), |root| {
         root.fill(&WHITE).map_err(|e| e.to_string())?;
-        let mut chart = ChartBuilder::on(&root)
+        let mut chart = ChartBuilder::on(root)
             .caption(title, (FONT, 20))
             .margin(10)
             .x_label_area_size(30)

@@ -778,7 +778,7 @@ fn run_data_case(kind: &str, index: u64, seed: u64) -> Result<(), String> {
         let _ = ebm::guard::state_problem(&t);
         let x = t.data.batch(t.step, 8);
         let _ = ebm::guard::energy_problem(&t, &x);
-        if index % 8 == 0 {
+        if index.is_multiple_of(8) {
             let opts = EvalOptions {
                 rows: 8,
                 samples: 8,
