@@ -12,7 +12,7 @@
 use crate::data::Dataset;
 use crate::model::{Density, Noise};
 use crate::train::{Obj, Trainer};
-use ebm_core::{DType, Rng, Tensor};
+use ebm_core::{Rng, Tensor};
 use ebm_objectives::Objective;
 use ebm_samplers::Target;
 
@@ -76,18 +76,8 @@ pub fn state_problem(t: &Trainer) -> Option<String> {
 
 /// `PROBES` fixed points uniform over the data's box (a function of the seed).
 pub fn probes(data: &Dataset, seed: u64) -> Tensor {
-    let b = data.bounds();
-    let d = b.len();
-    let u = Rng::new(seed).stream(PROBE_STREAM).uniform_vec(PROBES * d);
-    let v: Vec<f64> = u
-        .iter()
-        .enumerate()
-        .map(|(i, u)| {
-            let (lo, hi) = b[i % d];
-            lo + (hi - lo) * u
-        })
-        .collect();
-    Tensor::from_f64s(&v, &[PROBES, d], DType::F32)
+    let mut rng = Rng::new(seed).stream(PROBE_STREAM);
+    crate::sample::uniform_in(&data.bounds(), PROBES, &mut rng)
 }
 
 fn mean_abs(v: &[f64]) -> f64 {

@@ -213,7 +213,7 @@ impl Monitor {
         if !self.warned && self.worse >= WORSE_STREAK && fell(best.train_loss, now.train_loss) {
             self.warned = true;
             v.warning = Some(format!(
-                "the {} rose from {:.4} at step {} to {:.4} at step {} while the training loss fell from {:.4} to {:.4}: the model is overfitting the training rows",
+                "the {} rose from {:.4} at step {} to {:.4} at step {} while the training loss fell from {:.4} to {:.4}",
                 figure.label(),
                 best.value,
                 best.step,

@@ -29,6 +29,21 @@ pub(crate) fn fonts() {
     });
 }
 
+/// exp(−E)/Z at grid cells of volume `cell` from their energies: Z is the cells' sum (a
+/// non-finite energy counts as zero density).
+pub(crate) fn normalised(e: &[f64], cell: f64) -> Vec<f64> {
+    let m = e
+        .iter()
+        .filter(|v| v.is_finite())
+        .fold(f64::INFINITY, |a, &b| a.min(b));
+    let w: Vec<f64> = e
+        .iter()
+        .map(|v| if v.is_finite() { (m - v).exp() } else { 0.0 })
+        .collect();
+    let z = w.iter().sum::<f64>() * cell;
+    w.iter().map(|v| v / z.max(1e-300)).collect()
+}
+
 /// The normalised density exp(−E)/Z on an n×n grid over `bounds` (row-major, y outer).
 pub struct Grid {
     pub n: usize,
@@ -52,19 +67,10 @@ impl Grid {
         let e = target
             .energy(&Tensor::from_f64s(&pts, &[n * n, 2], DType::F32))
             .to_vec_f64();
-        let m = e
-            .iter()
-            .filter(|v| v.is_finite())
-            .fold(f64::INFINITY, |a, &b| a.min(b));
-        let w: Vec<f64> = e
-            .iter()
-            .map(|v| if v.is_finite() { (m - v).exp() } else { 0.0 })
-            .collect();
-        let z = w.iter().sum::<f64>() * hx * hy;
         Grid {
             n,
             bounds: b,
-            p: w.iter().map(|v| v / z.max(1e-300)).collect(),
+            p: normalised(&e, hx * hy),
         }
     }
 

@@ -23,19 +23,10 @@ impl Curve {
         let e = target
             .energy(&Tensor::from_f64s(&x, &[n, 1], DType::F32))
             .to_vec_f64();
-        let m = e
-            .iter()
-            .filter(|v| v.is_finite())
-            .fold(f64::INFINITY, |a, &b| a.min(b));
-        let w: Vec<f64> = e
-            .iter()
-            .map(|v| if v.is_finite() { (m - v).exp() } else { 0.0 })
-            .collect();
-        let z = w.iter().sum::<f64>() * h;
         Curve {
             bounds: (lo, hi),
             x,
-            p: w.iter().map(|v| v / z.max(1e-300)).collect(),
+            p: crate::plot::normalised(&e, h),
         }
     }
 }

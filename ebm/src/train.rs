@@ -855,6 +855,17 @@ pub fn run(config: Option<TrainConfig>, opts: &RunOptions) -> Result<RunEnd, Err
                         save(&trainer, &best_path)?;
                     }
                     if let Some(w) = verdict.warning {
+                        let w = match trainer.data.train_rows() {
+                            Some(n) => {
+                                format!("{w}: the model is overfitting its {n} training rows")
+                            }
+                            // fresh draws every step: the objective itself parts from the
+                            // likelihood (score matching can sharpen or move mass it does
+                            // not see)
+                            None => format!(
+                                "{w}: the objective is improving at the likelihood's expense"
+                            ),
+                        };
                         let msg = format!(
                             "warning: {w}. The best checkpoint is kept in {} (`ebm eval {}`); --early-stop N ends such a run after N measurements without improvement",
                             best_path.display(),
@@ -862,7 +873,7 @@ pub fn run(config: Option<TrainConfig>, opts: &RunOptions) -> Result<RunEnd, Err
                         );
                         progress.warn(&msg);
                         event = Some(serde_json::json!({
-                            "step": step, "event": "overfitting", "warning": w,
+                            "step": step, "event": "held_out_worse", "warning": w,
                         }));
                         notes.warnings.push(w);
                     }

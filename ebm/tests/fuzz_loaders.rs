@@ -16,9 +16,12 @@
 //! Cases are a function of (kind, seed, index), so any reported case reruns alone with
 //! `EBM_FUZZ_ONLY=kind:index`.
 
+mod common;
+
+use common::npy_raw;
 use ebm::config::{ObjectiveKind, TrainConfig};
 use ebm::data::{DataOptions, DataSpec, Dataset};
-use ebm::nn::checkpoint::resign;
+use ebm::nn::checkpoint::{edit_header, resign};
 use ebm::nn::Checkpoint;
 use ebm::report::EvalOptions;
 use ebm::sample::SampleOptions;
@@ -230,23 +233,6 @@ fn write_csv(path: &Path, rows: usize, cols: usize, header: bool, seed: u64) {
     std::fs::write(path, s).unwrap();
 }
 
-/// A version-1.0 `.npy` file.
-fn npy_bytes(descr: &str, fortran: bool, shape: &str, data: &[u8]) -> Vec<u8> {
-    let mut header = format!(
-        "{{'descr': '{descr}', 'fortran_order': {}, 'shape': {shape}, }}",
-        if fortran { "True" } else { "False" }
-    );
-    while (10 + header.len() + 1) % 64 != 0 {
-        header.push(' ');
-    }
-    header.push('\n');
-    let mut out = b"\x93NUMPY\x01\x00".to_vec();
-    out.extend((header.len() as u16).to_le_bytes());
-    out.extend(header.as_bytes());
-    out.extend(data);
-    out
-}
-
 /// Valid data files to mutate: (name, bytes).
 fn base_data() -> &'static Vec<(String, Vec<u8>)> {
     static CELL: OnceLock<Vec<(String, Vec<u8>)>> = OnceLock::new();
@@ -269,17 +255,17 @@ fn base_data() -> &'static Vec<(String, Vec<u8>)> {
             .iter()
             .flat_map(|v| (*v as f32).to_le_bytes())
             .collect();
-        out.push(("f4.npy".into(), npy_bytes("<f4", false, "(40, 2)", &f4)));
+        out.push(("f4.npy".into(), npy_raw("<f4", false, "(40, 2)", &f4)));
         let f8: Vec<u8> = rng
             .normal_vec(30)
             .iter()
             .flat_map(|v| v.to_le_bytes())
             .collect();
-        out.push(("f8.npy".into(), npy_bytes("<f8", false, "(30,)", &f8)));
+        out.push(("f8.npy".into(), npy_raw("<f8", false, "(30,)", &f8)));
         let i4: Vec<u8> = (0..60i32).flat_map(|v| (v % 7 - 3).to_le_bytes()).collect();
-        out.push(("i4.npy".into(), npy_bytes("<i4", false, "(20, 3)", &i4)));
+        out.push(("i4.npy".into(), npy_raw("<i4", false, "(20, 3)", &i4)));
         let u1: Vec<u8> = (0..40u8).map(|v| v.wrapping_mul(37)).collect();
-        out.push(("u1.npy".into(), npy_bytes("|u1", false, "(20, 2)", &u1)));
+        out.push(("u1.npy".into(), npy_raw("|u1", false, "(20, 2)", &u1)));
         out
     })
 }
@@ -365,24 +351,6 @@ fn corrupt_bytes(bytes: &mut Vec<u8>, rng: &mut Rng) {
             }
         }
     }
-}
-
-/// The header JSON and data section of safetensors bytes.
-fn split_safetensors(bytes: &[u8]) -> Option<(serde_json::Value, Vec<u8>)> {
-    let n = u64::from_le_bytes(bytes.get(..8)?.try_into().ok()?) as usize;
-    let h = bytes.get(8..8usize.checked_add(n)?)?;
-    Some((serde_json::from_slice(h).ok()?, bytes[8 + n..].to_vec()))
-}
-
-fn join_safetensors(header: &serde_json::Value, data: &[u8]) -> Vec<u8> {
-    let mut h = header.to_string();
-    while !h.len().is_multiple_of(8) {
-        h.push(' ');
-    }
-    let mut out = (h.len() as u64).to_le_bytes().to_vec();
-    out.extend(h.as_bytes());
-    out.extend(data);
-    out
 }
 
 /// A checkpoint with checksum-valid but (mostly) impossible contents.
@@ -471,36 +439,35 @@ fn crafted_checkpoint(bytes: &[u8], rng: &mut Rng) -> Vec<u8> {
     let mut out = c.to_bytes().unwrap_or_else(|_| bytes.to_vec());
     // now and then a header-level edit on top, re-signed
     if rng.below(4) == 0 {
-        if let Some((mut h, data)) = split_safetensors(&out) {
-            if let Some(obj) = h.as_object_mut() {
-                let keys: Vec<String> = obj.keys().cloned().collect();
-                let k = pick(rng, &keys).clone();
-                let entry = obj.get_mut(&k).expect("a key");
-                if k == "__metadata__" {
-                    mutate_json(entry, rng);
-                    // metadata values must stay strings for the file to parse at all
-                    if let Some(m) = entry.as_object_mut() {
-                        for v in m.values_mut() {
-                            if !v.is_string() {
-                                *v = serde_json::Value::String(v.to_string());
-                            }
+        let raw = edit_header(&out, |h| {
+            let Some(obj) = h.as_object_mut() else {
+                return;
+            };
+            let keys: Vec<String> = obj.keys().cloned().collect();
+            let k = pick(rng, &keys).clone();
+            let entry = obj.get_mut(&k).expect("a key");
+            if k == "__metadata__" {
+                mutate_json(entry, rng);
+                // metadata values must stay strings for the file to parse at all
+                if let Some(m) = entry.as_object_mut() {
+                    for v in m.values_mut() {
+                        if !v.is_string() {
+                            *v = serde_json::Value::String(v.to_string());
                         }
                     }
-                } else {
-                    let fields = ["shape", "dtype", "data_offsets"];
-                    let f = *pick(rng, &fields);
-                    entry[f] = match f {
-                        "dtype" => {
-                            serde_json::json!(pick(rng, &["F16", "I64", "BOOL", "F64", "U8"]))
-                        }
-                        _ => serde_json::json!([
-                            u64_of(rng) >> rng.below(64),
-                            u64_of(rng) >> rng.below(64)
-                        ]),
-                    };
                 }
+            } else {
+                let f = *pick(rng, &["shape", "dtype", "data_offsets"]);
+                entry[f] = match f {
+                    "dtype" => serde_json::json!(pick(rng, &["F16", "I64", "BOOL", "F64", "U8"])),
+                    _ => serde_json::json!([
+                        u64_of(rng) >> rng.below(64),
+                        u64_of(rng) >> rng.below(64)
+                    ]),
+                };
             }
-            let raw = join_safetensors(&h, &data);
+        });
+        if let Some(raw) = raw {
             out = resign(&raw).unwrap_or(raw);
         }
     }
@@ -625,7 +592,7 @@ fn mutated_npy(base: &[u8], rng: &mut Rng) -> Vec<u8> {
             ];
             let descr = pick(rng, &descrs);
             let shape = pick(rng, &shapes);
-            npy_bytes(descr, rng.below(4) == 0, shape, data)
+            npy_raw(descr, rng.below(4) == 0, shape, data)
         }
         2 => {
             // extreme values in float64
@@ -643,7 +610,7 @@ fn mutated_npy(base: &[u8], rng: &mut Rng) -> Vec<u8> {
             let v: Vec<u8> = (0..n)
                 .flat_map(|_| pick(rng, &vals).to_le_bytes())
                 .collect();
-            npy_bytes("<f8", false, &format!("({}, 2)", n / 2), &v)
+            npy_raw("<f8", false, &format!("({}, 2)", n / 2), &v)
         }
         3 => {
             // broken header syntax
@@ -674,6 +641,21 @@ fn mutated_npy(base: &[u8], rng: &mut Rng) -> Vec<u8> {
 // ---------------------------------------------------------------------------------------------
 // Running one case
 
+/// The final evaluation, on a budget: 8 rows and samples, 3 sampler steps, 3 AIS
+/// temperatures.
+fn tiny_eval() -> EvalOptions {
+    EvalOptions {
+        rows: 8,
+        samples: 8,
+        ais_temps: 3,
+        seed: 1,
+        sample: SampleOptions {
+            steps: Some(3),
+            ..SampleOptions::default()
+        },
+    }
+}
+
 /// Runs one checkpoint case: the eval/sample path and the resume path.
 fn run_checkpoint_case(index: u64, seed: u64) -> Result<(), String> {
     let bases = base_runs();
@@ -693,18 +675,9 @@ fn run_checkpoint_case(index: u64, seed: u64) -> Result<(), String> {
     let result = (|| -> Result<(), String> {
         // `ebm eval` / `ebm sample`
         let (loaded, data) = ebm::model::load_run(&dir).map_err(|e| e.to_string())?;
-        let opts = EvalOptions {
-            rows: 8,
-            samples: 8,
-            ais_temps: 3,
-            seed: 1,
-            sample: SampleOptions {
-                steps: Some(3),
-                ..SampleOptions::default()
-            },
-        };
-        let (r, samples) = ebm::report::evaluate(&loaded.net, loaded.noise(), &data, 0.0, &opts)
-            .map_err(|e| e.to_string())?;
+        let (r, samples) =
+            ebm::report::evaluate(&loaded.net, loaded.noise(), &data, 0.0, &tiny_eval())
+                .map_err(|e| e.to_string())?;
         assert_eq!(samples.shape(), &[8, data.dim], "{r:?}");
         if let Some(s) = loaded.standardization() {
             let _ = s.invert(&samples);
@@ -779,18 +752,8 @@ fn run_data_case(kind: &str, index: u64, seed: u64) -> Result<(), String> {
         let x = t.data.batch(t.step, 8);
         let _ = ebm::guard::energy_problem(&t, &x);
         if index.is_multiple_of(8) {
-            let opts = EvalOptions {
-                rows: 8,
-                samples: 8,
-                ais_temps: 3,
-                seed: 1,
-                sample: SampleOptions {
-                    steps: Some(3),
-                    ..SampleOptions::default()
-                },
-            };
             let noise = ebm::model::Noise::of(&t.config);
-            let (r, samples) = ebm::report::evaluate(&t.net, noise, &t.data, 0.0, &opts)
+            let (r, samples) = ebm::report::evaluate(&t.net, noise, &t.data, 0.0, &tiny_eval())
                 .map_err(|e| e.to_string())?;
             ebm::report::pictures(&dir, &r, &t.net, noise, &t.data, &samples, "fuzz")
                 .map_err(|e| e.to_string())?;

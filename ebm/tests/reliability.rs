@@ -475,10 +475,25 @@ fn craft(run: &Path, edit: impl FnOnce(&mut Checkpoint)) {
     std::fs::write(&ck, c.to_bytes().unwrap()).unwrap();
 }
 
-fn edit_config(c: &mut Checkpoint, f: impl FnOnce(&mut serde_json::Value)) {
-    let mut v: serde_json::Value = serde_json::from_str(&c.extra["train_config"]).unwrap();
-    f(&mut v);
-    c.extra.insert("train_config".into(), v.to_string());
+/// An edit of a checkpoint.
+type Edit = Box<dyn Fn(&mut Checkpoint)>;
+
+/// Sets the stored string `key`.
+fn extra(key: &str, value: &str) -> Edit {
+    let (key, value) = (key.to_string(), value.to_string());
+    Box::new(move |c| {
+        c.extra.insert(key.clone(), value.clone());
+    })
+}
+
+/// Sets the value at JSON `pointer` of the stored training configuration.
+fn config(pointer: &str, value: serde_json::Value) -> Edit {
+    let pointer = pointer.to_string();
+    Box::new(move |c| {
+        let mut v: serde_json::Value = serde_json::from_str(&c.extra["train_config"]).unwrap();
+        *v.pointer_mut(&pointer).expect("a configuration field") = value.clone();
+        c.extra.insert("train_config".into(), v.to_string());
+    })
 }
 
 #[test]
@@ -507,116 +522,84 @@ fn checksummed_checkpoints_with_impossible_contents_are_refused() {
     let file = d.join("f.csv");
     faithful_like(&file);
     let csv = file.to_string_lossy().into_owned();
-    let csv2 = csv.clone();
-    type Edit = Box<dyn Fn(&mut Checkpoint)>;
-    let cases: Vec<(&str, Edit, &str)> = vec![
+    let file_data = |path: &str| serde_json::json!({"kind": "file", "path": path});
+    let hex = |v: f64| format!("{:016x}", v.to_bits());
+    let cases: Vec<(&str, Vec<Edit>, &str)> = vec![
         (
             "dim 10¹² on a file",
-            Box::new(move |c| {
-                edit_config(c, |v| {
-                    v["data"] = serde_json::json!({"kind": "file", "path": csv.clone()})
-                });
-                c.extra.insert("dim".into(), "1000000000000".into());
-            }),
+            vec![
+                config("/data", file_data(&csv)),
+                extra("dim", "1000000000000"),
+            ],
             "data with 1000000000000 columns",
         ),
         (
             "dim 0 on a file",
-            Box::new(move |c| {
-                edit_config(c, |v| {
-                    v["data"] = serde_json::json!({"kind": "file", "path": csv2.clone()})
-                });
-                c.extra.insert("dim".into(), "0".into());
-            }),
+            vec![config("/data", file_data(&csv)), extra("dim", "0")],
             "data with 0 columns",
         ),
         (
             "dim 3 on a toy set",
-            Box::new(|c| {
-                c.extra.insert("dim".into(), "3".into());
-            }),
+            vec![extra("dim", "3")],
             "data dimension 3",
         ),
         (
             "hidden 2⁶²",
-            Box::new(|c| edit_config(c, |v| v["hidden"] = serde_json::json!([1u64 << 62]))),
+            vec![config("/hidden", serde_json::json!([1u64 << 62]))],
             "--hidden width 4611686018427387904 is above the limit",
         ),
         (
             "hidden that the tensors do not back",
-            Box::new(|c| edit_config(c, |v| v["hidden"] = serde_json::json!([4000, 4000]))),
+            vec![config("/hidden", serde_json::json!([4000, 4000]))],
             "needs 16020001 parameter values, but it holds",
         ),
         (
             "batch 10¹²",
-            Box::new(|c| edit_config(c, |v| v["batch"] = serde_json::json!(1_000_000_000_000u64))),
+            vec![config("/batch", serde_json::json!(1_000_000_000_000u64))],
             "--batch 1000000000000 is above the limit",
         ),
         (
             "langevin steps 10¹²",
-            Box::new(|c| {
-                edit_config(c, |v| {
-                    v["params"]["langevin_steps"] = serde_json::json!(1_000_000_000_000u64)
-                })
-            }),
+            vec![config(
+                "/params/langevin_steps",
+                serde_json::json!(1_000_000_000_000u64),
+            )],
             "--langevin-steps",
         ),
         (
             "lr scale ∞",
-            Box::new(|c| {
-                c.extra.insert(
-                    "lr_scale".into(),
-                    format!("{:016x}", f64::INFINITY.to_bits()),
-                );
-            }),
+            vec![extra("lr_scale", &hex(f64::INFINITY))],
             "learning-rate scale inf is not in (0, 1]",
         ),
         (
             "replay buffer ====",
-            Box::new(|c| {
-                c.extra.insert("replay_buffer".into(), "====".into());
-            }),
+            vec![extra("replay_buffer", "====")],
             "no replay buffer",
         ),
         (
             "data path /dev/zero",
-            Box::new(|c| {
-                edit_config(c, |v| {
-                    v["data"] = serde_json::json!({"kind": "file", "path": "/dev/zero"})
-                })
-            }),
+            vec![config("/data", file_data("/dev/zero"))],
             "is not a .csv or .npy path",
         ),
         (
             "data path a device named .csv",
-            Box::new(move |c| {
-                edit_config(c, |v| {
-                    v["data"] = serde_json::json!({"kind": "file", "path": zero_csv.clone()})
-                })
-            }),
+            vec![config("/data", file_data(&zero_csv))],
             "not a regular file",
         ),
         (
             "loss window NaN",
-            Box::new(|c| {
-                c.extra.insert(
-                    "loss_window".into(),
-                    format!("{:016x} 3", f64::NAN.to_bits()),
-                );
-            }),
+            vec![extra("loss_window", &format!("{} 3", hex(f64::NAN)))],
             "loss window",
         ),
         (
             "unreadable config",
-            Box::new(|c| {
-                c.extra.insert("train_config".into(), "{".into());
-            }),
+            vec![extra("train_config", "{")],
             "training configuration is unreadable",
         ),
     ];
-    for (what, edit, want) in cases {
+    for (what, edits, want) in cases {
         std::fs::write(base.join("checkpoint.safetensors"), &pristine).unwrap();
-        craft(&base, edit);
+        craft(&base, |c| edits.iter().for_each(|e| e(c)));
         let mut commands = vec![
             vec!["eval", base.to_str().unwrap()],
             vec!["sample", base.to_str().unwrap()],
@@ -780,13 +763,14 @@ fn sliced_score_matching_collapsing_on_a_small_real_set_is_flagged_and_the_best_
         "{out}"
     );
     assert!(
-        err.contains("warning: the validation NLL rose") && err.contains("overfitting"),
+        err.contains("warning: the validation NLL rose")
+            && err.contains("the model is overfitting its 197 training rows"),
         "{err}"
     );
     assert!(err.contains("best.safetensors"), "{err}");
     let events: Vec<serde_json::Value> = metrics(&run)
         .into_iter()
-        .filter(|l| l["event"] == "overfitting")
+        .filter(|l| l["event"] == "held_out_worse")
         .collect();
     assert_eq!(events.len(), 1, "one warning");
     let e = json(&run.join("eval.json"));

@@ -259,11 +259,7 @@ impl Checkpoint {
         let mut rest = meta.clone();
         rest.remove("checksum");
         let infos = file.infos();
-        let views: Vec<(&str, Dtype, &[usize], &[u8])> = infos
-            .iter()
-            .map(|(n, i)| (n.as_str(), i.dtype, i.shape.as_slice(), file.data(i)))
-            .collect();
-        let computed = digest(&rest, &views);
+        let computed = file.digest(&rest);
         if stored != computed {
             return Err(CheckpointError::ChecksumMismatch { stored, computed });
         }
@@ -662,13 +658,9 @@ pub fn resign(bytes: &[u8]) -> Result<Vec<u8>, CheckpointError> {
     let file = RawFile::parse(bytes)?;
     let mut meta = file.metadata.metadata().clone().unwrap_or_default();
     meta.remove("checksum");
-    let infos = file.infos();
-    let views: Vec<(&str, Dtype, &[usize], &[u8])> = infos
-        .iter()
-        .map(|(n, i)| (n.as_str(), i.dtype, i.shape.as_slice(), file.data(i)))
-        .collect();
-    meta.insert("checksum".into(), digest(&meta, &views));
-    let tensors: Vec<(String, Raw)> = infos
+    meta.insert("checksum".into(), file.digest(&meta));
+    let tensors: Vec<(String, Raw)> = file
+        .infos()
         .iter()
         .map(|(n, i)| {
             let raw = Raw {
@@ -682,6 +674,24 @@ pub fn resign(bytes: &[u8]) -> Result<Vec<u8>, CheckpointError> {
     safetensors::serialize(tensors, Some(meta)).map_err(|e| CheckpointError::Serialize {
         detail: e.to_string(),
     })
+}
+
+/// Safetensors bytes with their JSON header edited by `edit` (the header re-padded, the
+/// data section untouched, the checksum not updated: pass the result to [`resign`] for a
+/// file that passes it). None when the bytes have no readable header.
+pub fn edit_header(bytes: &[u8], edit: impl FnOnce(&mut serde_json::Value)) -> Option<Vec<u8>> {
+    let n = usize::try_from(u64::from_le_bytes(bytes.get(..8)?.try_into().ok()?)).ok()?;
+    let end = 8usize.checked_add(n)?;
+    let mut header: serde_json::Value = serde_json::from_slice(bytes.get(8..end)?).ok()?;
+    edit(&mut header);
+    let mut h = header.to_string();
+    while !h.len().is_multiple_of(8) {
+        h.push(' ');
+    }
+    let mut out = (h.len() as u64).to_le_bytes().to_vec();
+    out.extend(h.as_bytes());
+    out.extend(&bytes[end..]);
+    Some(out)
 }
 
 /// Writes `bytes` to `path` atomically: a uniquely named temp file in the same directory,
@@ -814,6 +824,16 @@ impl<'a> RawFile<'a> {
         let mut v: Vec<(String, &TensorInfo)> = self.metadata.tensors().into_iter().collect();
         v.sort_by(|a, b| a.0.cmp(&b.0));
         v
+    }
+
+    /// The checksum of `meta` and this file's tensors.
+    fn digest(&self, meta: &HashMap<String, String>) -> String {
+        let infos = self.infos();
+        let views: Vec<(&str, Dtype, &[usize], &[u8])> = infos
+            .iter()
+            .map(|(n, i)| (n.as_str(), i.dtype, i.shape.as_slice(), self.data(i)))
+            .collect();
+        digest(meta, &views)
     }
 
     fn data(&self, info: &TensorInfo) -> &'a [u8] {

@@ -3,7 +3,7 @@
 //! each kind of mismatch gives a typed error that names the tensor or key.
 
 use ebm_core::{DType, Rng, Tensor};
-use ebm_nn::checkpoint::{resign, FORMAT};
+use ebm_nn::checkpoint::{edit_header, resign, FORMAT};
 use ebm_nn::{
     load_weights_from_bytes, read_tensors_from_bytes, tensors_to_bytes, Activation, Checkpoint,
     CheckpointError, Ema, GaussianMixture, Mlp, MlpConfig, Module, Optimizer, Params, Quadratic,
@@ -157,11 +157,7 @@ fn wrong_dtype_error_names_the_tensor() {
 #[test]
 fn missing_and_unexpected_tensors_are_named() {
     let m = Mlp::new(MlpConfig::new(&[2, 3, 1]), &mut Rng::new(0));
-    let mut named: Vec<(String, Tensor)> = m
-        .params()
-        .iter()
-        .map(|(n, t)| (n.to_string(), t.clone()))
-        .collect();
+    let mut named = named(&m);
     let last = named.pop().unwrap();
     let mut target = m.clone();
     let err =
@@ -236,11 +232,7 @@ fn corruption_and_metadata_errors() {
     );
     // a plain safetensors file is not a checkpoint (but loads as weights)
     let m = Mlp::new(MlpConfig::new(&[2, 3, 1]), &mut Rng::new(0));
-    let named: Vec<(String, Tensor)> = m
-        .params()
-        .iter()
-        .map(|(n, t)| (n.to_string(), t.clone()))
-        .collect();
+    let named = named(&m);
     let plain = tensors_to_bytes(&named, None).unwrap();
     let err = Checkpoint::from_bytes(&plain).unwrap_err();
     assert!(matches!(err, CheckpointError::BadMetadata { ref key, .. } if key == "__metadata__"));
@@ -340,34 +332,39 @@ fn parameters_match_by_name_not_position() {
 // ---------------------------------------------------------------------------------------------
 // Files that pass the checksum but hold impossible contents (re-signed after editing)
 
-/// The header JSON and data section of safetensors bytes.
-fn split_file(bytes: &[u8]) -> (serde_json::Value, Vec<u8>) {
-    let h = header_len(bytes);
-    (
-        serde_json::from_slice(&bytes[8..h]).unwrap(),
-        bytes[h..].to_vec(),
-    )
+/// The header JSON of safetensors bytes.
+fn header_of(bytes: &[u8]) -> serde_json::Value {
+    serde_json::from_slice(&bytes[8..header_len(bytes)]).unwrap()
 }
 
-/// Safetensors bytes from a header and a data section (the header padded to 8 bytes).
-fn join_file(header: &serde_json::Value, data: &[u8]) -> Vec<u8> {
-    let mut h = header.to_string();
-    while !h.len().is_multiple_of(8) {
-        h.push(' ');
-    }
-    let mut out = (h.len() as u64).to_le_bytes().to_vec();
-    out.extend(h.as_bytes());
-    out.extend(data);
-    out
+/// `bytes` with `edit` applied to the header, not re-signed.
+fn unsigned(bytes: &[u8], edit: impl FnOnce(&mut serde_json::Value)) -> Vec<u8> {
+    edit_header(bytes, edit).unwrap()
 }
 
 /// The sample checkpoint with `edit` applied to its header, re-signed (None when the edit
 /// broke the safetensors structure itself, which the loader must also reject).
-fn edited(edit: impl FnOnce(&mut serde_json::Value, &mut Vec<u8>)) -> Option<Vec<u8>> {
+fn edited(edit: impl FnOnce(&mut serde_json::Value)) -> Option<Vec<u8>> {
     let (_, bytes) = sample_checkpoint();
-    let (mut header, mut data) = split_file(bytes);
-    edit(&mut header, &mut data);
-    resign(&join_file(&header, &data)).ok()
+    resign(&unsigned(bytes, edit)).ok()
+}
+
+/// The sample checkpoint with the first value of tensor `name` set to `value`, re-signed.
+fn poked(name: &str, value: f32) -> Vec<u8> {
+    let (_, bytes) = sample_checkpoint();
+    let at =
+        header_len(bytes) + header_of(bytes)[name]["data_offsets"][0].as_u64().unwrap() as usize;
+    let mut b = bytes.clone();
+    b[at..at + 4].copy_from_slice(&value.to_le_bytes());
+    resign(&b).unwrap()
+}
+
+/// A model's parameters as named tensors.
+fn named(m: &impl Module) -> Vec<(String, Tensor)> {
+    m.params()
+        .iter()
+        .map(|(n, t)| (n.to_string(), t.clone()))
+        .collect()
 }
 
 fn set_meta(header: &mut serde_json::Value, key: &str, value: &str) {
@@ -380,15 +377,13 @@ fn resigning_an_unedited_file_gives_the_same_checkpoint() {
     let again = resign(bytes).unwrap();
     assert!(Checkpoint::from_bytes(&again).unwrap().bit_eq(c));
     // an edit without re-signing is caught; with it, the edit is what the loader judges
-    let (mut header, data) = split_file(bytes);
-    set_meta(&mut header, "step", "7");
-    let unsigned = join_file(&header, &data);
+    let edit = unsigned(bytes, |h| set_meta(h, "step", "7"));
     assert!(matches!(
-        Checkpoint::from_bytes(&unsigned).unwrap_err(),
+        Checkpoint::from_bytes(&edit).unwrap_err(),
         CheckpointError::ChecksumMismatch { .. }
     ));
     assert_eq!(
-        Checkpoint::from_bytes(&resign(&unsigned).unwrap())
+        Checkpoint::from_bytes(&resign(&edit).unwrap())
             .unwrap()
             .step,
         7
@@ -398,16 +393,12 @@ fn resigning_an_unedited_file_gives_the_same_checkpoint() {
 #[test]
 fn non_finite_values_are_refused_naming_the_tensor() {
     // a NaN in a parameter, an ∞ in the optimizer state, a NaN in the EMA weights
-    let (_, bytes) = sample_checkpoint();
-    let (header, _) = split_file(bytes);
     for (name, value) in [
         ("l0.weight", f32::NAN),
         ("optim.exp_avg_sq.l1.bias", f32::INFINITY),
         ("ema.l2.weight", f32::NEG_INFINITY),
     ] {
-        let start = header[name]["data_offsets"][0].as_u64().unwrap() as usize;
-        let b =
-            edited(|_, data| data[start..start + 4].copy_from_slice(&value.to_le_bytes())).unwrap();
+        let b = poked(name, value);
         let err = Checkpoint::from_bytes(&b).unwrap_err();
         assert!(
             matches!(err, CheckpointError::NonFinite { name: ref n, index: 0, .. } if n == name),
@@ -419,11 +410,7 @@ fn non_finite_values_are_refused_naming_the_tensor() {
     }
     // a plain file (no checksum) with a NaN weight: refused by load_weights, naming it
     let m = Mlp::new(MlpConfig::new(&[2, 3, 1]), &mut Rng::new(0));
-    let mut named: Vec<(String, Tensor)> = m
-        .params()
-        .iter()
-        .map(|(n, t)| (n.to_string(), t.clone()))
-        .collect();
+    let mut named = named(&m);
     named[1].1 = Tensor::full(named[1].1.shape(), f64::NAN, DType::F32);
     let mut target = m.clone();
     let err =
@@ -472,7 +459,7 @@ fn huge_declared_shapes_are_errors_not_allocations() {
         serde_json::json!([0, 4]),
         serde_json::json!([1u64 << 62]),
     ] {
-        let b = edited(|h, _| h["l0.weight"]["shape"] = shape.clone());
+        let b = edited(|h| h["l0.weight"]["shape"] = shape.clone());
         if let Some(b) = b {
             let err = Checkpoint::from_bytes(&b).unwrap_err();
             assert!(
@@ -482,10 +469,9 @@ fn huge_declared_shapes_are_errors_not_allocations() {
         }
         // unsigned, as a corrupted file would be
         let (_, bytes) = sample_checkpoint();
-        let (mut header, data) = split_file(bytes);
-        header["l0.weight"]["shape"] = shape.clone();
-        assert!(Checkpoint::from_bytes(&join_file(&header, &data)).is_err());
-        assert!(read_tensors_from_bytes(&join_file(&header, &data)).is_err());
+        let raw = unsigned(bytes, |h| h["l0.weight"]["shape"] = shape.clone());
+        assert!(Checkpoint::from_bytes(&raw).is_err());
+        assert!(read_tensors_from_bytes(&raw).is_err());
     }
 }
 
@@ -519,7 +505,7 @@ fn checksummed_metadata_edits_give_named_errors() {
         ),
         ("ema", "{\"config\":{\"decay\":0.5}}", "ema"),
     ] {
-        let b = edited(|h, _| set_meta(h, key, value)).unwrap();
+        let b = edited(|h| set_meta(h, key, value)).unwrap();
         let err = Checkpoint::from_bytes(&b).unwrap_err();
         assert!(
             matches!(err, CheckpointError::BadMetadata { key: ref k, .. } if k == want),
@@ -527,12 +513,12 @@ fn checksummed_metadata_edits_give_named_errors() {
         );
     }
     // a tensor the parameter list does not name, and one it names that is absent
-    let b = edited(|h, _| set_meta(h, "params", "[\"l0.weight\"]")).unwrap();
+    let b = edited(|h| set_meta(h, "params", "[\"l0.weight\"]")).unwrap();
     assert!(matches!(
         Checkpoint::from_bytes(&b).unwrap_err(),
         CheckpointError::UnexpectedTensor { .. }
     ));
-    let b = edited(|h, _| set_meta(h, "params", "[\"l9.weight\"]")).unwrap();
+    let b = edited(|h| set_meta(h, "params", "[\"l9.weight\"]")).unwrap();
     assert!(matches!(
         Checkpoint::from_bytes(&b).unwrap_err(),
         CheckpointError::MissingTensor { ref name } if name == "l9.weight"
@@ -579,13 +565,13 @@ proptest! {
     #[test]
     fn resigned_header_edits_never_panic(edits in prop::collection::vec(header_edit(), 1..=3)) {
         let (_, bytes) = sample_checkpoint();
-        let (mut header, data) = split_file(bytes);
-        let paths = header_paths(&header);
-        for (at, value) in edits {
-            let (obj, field) = &paths[at % paths.len()];
-            header[obj][field] = value;
-        }
-        let raw = join_file(&header, &data);
+        let raw = unsigned(bytes, |header| {
+            let paths = header_paths(header);
+            for (at, value) in edits {
+                let (obj, field) = &paths[at % paths.len()];
+                header[obj][field] = value;
+            }
+        });
         let b = resign(&raw).unwrap_or(raw);
         if let Ok(c) = Checkpoint::from_bytes(&b) {
             for (n, t) in c.params.iter() {
