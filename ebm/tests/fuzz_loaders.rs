@@ -760,7 +760,9 @@ fn run_data_case(kind: &str, index: u64, seed: u64) -> Result<(), String> {
         }
         Ok(())
     })();
-    let _ = std::fs::remove_dir_all(&dir);
+    if std::env::var_os("EBM_FUZZ_KEEP").is_none() {
+        let _ = std::fs::remove_dir_all(&dir);
+    }
     result
 }
 
@@ -979,7 +981,8 @@ fn fuzz_big_budget() {
     assert!(failures.is_empty(), "{table}");
 }
 
-/// Reruns one case: `EBM_FUZZ_ONLY=kind:index` (with `--ignored --nocapture`).
+/// Reruns one case: `EBM_FUZZ_ONLY=kind:index` (with `--ignored --nocapture`; with
+/// `EBM_FUZZ_KEEP=1` a data case's file stays in the temp directory named).
 #[test]
 #[ignore = "reruns the case named by EBM_FUZZ_ONLY"]
 fn fuzz_one() {
@@ -988,5 +991,12 @@ fn fuzz_one() {
     };
     let (kind, i) = only.split_once(':').expect("kind:index");
     let (o, msg) = run_case(kind, i.parse().unwrap(), env_u64("EBM_FUZZ_SEED", 1));
-    eprintln!("{kind}:{i} {} {msg}", o.name());
+    eprintln!(
+        "{kind}:{i} {} {msg} (files under {})",
+        o.name(),
+        root().display()
+    );
+    if std::env::var_os("EBM_FUZZ_KEEP").is_none() {
+        let _ = std::fs::remove_dir_all(root());
+    }
 }

@@ -462,6 +462,30 @@ fn unstandardised_extreme_data_ends_promptly() {
     if status.code() == Some(1) {
         assert!(err.contains("drop --no-standardize"), "{err}");
     }
+    // NCE fits a Gaussian to the data: collinear columns of variance ~10¹⁸ must not break
+    // its factorisation (found by the fuzz run)
+    let collinear = d.join("collinear.csv");
+    let mut s = String::new();
+    for i in 0..60 {
+        let v = ((i * 7919) % 1000) as f64 * 2e6;
+        s += &format!("{v},{v},{}\n", -v);
+    }
+    std::fs::write(&collinear, s).unwrap();
+    let o = ebm(&[
+        &[
+            "train",
+            "--data",
+            collinear.to_str().unwrap(),
+            "--no-standardize",
+        ][..],
+        &["--objective", "nce", "--steps", "10", "--no-report"],
+        &["--out", d.join("nce").to_str().unwrap()],
+        &SMALL,
+    ]
+    .concat());
+    let (_, err) = text(&o);
+    assert!(matches!(o.status.code(), Some(0 | 1)), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
     let _ = std::fs::remove_dir_all(&d);
 }
 
