@@ -12,7 +12,7 @@
 use crate::data::Dataset;
 use crate::model::{Density, Noise};
 use crate::train::{Obj, Trainer};
-use ebm_core::{Rng, Tensor};
+use ebm_core::{DType, Rng, Tensor};
 use ebm_objectives::Objective;
 use ebm_samplers::Target;
 
@@ -22,10 +22,18 @@ pub const ENERGY_LIMIT: f64 = 1e6;
 pub const PROBES: usize = 256;
 const PROBE_STREAM: u64 = 0x9B0B;
 
+/// Whether every value of `t` is finite (read in place: this runs after every step).
+fn finite(t: &Tensor) -> bool {
+    match t.dtype() {
+        DType::F32 => t.as_slice::<f32>().iter().all(|v| v.is_finite()),
+        DType::F64 => t.as_slice::<f64>().iter().all(|v| v.is_finite()),
+    }
+}
+
 fn first_non_finite<'a>(tensors: impl IntoIterator<Item = (String, &'a Tensor)>) -> Option<String> {
     tensors
         .into_iter()
-        .find_map(|(name, t)| (!t.to_vec_f64().iter().all(|v| v.is_finite())).then_some(name))
+        .find_map(|(name, t)| (!finite(t)).then_some(name))
 }
 
 /// The first tensor of the run's state holding NaN or ∞, described; None when all are

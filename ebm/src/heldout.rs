@@ -158,7 +158,9 @@ pub fn describe_split(t: &Trainer, figure: Option<Figure>) -> String {
 /// A measurement's record.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Mark {
+    /// The step measured at.
     pub step: u64,
+    /// The validation figure.
     pub value: f64,
     /// The mean training loss of the window ending at `step`.
     pub train_loss: f64,

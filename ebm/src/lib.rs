@@ -8,6 +8,13 @@
 //! [`train`] (the loop with exact resume and a divergence guard), [`sample`], [`report`]
 //! (evaluation and output files) and [`plot`] (PNG figures with an embedded font).
 //!
+//! What keeps the command reliable lives in its own modules: [`verify`] (every value of a
+//! checkpoint checked before use), [`limits`] (bounds on every size), [`values`] (what a data
+//! file's values and declared shapes must satisfy), [`guard`] (the divergence guard's checks of
+//! the whole state), [`heldout`] (validation figure, best checkpoint, overfitting warning,
+//! early stop), [`rundir`] (one writer per run directory), [`console`] (output a closed pipe
+//! cannot kill), [`canvas`] (PNGs written atomically) and [`plot1d`] (figures of 1-D data).
+//!
 //! ```
 //! use ebm::prelude::*;
 //!

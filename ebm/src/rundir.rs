@@ -1,5 +1,6 @@
-//! One writer per run directory: an exclusive advisory lock, and the cleanup of temp files a
-//! killed writer left behind.
+//! Opening a run directory for training: one writer at a time (an exclusive advisory lock),
+//! the cleanup of temp files a killed writer left behind, and the trainer of a fresh or a
+//! resumed run.
 //!
 //! `ebm train --out D`, `ebm train --resume D` and `ebm compare --out D` take an exclusive
 //! lock (`flock` on Unix, `LockFileEx` on Windows, through [`std::fs::File::try_lock`]) on

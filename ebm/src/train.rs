@@ -707,8 +707,9 @@ pub fn describe(c: &TrainConfig, dim: usize) -> String {
 /// What the run noticed on the way, for the final report.
 #[derive(Clone, Debug, Default)]
 pub struct RunNotes {
-    /// The step the run (re)started at, and the step it trained to.
+    /// The step the run (re)started at.
     pub start_step: u64,
+    /// The step it trained to.
     pub end_step: u64,
     /// The held-out figure, when monitored.
     pub figure: Option<Figure>,

@@ -14,11 +14,15 @@ use crate::error::Error;
 use ebm_nn::Checkpoint;
 use std::path::Path;
 
-/// Metadata keys of the checkpoint `ebm train` writes.
+/// Checkpoint metadata key of the training configuration (JSON).
 pub const EXTRA_CONFIG: &str = "train_config";
+/// Checkpoint metadata key of the data's dimension.
 pub const EXTRA_DIM: &str = "dim";
+/// Checkpoint metadata key of the divergence guard's learning-rate scale (hex bits).
 pub const EXTRA_LR_SCALE: &str = "lr_scale";
+/// Checkpoint metadata key of the running loss window (hex sum, count).
 pub const EXTRA_WINDOW: &str = "loss_window";
+/// Checkpoint metadata key of a data file's standardisation (JSON).
 pub const EXTRA_STANDARDIZATION: &str = "standardization";
 
 fn bad(file: &Path, what: impl std::fmt::Display) -> Error {

@@ -939,7 +939,13 @@ fn fuzz_big_budget() {
             let out = std::io::BufReader::new(child.stdout.take().unwrap());
             let mut hang = None;
             for line in out.lines().map_while(Result::ok) {
-                let f: Vec<&str> = line.splitn(5, ' ').collect();
+                // libtest's "test fuzz_worker ... " may precede the first line
+                let at = ["CASE ", "HANG "]
+                    .iter()
+                    .filter_map(|m| line.find(m))
+                    .min()
+                    .unwrap_or(0);
+                let f: Vec<&str> = line[at..].splitn(5, ' ').collect();
                 match f.as_slice() {
                     ["CASE", k, i, o, rest @ ..] => {
                         let o = Outcome::parse(o).expect("an outcome");
@@ -973,6 +979,17 @@ fn fuzz_big_budget() {
         }
     }
     let table = report(&tally, &failures);
+    for kind in KINDS {
+        let counted: u64 = tally
+            .iter()
+            .filter(|((k, _), _)| k == kind)
+            .map(|(_, n)| n)
+            .sum();
+        assert_eq!(
+            counted, cases,
+            "{kind}: every case is counted once\n{table}"
+        );
+    }
     eprintln!(
         "\nfuzz: {cases} cases of each kind in {:.0} s (seed {})\n{table}",
         t0.elapsed().as_secs_f64(),
