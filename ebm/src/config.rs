@@ -201,8 +201,12 @@ pub struct TrainConfig {
     pub ema: Option<f64>,
     pub checkpoint_every: u64,
     pub log_every: u64,
-    /// Test NLL during training every this many steps (2-D data; 0 = only at the end).
+    /// Measure the held-out (validation) figure every this many steps (0 = only at the end).
     pub eval_every: u64,
+    /// Stop after this many held-out measurements without improvement, and evaluate the
+    /// best checkpoint (runs written before it existed read as None).
+    #[serde(default)]
+    pub early_stop: Option<u64>,
 }
 
 impl Default for TrainConfig {
@@ -231,6 +235,7 @@ impl Default for TrainConfig {
             checkpoint_every: 500,
             log_every: 10,
             eval_every: 500,
+            early_stop: None,
         }
     }
 }
@@ -250,6 +255,10 @@ impl TrainConfig {
         };
         if self.steps == 0 {
             return u("--steps must be at least 1".into());
+        }
+        crate::limits::check_config(self)?;
+        if self.early_stop == Some(0) {
+            return u("--early-stop must be at least 1".into());
         }
         if self.batch == 0 {
             return u("--batch must be at least 1".into());

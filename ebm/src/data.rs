@@ -19,6 +19,10 @@ const DIGITS_CSV: &str = include_str!("../../data/digits.csv");
 pub const TOY_TEST_ROWS: usize = 20_000;
 /// The seed of a toy set's test draws (the objectives crate's tests use the same).
 pub const TOY_TEST_SEED: u64 = 12_345;
+/// Validation rows drawn from a toy distribution (fixed, from their own seed).
+pub const TOY_VAL_ROWS: usize = 5_000;
+/// The seed of a toy set's validation draws.
+pub const TOY_VAL_SEED: u64 = 54_321;
 /// Stream of the minibatch generators (kept apart from the training generator's draws).
 const BATCH_STREAM: u64 = 0xBA7C;
 /// Stream of the train/test split.
@@ -51,7 +55,11 @@ impl DataSpec {
                     p.display()
                 )));
             }
-            return Ok(DataSpec::File { path: p });
+            // stored absolute, so the run can be evaluated and resumed from any directory
+            let path = std::path::absolute(&p).map_err(|e| {
+                Error::usage(format!("cannot resolve data file {}: {e}", p.display()))
+            })?;
+            return Ok(DataSpec::File { path });
         }
         let names: Vec<&str> = Toy::ALL.iter().map(|t| t.name()).collect();
         Err(Error::usage(format!(
@@ -79,6 +87,10 @@ impl DataSpec {
 pub struct DataOptions {
     /// Share of rows of a finite set held out for testing.
     pub test_frac: f64,
+    /// Share of the remaining rows held out for validation during training (runs written
+    /// before validation existed read as 0: no validation rows, the same training rows).
+    #[serde(default)]
+    pub val_frac: f64,
     /// Standardise user files to zero mean and unit variance per column (train statistics).
     pub standardize: bool,
 }
@@ -87,6 +99,7 @@ impl Default for DataOptions {
     fn default() -> Self {
         DataOptions {
             test_frac: 0.2,
+            val_frac: 0.1,
             standardize: true,
         }
     }
@@ -124,6 +137,8 @@ pub struct Dataset {
     pub train: Tensor,
     /// Test rows `[M, d]`.
     pub test: Tensor,
+    /// Validation rows `[V, d]` held out from training (V = 0: none).
+    pub val: Tensor,
     /// Features per row.
     pub dim: usize,
     /// The transform applied to a user file.
@@ -136,12 +151,7 @@ pub struct Dataset {
 impl Dataset {
     /// Loads `spec`; `seed` fixes the split and the minibatch order.
     pub fn load(spec: &DataSpec, opts: &DataOptions, seed: u64) -> Result<Dataset, Error> {
-        if !(0.0..1.0).contains(&opts.test_frac) || !opts.test_frac.is_finite() {
-            return Err(Error::usage(format!(
-                "--test-frac must be in [0, 1), got {}",
-                opts.test_frac
-            )));
-        }
+        check_fractions(opts)?;
         match spec {
             DataSpec::Toy { name } => {
                 let toy = Toy::from_name(name)
@@ -151,6 +161,11 @@ impl Dataset {
                     toy: Some(toy),
                     train: Tensor::zeros(&[0, 2], DType::F32),
                     test: toy.sample(TOY_TEST_ROWS, &mut Rng::new(TOY_TEST_SEED)),
+                    val: if opts.val_frac > 0.0 {
+                        toy.sample(TOY_VAL_ROWS, &mut Rng::new(TOY_VAL_SEED))
+                    } else {
+                        Tensor::zeros(&[0, 2], DType::F32)
+                    },
                     dim: 2,
                     standardization: None,
                     images: None,
@@ -176,12 +191,13 @@ impl Dataset {
                     }
                 }
                 let x = Tensor::from_f64s(&v, &[table.rows, 64], DType::F32);
-                let (train, test) = split(&x, opts.test_frac, seed);
+                let (train, val, test) = split(&x, opts, seed, "data/digits.csv (built in)")?;
                 Ok(Dataset {
                     spec: spec.clone(),
                     toy: None,
                     train,
                     test,
+                    val,
                     dim: 64,
                     standardization: None,
                     images: Some((8, 8)),
@@ -191,30 +207,25 @@ impl Dataset {
             DataSpec::File { path } => {
                 let (x, n, d) = read_file(path)?;
                 let x = Tensor::from_f64s(&x, &[n, d], DType::F32);
-                let (train, test) = split(&x, opts.test_frac, seed);
-                if train.shape()[0] < 2 {
-                    return Err(Error::data(format!(
-                        "{}: {n} rows leave {} for training; need at least 2",
-                        path.display(),
-                        train.shape()[0]
-                    )));
-                }
-                let (train, test, standardization) = if opts.standardize {
+                let (train, val, test) = split(&x, opts, seed, &path.display().to_string())?;
+                let (train, val, test, standardization) = if opts.standardize {
                     let s = column_stats(&train);
                     let apply = |t: &Tensor| {
                         let m = Tensor::from_f64s(&s.mean, &[1, d], DType::F32);
                         let sd = Tensor::from_f64s(&s.std, &[1, d], DType::F32);
                         t.sub(&m).div(&sd)
                     };
-                    (apply(&train), apply(&test), Some(s))
+                    (apply(&train), apply(&val), apply(&test), Some(s))
                 } else {
-                    (train, test, None)
+                    crate::values::check_unstandardized(&x, path)?;
+                    (train, val, test, None)
                 };
                 Ok(Dataset {
                     spec: spec.clone(),
                     toy: None,
                     train,
                     test,
+                    val,
                     dim: d,
                     standardization,
                     images: None,
@@ -294,14 +305,53 @@ impl Dataset {
     }
 }
 
-/// A seeded permutation split: the last ⌊frac·N⌋ rows (at least one) of a shuffle are the
-/// test set.
-fn split(x: &Tensor, frac: f64, seed: u64) -> (Tensor, Tensor) {
+/// `--test-frac` in (0, 1) and `--val-frac` in [0, 1).
+fn check_fractions(opts: &DataOptions) -> Result<(), Error> {
+    if !(opts.test_frac > 0.0 && opts.test_frac < 1.0) {
+        return Err(Error::usage(format!(
+            "--test-frac must be in (0, 1), got {} (the final evaluation needs held-out rows)",
+            opts.test_frac
+        )));
+    }
+    if !(opts.val_frac >= 0.0 && opts.val_frac < 1.0) {
+        return Err(Error::usage(format!(
+            "--val-frac must be in [0, 1), got {}",
+            opts.val_frac
+        )));
+    }
+    Ok(())
+}
+
+/// A seeded permutation split into (train, validation, test): the last ⌊test_frac·N⌋ rows
+/// of a shuffle are the test set, the ⌊val_frac·(N − test)⌋ before them the validation set.
+/// A fraction that holds out no row of the test set, or leaves fewer than 2 training rows,
+/// is an error naming the counts.
+fn split(
+    x: &Tensor,
+    opts: &DataOptions,
+    seed: u64,
+    what: &str,
+) -> Result<(Tensor, Tensor, Tensor), Error> {
     let n = x.shape()[0];
+    let n_test = (opts.test_frac * n as f64).floor() as usize;
+    if n_test == 0 {
+        return Err(Error::data(format!(
+            "{what}: --test-frac {} of {n} rows holds out no test row; raise it to at least {:.3}",
+            opts.test_frac,
+            1.0 / n as f64
+        )));
+    }
+    let n_val = (opts.val_frac * (n - n_test) as f64).floor() as usize;
+    let n_train = n - n_test - n_val;
+    if n_train < 2 {
+        return Err(Error::data(format!(
+            "{what}: {n} rows leave {n_train} for training after {n_test} test and {n_val} validation rows; need at least 2"
+        )));
+    }
     let perm = Rng::new(seed).stream(SPLIT_STREAM).permutation(n);
-    let n_test = ((frac * n as f64).floor() as usize).clamp(1, n.saturating_sub(1).max(1));
-    let (tr, te) = perm.split_at(n - n_test);
-    (x.index_select(tr), x.index_select(te))
+    let (tr, rest) = perm.split_at(n_train);
+    let (va, te) = rest.split_at(n_val);
+    Ok((x.index_select(tr), x.index_select(va), x.index_select(te)))
 }
 
 fn column_stats(x: &Tensor) -> Standardization {
@@ -354,6 +404,7 @@ fn parse_csv(text: &str, what: &str) -> Result<Table, Error> {
             cols = Some(fields.len());
             continue;
         }
+        crate::values::check_columns(fields.len(), what)?;
         let want = *cols.get_or_insert(fields.len());
         if fields.len() != want {
             return Err(Error::data(format!(
@@ -374,9 +425,9 @@ fn parse_csv(text: &str, what: &str) -> Result<Table, Error> {
                     j + 1
                 ))
             })?;
-            if !v.is_finite() {
+            if let Some(why) = crate::values::value_problem(v) {
                 return Err(Error::data(format!(
-                    "{what}: line {line_no}, column {}: value `{f}` is not finite (NaN or Inf)",
+                    "{what}: line {line_no}, column {}: value `{f}` {why}",
                     j + 1
                 )));
             }
@@ -405,8 +456,7 @@ fn looks_like_name(f: &str) -> bool {
 /// Reads a CSV or `.npy` file of rows; returns (row-major values, rows, columns).
 pub fn read_file(path: &Path) -> Result<(Vec<f64>, usize, usize), Error> {
     let what = path.display().to_string();
-    let bytes = std::fs::read(path)
-        .map_err(|e| Error::usage(format!("cannot read data file {what}: {e}")))?;
+    let bytes = crate::values::read_regular_file(path)?;
     match path.extension().and_then(|e| e.to_str()) {
         Some("npy") => read_npy(&bytes, &what),
         _ => {
@@ -420,8 +470,18 @@ pub fn read_file(path: &Path) -> Result<(Vec<f64>, usize, usize), Error> {
 
 fn read_npy(bytes: &[u8], what: &str) -> Result<(Vec<f64>, usize, usize), Error> {
     use npyz::{DType as NpyType, TypeChar};
-    let file = npyz::NpyFile::new(bytes)
-        .map_err(|e| Error::data(format!("{what}: not a valid .npy file: {e}")))?;
+    crate::values::check_npy_shape(bytes, what)?;
+    let file = npyz::NpyFile::new(bytes).map_err(|e| {
+        Error::data(format!(
+            "{what}: not a valid .npy file: {}",
+            crate::values::one_line(e)
+        ))
+    })?;
+    let item = match file.dtype() {
+        NpyType::Plain(ts) => ts.size_field(),
+        _ => 1,
+    };
+    crate::values::check_declared_size(file.shape(), item.max(1), bytes.len(), what)?;
     let shape: Vec<usize> = file.shape().iter().map(|&s| s as usize).collect();
     let (n, d) = match shape.as_slice() {
         [n] => (*n, 1),
@@ -442,6 +502,7 @@ fn read_npy(bytes: &[u8], what: &str) -> Result<(Vec<f64>, usize, usize), Error>
             "{what}: array of shape {shape:?} is empty"
         )));
     }
+    crate::values::check_columns(d, what)?;
     let dtype = file.dtype();
     let ts = match &dtype {
         NpyType::Plain(ts) => ts.clone(),
@@ -516,14 +577,7 @@ fn read_npy(bytes: &[u8], what: &str) -> Result<(Vec<f64>, usize, usize), Error>
             .collect(),
         _ => return Err(bad()),
     };
-    if let Some(i) = values.iter().position(|v| !v.is_finite()) {
-        return Err(Error::data(format!(
-            "{what}: row {}, column {}: value {} is not finite (NaN or Inf)",
-            i / d + 1,
-            i % d + 1,
-            values[i]
-        )));
-    }
+    crate::values::check_values(&values, d, what)?;
     Ok((values, n, d))
 }
 
@@ -589,6 +643,7 @@ mod tests {
             toy: None,
             train: x,
             test: Tensor::zeros(&[1, 2], DType::F32),
+            val: Tensor::zeros(&[0, 2], DType::F32),
             dim: 2,
             standardization: None,
             images: None,
@@ -607,9 +662,62 @@ mod tests {
     }
 
     #[test]
+    fn splits_are_disjoint_and_fractions_that_hold_out_nothing_are_errors() {
+        let x = Tensor::from_f64s(
+            &(0..40).map(f64::from).collect::<Vec<_>>(),
+            &[20, 2],
+            DType::F32,
+        );
+        let opts = DataOptions::default();
+        let (tr, va, te) = split(&x, &opts, 3, "f").unwrap();
+        assert_eq!((tr.shape()[0], va.shape()[0], te.shape()[0]), (15, 1, 4));
+        let mut firsts: Vec<usize> = [tr, va, te]
+            .iter()
+            .flat_map(|t| {
+                t.to_vec_f64()
+                    .chunks(2)
+                    .map(|r| r[0] as usize / 2)
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        firsts.sort();
+        assert_eq!(firsts, (0..20).collect::<Vec<_>>());
+        // the test rows do not depend on the validation share (old runs keep theirs)
+        let no_val = DataOptions {
+            val_frac: 0.0,
+            ..opts.clone()
+        };
+        let (_, va0, te0) = split(&x, &no_val, 3, "f").unwrap();
+        assert_eq!(va0.shape()[0], 0);
+        assert_eq!(
+            te0.to_vec_f64(),
+            split(&x, &opts, 3, "f").unwrap().2.to_vec_f64()
+        );
+        let tiny = DataOptions {
+            test_frac: 0.01,
+            ..opts.clone()
+        };
+        let e = split(&x, &tiny, 3, "f.csv").unwrap_err().to_string();
+        assert!(e.contains("holds out no test row"), "{e}");
+        for bad in [0.0, 1.0, -0.1, f64::NAN] {
+            let o = DataOptions {
+                test_frac: bad,
+                ..opts.clone()
+            };
+            let e = check_fractions(&o).unwrap_err().to_string();
+            assert!(e.contains("--test-frac must be in (0, 1)"), "{e}");
+        }
+    }
+
+    #[test]
     fn digits_are_dequantised_into_the_unit_interval() {
         let ds = Dataset::load(&DataSpec::Digits, &DataOptions::default(), 0).unwrap();
-        assert_eq!(ds.train.shape()[0] + ds.test.shape()[0], 1797);
+        assert_eq!(
+            ds.train.shape()[0] + ds.val.shape()[0] + ds.test.shape()[0],
+            1797
+        );
+        // ⌊0.2·1797⌋ test rows, ⌊0.1·(1797 − 359)⌋ validation rows
+        assert_eq!((ds.test.shape()[0], ds.val.shape()[0]), (359, 143));
         let v = ds.train.to_vec_f64();
         assert!(v.iter().all(|x| *x > 0.0 && *x < 1.0));
         assert_eq!(ds.dim, 64);

@@ -18,6 +18,9 @@ pub enum Error {
     /// Reading or writing an output failed.
     #[error("{0}")]
     Io(String),
+    /// A run directory another `ebm` process is writing (it holds the directory's lock).
+    #[error("{0}")]
+    Busy(String),
     /// Training diverged and the guard ran out of retries.
     #[error("{0}")]
     Diverged(String),

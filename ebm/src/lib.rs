@@ -8,6 +8,13 @@
 //! [`train`] (the loop with exact resume and a divergence guard), [`sample`], [`report`]
 //! (evaluation and output files) and [`plot`] (PNG figures with an embedded font).
 //!
+//! What keeps the command reliable lives in its own modules: [`verify`] (every value of a
+//! checkpoint checked before use), [`limits`] (bounds on every size), [`values`] (what a data
+//! file's values and declared shapes must satisfy), [`guard`] (the divergence guard's checks of
+//! the whole state), [`heldout`] (validation figure, best checkpoint, overfitting warning,
+//! early stop), [`rundir`] (one writer per run directory), [`console`] (output a closed pipe
+//! cannot kill), [`canvas`] (PNGs written atomically) and [`plot1d`] (figures of 1-D data).
+//!
 //! ```
 //! use ebm::prelude::*;
 //!
@@ -30,16 +37,25 @@ pub use ebm_nn as nn;
 pub use ebm_objectives as objectives;
 pub use ebm_samplers as samplers;
 
+pub mod canvas;
 pub mod config;
+pub mod console;
 pub mod data;
 pub mod error;
+pub mod guard;
+pub mod heldout;
 pub mod io;
+pub mod limits;
 pub mod model;
 pub mod plot;
+pub mod plot1d;
 pub mod report;
+pub mod rundir;
 pub mod sample;
 pub mod toy;
 pub mod train;
+pub mod values;
+pub mod verify;
 
 /// The names most programs need.
 pub mod prelude {

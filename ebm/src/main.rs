@@ -2,13 +2,16 @@
 
 use clap::{Args, Parser, Subcommand};
 use ebm::config::{ObjectiveKind, OptimKind, ScheduleKind, TrainConfig};
-use ebm::data::{DataSpec, Dataset};
+use ebm::console::{err as say_err, out as say};
+use ebm::data::DataSpec;
 use ebm::error::Error;
+use ebm::limits;
+use ebm::model::load_run;
 use ebm::report::{self, EvalOptions};
 use ebm::sample::{SampleOptions, SamplerKind};
 use ebm::train::{self, RunEnd, RunOptions};
 use ebm_core::Rng;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 const OBJECTIVES: [&str; 11] = [
     "dsm", "dsm-cv", "esm", "ssm", "ssm-vr", "nce", "pcd", "cd", "ncsn", "ve", "vp",
@@ -135,9 +138,13 @@ struct ConfigArgs {
     /// SSM projections per sample [default: 1]
     #[arg(long, help_heading = "Objective")]
     projections: Option<usize>,
-    /// Share of a finite data set held out for testing [default: 0.2]
+    /// Share of a finite data set held out for testing, in (0, 1) [default: 0.2]
     #[arg(long, help_heading = "Data")]
     test_frac: Option<f64>,
+    /// Share of the rest held out for validation during training, in [0, 1) (0: none)
+    /// [default: 0.1]
+    #[arg(long, help_heading = "Data")]
+    val_frac: Option<f64>,
     /// Do not standardise CSV/.npy columns (zero mean, unit variance)
     #[arg(long, help_heading = "Data")]
     no_standardize: bool,
@@ -147,9 +154,14 @@ struct ConfigArgs {
     /// Write a metrics line every N steps [default: 10]
     #[arg(long, help_heading = "Output")]
     log_every: Option<u64>,
-    /// Measure the test NLL every N steps in 2-D, 0 for only at the end [default: --steps/10]
+    /// Measure the validation figure every N steps (NLL in nats for d ≤ 2, else the
+    /// objective's loss on the validation rows), 0 for only at the end [default: --steps/10]
     #[arg(long, help_heading = "Output")]
     eval_every: Option<u64>,
+    /// Stop after N validation measurements without improvement and evaluate the best
+    /// checkpoint (best.safetensors, kept in every run) [default: off]
+    #[arg(long, value_name = "N", help_heading = "Output")]
+    early_stop: Option<u64>,
 }
 
 impl ConfigArgs {
@@ -169,8 +181,9 @@ impl ConfigArgs {
             langevin_eps => "--langevin-eps", buffer_size => "--buffer-size",
             reinit => "--reinit", alpha => "--alpha", nce_ratio => "--nce-ratio",
             nce_inflate => "--nce-inflate", projections => "--projections",
-            test_frac => "--test-frac", checkpoint_every => "--checkpoint-every",
-            log_every => "--log-every", eval_every => "--eval-every");
+            test_frac => "--test-frac", val_frac => "--val-frac",
+            checkpoint_every => "--checkpoint-every", log_every => "--log-every",
+            eval_every => "--eval-every", early_stop => "--early-stop");
         if self.no_standardize {
             v.push("--no-standardize");
         }
@@ -200,14 +213,16 @@ impl ConfigArgs {
             buffer_size => c.params.buffer_size, reinit => c.params.reinit,
             alpha => c.params.alpha, nce_ratio => c.params.nce_ratio,
             nce_inflate => c.params.nce_inflate, projections => c.params.projections,
-            test_frac => c.data_options.test_frac, checkpoint_every => c.checkpoint_every,
-            log_every => c.log_every, eval_every => c.eval_every);
+            test_frac => c.data_options.test_frac, val_frac => c.data_options.val_frac,
+            checkpoint_every => c.checkpoint_every, log_every => c.log_every,
+            eval_every => c.eval_every);
         if self.eval_every.is_none() {
             // ten measurements per run, on metrics lines
             c.eval_every = (c.steps / 10).max(1).div_ceil(c.log_every) * c.log_every;
         }
         c.clip_grad = self.clip_grad;
         c.ema = self.ema;
+        c.early_stop = self.early_stop;
         if let Some(a) = &self.activation {
             c.activation = a.parse().expect("clap checked the name");
         }
@@ -271,7 +286,7 @@ struct TrainArgs {
 
 #[derive(Args)]
 struct SampleArgs {
-    /// Run directory (or its checkpoint.safetensors)
+    /// Run directory (its checkpoint.safetensors), or a checkpoint file such as RUN/best.safetensors
     run: PathBuf,
     /// Sampler; auto picks MALA for an energy, annealed Langevin for ncsn, predictor–corrector for ve/vp
     #[arg(long, default_value = "auto", value_parser = SamplerKind::NAMES)]
@@ -294,7 +309,8 @@ struct SampleArgs {
 
 #[derive(Args)]
 struct EvalArgs {
-    /// Run directory (or its checkpoint.safetensors)
+    /// Run directory (its last checkpoint), or a checkpoint file such as RUN/best.safetensors
+    /// (the best validation figure)
     run: PathBuf,
     /// Model samples for MMD
     #[arg(long, default_value_t = 1000)]
@@ -333,35 +349,16 @@ struct CompareArgs {
     quiet: bool,
 }
 
-/// `YYYYmmdd-HHMMSS` in UTC.
+/// `YYYYmmdd-HHMMSS` in UTC, for default run names.
 fn timestamp() -> String {
-    let secs = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
-    let (days, rem) = ((secs / 86_400) as i64, secs % 86_400);
-    // civil-from-days (H. Hinnant)
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!(
-        "{y:04}{m:02}{d:02}-{:02}{:02}{:02}",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
+    ebm::rundir::utc_timestamp(false)
 }
 
 fn train_cmd(a: TrainArgs) -> Result<i32, Error> {
     if a.eval_samples < 2 {
         return Err(Error::usage("--eval-samples must be at least 2"));
     }
+    limits::at_most("--eval-samples", a.eval_samples, limits::MAX_SAMPLES)?;
     let (config, opts) = if let Some(dir) = &a.resume {
         let mut given = a.config.given();
         if a.data.is_some() {
@@ -421,31 +418,12 @@ fn train_cmd(a: TrainArgs) -> Result<i32, Error> {
     }
 }
 
-/// Loads the run at `path` and its data set.
-fn load_run(path: &Path) -> Result<(ebm::model::Loaded, Dataset), Error> {
-    let loaded = ebm::model::load(path)?;
-    let data = Dataset::load(
-        &loaded.config.data,
-        &loaded.config.data_options,
-        loaded.config.seed,
-    )
-    .map_err(|e| Error::checkpoint(format!("cannot load the run's data: {e}")))?;
-    let dim = ebm::train::data_dim(&loaded.config, &loaded.checkpoint)?;
-    if data.dim != dim {
-        return Err(Error::checkpoint(format!(
-            "the run was trained on {dim}-dimensional data, but {} now has {} columns",
-            loaded.config.data.label(),
-            data.dim
-        )));
-    }
-    Ok((loaded, data))
-}
-
 fn sample_cmd(a: SampleArgs) -> Result<i32, Error> {
     if a.n < 2 {
         return Err(Error::usage("--n must be at least 2"));
     }
     let (loaded, data) = load_run(&a.run)?;
+    limits::check_sampling(a.n, data.dim, a.steps, None, None)?;
     let opts = SampleOptions {
         sampler: Some(SamplerKind::parse(&a.sampler)?),
         steps: a.steps,
@@ -476,8 +454,7 @@ fn sample_cmd(a: SampleArgs) -> Result<i32, Error> {
     if let Some(parent) = npy.parent().filter(|p| !p.as_os_str().is_empty()) {
         ebm::io::create_dir(parent)?;
     }
-    let std = ebm::train::standardization_of(&loaded.checkpoint);
-    let out = std.as_ref().map_or(x.clone(), |s| s.invert(&x));
+    let out = loaded.standardization().map_or(x.clone(), |s| s.invert(&x));
     ebm::data::write_npy(&npy, &out)?;
     let png = npy.with_extension("png");
     let title = format!(
@@ -488,7 +465,10 @@ fn sample_cmd(a: SampleArgs) -> Result<i32, Error> {
         loaded.config.objective.name(),
         loaded.config.data.label()
     );
-    if data.dim == 2 {
+    if data.dim == 1 {
+        let curve = ebm::plot1d::Curve::of(&loaded.density(), data.bounds()[0], 400);
+        ebm::plot1d::samples_png(&png, &x.to_vec_f64(), &curve, &title)?;
+    } else if data.dim == 2 {
         let g = ebm::plot::Grid::of(&loaded.density(), &data.bounds(), 200);
         ebm::plot::samples_png(&png, &g, &x, &title)?;
     } else if let Some(hw) = data.images {
@@ -497,7 +477,7 @@ fn sample_cmd(a: SampleArgs) -> Result<i32, Error> {
         ebm::plot::scatter_png(&png, &data.test, &x, &title)?;
     }
     let finite = x.to_vec_f64().iter().filter(|v| v.is_finite()).count();
-    println!(
+    say(&format!(
         "{} samples by {} ({} steps{}) in {secs:.1} s{}\nwrote {}, {}",
         a.n,
         info.sampler,
@@ -512,7 +492,7 @@ fn sample_cmd(a: SampleArgs) -> Result<i32, Error> {
         },
         npy.display(),
         png.display()
-    );
+    ));
     Ok(0)
 }
 
@@ -521,6 +501,7 @@ fn eval_cmd(a: EvalArgs) -> Result<i32, Error> {
         return Err(Error::usage("--samples and --rows must be at least 2"));
     }
     let (loaded, data) = load_run(&a.run)?;
+    limits::check_sampling(a.samples, data.dim, None, Some(a.rows), Some(a.ais_temps))?;
     let log_det = data.standardization.as_ref().map_or(0.0, |s| s.log_det());
     let opts = EvalOptions {
         rows: a.rows,
@@ -535,12 +516,38 @@ fn eval_cmd(a: EvalArgs) -> Result<i32, Error> {
     let (mut r, _) = report::evaluate(&loaded.net, loaded.noise(), &data, log_det, &opts)?;
     r.step = loaded.step;
     r.objective = loaded.config.objective.name().into();
+    r.checkpoint = loaded
+        .file
+        .file_name()
+        .map(|f| f.to_string_lossy().into_owned());
     let json = serde_json::to_string_pretty(&r).expect("reports serialise");
-    println!("{json}");
+    // a reader that leaves early (`| head`) takes what it wanted: no error, no panic
+    say(&json);
     if let Some(p) = &a.out {
         ebm::io::write_json(p, &r)?;
     }
+    if let Some(note) = better_best(&loaded) {
+        say_err(&note);
+    }
     Ok(0)
+}
+
+/// A note when the run keeps a best checkpoint other than the one evaluated.
+fn better_best(loaded: &ebm::model::Loaded) -> Option<String> {
+    let best = loaded.dir.join(ebm::heldout::BEST);
+    if loaded.file.file_name() == best.file_name() {
+        return None;
+    }
+    let ck = ebm::nn::Checkpoint::load(&best).ok()?;
+    (ck.step != loaded.step).then(|| {
+        format!(
+            "note: {} holds the checkpoint with the best validation figure (step {} of {}); evaluate it with `ebm eval {}`",
+            best.display(),
+            ck.step,
+            loaded.step,
+            best.display()
+        )
+    })
 }
 
 fn compare_cmd(a: CompareArgs) -> Result<i32, Error> {
@@ -562,13 +569,14 @@ fn compare_cmd(a: CompareArgs) -> Result<i32, Error> {
     for c in &configs {
         c.validate()?;
     }
+    ebm::io::create_dir(&out)?;
+    let _lock = ebm::rundir::RunLock::acquire(&out, "compare")?;
     if out.join("compare.json").exists() {
         return Err(Error::usage(format!(
             "{} already holds a comparison; pick another --out",
             out.display()
         )));
     }
-    ebm::io::create_dir(&out)?;
     let mut rows = Vec::new();
     let mut panels = Vec::new();
     let mut dataset = None;
@@ -576,7 +584,7 @@ fn compare_cmd(a: CompareArgs) -> Result<i32, Error> {
         let name = c.objective.name();
         let dir = out.join(name);
         if !a.quiet {
-            println!("── {name}");
+            say(&format!("── {name}"));
         }
         let opts = RunOptions {
             out: dir.clone(),
@@ -587,7 +595,7 @@ fn compare_cmd(a: CompareArgs) -> Result<i32, Error> {
             Ok(RunEnd::Finished(r)) => *r,
             Ok(RunEnd::Interrupted { .. }) => return Ok(130),
             Err(Error::Diverged(msg)) => {
-                eprintln!("{name}: {msg}");
+                say_err(&format!("{name}: {msg}"));
                 rows.push(serde_json::json!({"objective": name, "diverged": true}));
                 continue;
             }
@@ -615,12 +623,12 @@ fn compare_cmd(a: CompareArgs) -> Result<i32, Error> {
         dataset.get_or_insert(ds);
         rows.push(serde_json::json!({
             "objective": name, "test_nll": r.test_nll, "gap": r.gap, "mmd2": r.mmd2,
-            "ksd": r.ksd, "train_seconds": r.train_seconds, "steps": r.step,
+            "ksd2": r.ksd2, "train_seconds": r.train_seconds, "steps": r.step,
         }));
     }
     let label = data.label();
     let mut md = format!(
-        "# {label}: objectives compared\n\n| objective | test NLL (nats) | gap to entropy | MMD² | KSD | train time (s) |\n| --- | --- | --- | --- | --- | --- |\n"
+        "# {label}: objectives compared\n\n| objective | test NLL (nats/row, data units) | gap to entropy | MMD² | KSD² | train time (s) |\n| --- | --- | --- | --- | --- | --- |\n"
     );
     let f = |v: &serde_json::Value, d: usize| {
         v.as_f64().map_or("—".to_string(), |x| format!("{x:.d$}"))
@@ -634,7 +642,9 @@ fn compare_cmd(a: CompareArgs) -> Result<i32, Error> {
             r["mmd2"]
                 .as_f64()
                 .map_or("—".into(), |x| format!("{x:.2e}")),
-            r["ksd"].as_f64().map_or("—".into(), |x| format!("{x:.2e}")),
+            r["ksd2"]
+                .as_f64()
+                .map_or("—".into(), |x| format!("{x:.2e}")),
             f(&r["train_seconds"], 1),
         );
     }
@@ -649,12 +659,12 @@ fn compare_cmd(a: CompareArgs) -> Result<i32, Error> {
         )?;
         files.push("compare.png");
     }
-    println!("{md}");
+    say(&md);
     let files: Vec<String> = files
         .iter()
         .map(|f| out.join(f).display().to_string())
         .collect();
-    println!("wrote {}", files.join(", "));
+    say(&format!("wrote {}", files.join(", ")));
     Ok(0)
 }
 
@@ -667,11 +677,11 @@ fn catch_ctrl_c() {
         if PRESSED.swap(true, std::sync::atomic::Ordering::SeqCst) {
             // a second Ctrl-C: quit now; checkpoints are written atomically, so the last
             // one on disk is whole
-            eprintln!("interrupted again: exiting without a final checkpoint");
+            say_err("interrupted again: exiting without a final checkpoint");
             std::process::exit(130);
         }
-        eprintln!(
-            "interrupt: finishing this step and saving a checkpoint (Ctrl-C again to quit now)"
+        say_err(
+            "interrupt: finishing this step and saving a checkpoint (Ctrl-C again to quit now)",
         );
         train::request_stop();
     });
@@ -691,7 +701,7 @@ fn main() {
     match result {
         Ok(code) => std::process::exit(code),
         Err(e) => {
-            eprintln!("error: {e}");
+            say_err(&format!("error: {e}"));
             std::process::exit(e.exit_code());
         }
     }

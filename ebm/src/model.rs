@@ -161,8 +161,12 @@ pub struct Loaded {
     pub config: TrainConfig,
     pub net: Net,
     pub step: u64,
+    /// Columns of the data it was trained on.
+    pub dim: usize,
     /// The run directory (the checkpoint's folder).
     pub dir: PathBuf,
+    /// The checkpoint file.
+    pub file: PathBuf,
     pub checkpoint: Checkpoint,
 }
 
@@ -173,6 +177,13 @@ impl Loaded {
 
     pub fn density(&self) -> Density<'_> {
         self.net.density(self.noise())
+    }
+
+    /// The standardisation of the run's data file (checked when loading).
+    pub fn standardization(&self) -> Option<crate::data::Standardization> {
+        crate::verify::stored_standardization(&self.checkpoint, self.dim, &self.file)
+            .ok()
+            .flatten()
     }
 }
 
@@ -202,8 +213,10 @@ pub fn load(path: &Path) -> Result<Loaded, Error> {
         )));
     }
     let ckpt = Checkpoint::load(&file).map_err(|e| Error::from_checkpoint(&file, e))?;
-    let config = config_of(&ckpt, &file)?;
-    let dim = crate::train::data_dim(&config, &ckpt)?;
+    let config = crate::verify::stored_config(&ckpt, &file)?;
+    let dim = crate::verify::stored_dim(&config, &ckpt, &file)?;
+    crate::verify::tensors_fit(&config, dim, &ckpt, &file)?;
+    crate::verify::stored_standardization(&ckpt, dim, &file)?;
     let mut net = Net::new(&config, dim, &mut Rng::new(0));
     net.restore(&ckpt, None, None)
         .map_err(|e| Error::from_checkpoint(&file, e))?;
@@ -214,26 +227,33 @@ pub fn load(path: &Path) -> Result<Loaded, Error> {
         config,
         net,
         step: ckpt.step,
+        dim,
         dir: file
             .parent()
             .map(Path::to_path_buf)
             .unwrap_or_else(|| PathBuf::from(".")),
+        file,
         checkpoint: ckpt,
     })
 }
 
-/// The training configuration stored in a checkpoint.
-pub fn config_of(ckpt: &Checkpoint, file: &Path) -> Result<TrainConfig, Error> {
-    let s = ckpt.extra.get(crate::train::EXTRA_CONFIG).ok_or_else(|| {
-        Error::checkpoint(format!(
-            "{}: no training configuration inside (not written by `ebm train`)",
-            file.display()
-        ))
-    })?;
-    serde_json::from_str(s).map_err(|e| {
-        Error::checkpoint(format!(
-            "{}: its training configuration is unreadable: {e}",
-            file.display()
-        ))
-    })
+/// Loads the run at `path` (directory or checkpoint file) and its data set, which must
+/// still have the dimension the run was trained on.
+pub fn load_run(path: &Path) -> Result<(Loaded, crate::data::Dataset), Error> {
+    let loaded = load(path)?;
+    let data = crate::data::Dataset::load(
+        &loaded.config.data,
+        &loaded.config.data_options,
+        loaded.config.seed,
+    )
+    .map_err(|e| Error::checkpoint(format!("cannot load the run's data: {e}")))?;
+    if data.dim != loaded.dim {
+        return Err(Error::checkpoint(format!(
+            "the run was trained on {}-dimensional data, but {} now has {} columns",
+            loaded.dim,
+            loaded.config.data.label(),
+            data.dim
+        )));
+    }
+    Ok((loaded, data))
 }

@@ -2,6 +2,7 @@
 //! machine without any fonts: density beside data, samples over the density, the loss curve,
 //! digit grids, and the side-by-side densities of `ebm compare`.
 
+use crate::canvas::range;
 use crate::error::Error;
 use ebm_core::{DType, Tensor};
 use ebm_samplers::Target;
@@ -11,10 +12,10 @@ use plotters::style::colors::colormaps::ViridisRGB;
 use std::path::Path;
 use std::sync::Once;
 
-const FONT: &str = "sans-serif";
+pub(crate) const FONT: &str = "sans-serif";
 
 /// Registers the embedded font once per process.
-fn fonts() {
+pub(crate) fn fonts() {
     static ONCE: Once = Once::new();
     ONCE.call_once(|| {
         for (style, bytes) in [
@@ -28,8 +29,19 @@ fn fonts() {
     });
 }
 
-fn perr(path: &Path, e: impl std::fmt::Display) -> Error {
-    Error::io(format!("cannot draw {}: {e}", path.display()))
+/// exp(−E)/Z at grid cells of volume `cell` from their energies: Z is the cells' sum (a
+/// non-finite energy counts as zero density).
+pub(crate) fn normalised(e: &[f64], cell: f64) -> Vec<f64> {
+    let m = e
+        .iter()
+        .filter(|v| v.is_finite())
+        .fold(f64::INFINITY, |a, &b| a.min(b));
+    let w: Vec<f64> = e
+        .iter()
+        .map(|v| if v.is_finite() { (m - v).exp() } else { 0.0 })
+        .collect();
+    let z = w.iter().sum::<f64>() * cell;
+    w.iter().map(|v| v / z.max(1e-300)).collect()
 }
 
 /// The normalised density exp(−E)/Z on an n×n grid over `bounds` (row-major, y outer).
@@ -55,19 +67,10 @@ impl Grid {
         let e = target
             .energy(&Tensor::from_f64s(&pts, &[n * n, 2], DType::F32))
             .to_vec_f64();
-        let m = e
-            .iter()
-            .filter(|v| v.is_finite())
-            .fold(f64::INFINITY, |a, &b| a.min(b));
-        let w: Vec<f64> = e
-            .iter()
-            .map(|v| if v.is_finite() { (m - v).exp() } else { 0.0 })
-            .collect();
-        let z = w.iter().sum::<f64>() * hx * hy;
         Grid {
             n,
             bounds: b,
-            p: w.iter().map(|v| v / z.max(1e-300)).collect(),
+            p: normalised(&e, hx * hy),
         }
     }
 
@@ -106,7 +109,7 @@ fn heat_panel(
         .margin(8)
         .x_label_area_size(30)
         .y_label_area_size(36)
-        .build_cartesian_2d(bx.0..bx.1, by.0..by.1)
+        .build_cartesian_2d(range(bx.0, bx.1)?, range(by.0, by.1)?)
         .map_err(|e| e.to_string())?;
     chart
         .configure_mesh()
@@ -150,29 +153,25 @@ fn heat_panel(
 /// `density.png`: the data (2-D histogram) beside the learned density exp(−E)/Z.
 pub fn density_png(path: &Path, data: &Grid, model: &Grid, title: &str) -> Result<(), Error> {
     fonts();
-    let root = BitMapBackend::new(path, (1100, 580)).into_drawing_area();
-    let draw = || -> Result<(), String> {
+    crate::canvas::write_png(path, (1100, 580), |root| {
         root.fill(&WHITE).map_err(|e| e.to_string())?;
         let (top, body) = root.split_vertically(40);
         top.titled(title, (FONT, 20)).map_err(|e| e.to_string())?;
         let panels = body.split_evenly((1, 2));
         heat_panel(&panels[0], data, "data (histogram)", None)?;
         heat_panel(&panels[1], model, "model exp(−E)/Z", None)?;
-        root.present().map_err(|e| e.to_string())
-    };
-    draw().map_err(|e| perr(path, e))
+        Ok(())
+    })
 }
 
 /// `samples.png`: model samples (dots) over the learned density.
 pub fn samples_png(path: &Path, model: &Grid, samples: &Tensor, title: &str) -> Result<(), Error> {
     fonts();
-    let root = BitMapBackend::new(path, (640, 640)).into_drawing_area();
-    let draw = || -> Result<(), String> {
+    crate::canvas::write_png(path, (640, 640), |root| {
         root.fill(&WHITE).map_err(|e| e.to_string())?;
-        heat_panel(&root, model, title, Some(samples))?;
-        root.present().map_err(|e| e.to_string())
-    };
-    draw().map_err(|e| perr(path, e))
+        heat_panel(root, model, title, Some(samples))?;
+        Ok(())
+    })
 }
 
 /// A scatter of the first two coordinates of samples over data (for d > 2 without images).
@@ -193,17 +192,16 @@ pub fn scatter_png(path: &Path, data: &Tensor, samples: &Tensor, title: &str) ->
         let lo = v.iter().cloned().fold(f64::INFINITY, f64::min);
         let hi = v.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
         let pad = 0.05 * (hi - lo).max(1e-3);
-        (lo - pad)..(hi + pad)
+        range(lo - pad, hi + pad)
     };
-    let root = BitMapBackend::new(path, (640, 640)).into_drawing_area();
-    let draw = || -> Result<(), String> {
+    crate::canvas::write_png(path, (640, 640), |root| {
         root.fill(&WHITE).map_err(|e| e.to_string())?;
-        let mut chart = ChartBuilder::on(&root)
+        let mut chart = ChartBuilder::on(root)
             .caption(title, (FONT, 20))
             .margin(10)
             .x_label_area_size(30)
             .y_label_area_size(40)
-            .build_cartesian_2d(lo_hi(|p| p.0), lo_hi(|p| p.1))
+            .build_cartesian_2d(lo_hi(|p| p.0)?, lo_hi(|p| p.1)?)
             .map_err(|e| e.to_string())?;
         chart
             .configure_mesh()
@@ -233,18 +231,18 @@ pub fn scatter_png(path: &Path, data: &Tensor, samples: &Tensor, title: &str) ->
             .border_style(BLACK)
             .draw()
             .map_err(|e| e.to_string())?;
-        root.present().map_err(|e| e.to_string())
-    };
-    draw().map_err(|e| perr(path, e))
+        Ok(())
+    })
 }
 
-/// `loss.png`: the training loss (window means) against the step and, below it, the test NLL
-/// where it was measured.
+/// `loss.png`: the training loss (window means) against the step and, below it, the
+/// held-out figure where it was measured; `val_title` names it with its units.
 pub fn loss_png(
     path: &Path,
     loss: &[(f64, f64)],
     nll: &[(f64, f64)],
     title: &str,
+    val_title: &str,
 ) -> Result<(), Error> {
     fonts();
     let finite: Vec<(f64, f64)> = loss.iter().copied().filter(|p| p.1.is_finite()).collect();
@@ -255,30 +253,24 @@ pub fn loss_png(
         )));
     }
     let x_hi = finite.iter().map(|p| p.0).fold(1.0, f64::max);
-    let root =
-        BitMapBackend::new(path, (800, if nll.is_empty() { 480 } else { 720 })).into_drawing_area();
-    let draw = || -> Result<(), String> {
-        root.fill(&WHITE).map_err(|e| e.to_string())?;
-        let (top, bottom) = if nll.is_empty() {
-            (root.clone(), None)
-        } else {
-            let (t, b) = root.split_vertically(450);
-            (t, Some(b))
-        };
-        line_panel(&top, &finite, x_hi, title, "training loss", BLUE)?;
-        if let Some(b) = bottom {
-            line_panel(
-                &b,
-                nll,
-                x_hi,
-                "test NLL (nats, quick grid estimate)",
-                "test NLL",
-                RED,
-            )?;
-        }
-        root.present().map_err(|e| e.to_string())
-    };
-    draw().map_err(|e| perr(path, e))
+    crate::canvas::write_png(
+        path,
+        (800, if nll.is_empty() { 480 } else { 720 }),
+        |root| {
+            root.fill(&WHITE).map_err(|e| e.to_string())?;
+            let (top, bottom) = if nll.is_empty() {
+                (root.clone(), None)
+            } else {
+                let (t, b) = root.split_vertically(450);
+                (t, Some(b))
+            };
+            line_panel(&top, &finite, x_hi, title, "training loss", BLUE)?;
+            if let Some(b) = bottom {
+                line_panel(&b, nll, x_hi, val_title, "held-out figure", RED)?;
+            }
+            Ok(())
+        },
+    )
 }
 
 fn line_panel(
@@ -307,7 +299,7 @@ fn line_panel(
         .margin(12)
         .x_label_area_size(36)
         .y_label_area_size(70)
-        .build_cartesian_2d(0.0..x_hi, (lo - pad)..(hi + pad))
+        .build_cartesian_2d(range(0.0, x_hi)?, range(lo - pad, hi + pad)?)
         .map_err(|e| e.to_string())?;
     chart
         .configure_mesh()
@@ -348,8 +340,7 @@ pub fn digits_png(
     let tile = (w as i32 * SCALE + 4, h as i32 * SCALE + 4);
     let panel = (COLS as i32 * tile.0, ROWS as i32 * tile.1);
     let size = ((2 * panel.0 + 60) as u32, (panel.1 + 80) as u32);
-    let root = BitMapBackend::new(path, size).into_drawing_area();
-    let draw = || -> Result<(), String> {
+    crate::canvas::write_png(path, size, |root| {
         root.fill(&WHITE).map_err(|e| e.to_string())?;
         root.draw(&Text::new(title, (20, 8), (FONT, 20).into_font()))
             .map_err(|e| e.to_string())?;
@@ -378,17 +369,15 @@ pub fn digits_png(
                 }
             }
         }
-        root.present().map_err(|e| e.to_string())
-    };
-    draw().map_err(|e| perr(path, e))
+        Ok(())
+    })
 }
 
 /// `ebm compare`: the data and each model's density side by side, titled with its NLL.
 pub fn compare_png(path: &Path, panels: &[(String, Grid)], title: &str) -> Result<(), Error> {
     fonts();
     let k = panels.len().max(1);
-    let root = BitMapBackend::new(path, ((380 * k) as u32, 440)).into_drawing_area();
-    let draw = || -> Result<(), String> {
+    crate::canvas::write_png(path, ((380 * k) as u32, 440), |root| {
         root.fill(&WHITE).map_err(|e| e.to_string())?;
         let (top, body) = root.split_vertically(40);
         top.titled(title, (FONT, 20)).map_err(|e| e.to_string())?;
@@ -396,7 +385,6 @@ pub fn compare_png(path: &Path, panels: &[(String, Grid)], title: &str) -> Resul
         for (a, (name, g)) in areas.iter().zip(panels) {
             heat_panel(a, g, name, None)?;
         }
-        root.present().map_err(|e| e.to_string())
-    };
-    draw().map_err(|e| perr(path, e))
+        Ok(())
+    })
 }

@@ -21,8 +21,14 @@ pub struct Report {
     pub objective: String,
     pub dim: usize,
     pub test_rows: usize,
-    /// Test negative log-likelihood in nats (in the file's units for standardised data).
+    /// The checkpoint evaluated (`checkpoint.safetensors`, or `best.safetensors`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub checkpoint: Option<String>,
+    /// Test negative log-likelihood: nats per row, in the data file's units (standardisation
+    /// undone), as [`Report::nll_units`] says.
     pub test_nll: Option<f64>,
+    /// The units of every NLL of the run (training progress, metrics, loss.png, eval.json).
+    pub nll_units: String,
     /// log Z and how it was computed ("grid" quadrature or "ais").
     pub log_z: Option<f64>,
     pub log_z_method: Option<String>,
@@ -33,22 +39,37 @@ pub struct Report {
     pub gap: Option<f64>,
     /// Squared MMD (Gaussian kernel, median bandwidth) between samples and test rows.
     pub mmd2: Option<f64>,
-    /// Kernel Stein discrepancy (IMQ kernel) of test rows under the model's score.
-    pub ksd: Option<f64>,
+    /// Squared kernel Stein discrepancy (IMQ kernel) of test rows under the model's score,
+    /// as an unbiased U-statistic: near zero for a good model, and it can be slightly
+    /// negative (like MMD²).
+    pub ksd2: Option<f64>,
     pub sampler: Option<SampleInfo>,
     pub samples: usize,
     pub train_seconds: Option<f64>,
+    /// Steps trained in `train_seconds` (fewer than `step` after a resume).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub train_steps: Option<u64>,
     pub eval_seconds: f64,
+    /// The checkpoint with the best validation figure: file, step and figure.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub best_checkpoint: Option<serde_json::Value>,
+    /// Warnings given during training (held-out figure worsening while the loss fell).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
     /// Files written, relative to the run directory.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub files: Vec<String>,
 }
+
+/// What every NLL of a run is measured in.
+pub const NLL_UNITS: &str = "nats per row, in the data file's units";
 
 impl Report {
     pub fn empty(step: u64, train_seconds: f64) -> Report {
         Report {
             step,
             train_seconds: Some(train_seconds),
+            nll_units: NLL_UNITS.into(),
             ..Report::default()
         }
     }
@@ -100,10 +121,12 @@ pub fn evaluate(
         data: data.spec.label(),
         test_rows: data.test.shape()[0],
         entropy: data.entropy(),
+        nll_units: NLL_UNITS.into(),
         ..Report::default()
     };
     let (log_z, method, err) = if data.dim <= 2 {
-        let g = grid_log_z(&density, &data.bounds(), 200, 1e-4, DType::F32);
+        let cells = if data.dim == 1 { 2000 } else { 200 };
+        let g = grid_log_z(&density, &data.bounds(), cells, 1e-4, DType::F32);
         (g.log_z, "grid", g.grid_error)
     } else {
         let cfg = AisConfig {
@@ -140,7 +163,7 @@ pub fn evaluate(
     }
     if test.shape()[0] >= 2 {
         let k = ksd(&test, &density.score(&test));
-        r.ksd = k.is_finite().then_some(k);
+        r.ksd2 = k.is_finite().then_some(k);
     }
     r.eval_seconds = t0.elapsed().as_secs_f64();
     Ok((r, samples))
@@ -157,7 +180,17 @@ pub fn pictures(
     title: &str,
 ) -> Result<Vec<String>, Error> {
     let mut files = Vec::new();
-    if data.dim == 2 {
+    if data.dim == 1 {
+        let b = data.bounds()[0];
+        let model = crate::plot1d::Curve::of(&net.density(noise), b, 400);
+        let train = data.train_sample(100_000).to_vec_f64();
+        crate::plot1d::density_png(&dir.join("density.png"), &train, &model, title)?;
+        files.push("density.png".into());
+        let sampler = r.sampler.as_ref().map_or("model", |s| s.sampler.as_str());
+        let st = format!("{} {sampler} samples over exp(−E)/Z", samples.shape()[0]);
+        crate::plot1d::samples_png(&dir.join("samples.png"), &samples.to_vec_f64(), &model, &st)?;
+        files.push("samples.png".into());
+    } else if data.dim == 2 {
         let b = data.bounds();
         let model = Grid::of(&net.density(noise), &b, 200);
         let hist = Grid::histogram(&data.train_sample(100_000).cast(DType::F64), &b, 100);
@@ -185,10 +218,12 @@ pub fn pictures(
 /// Points (step, value) of a curve.
 pub type Series = Vec<(f64, f64)>;
 
-/// (step, loss) and (step, test NLL) from a run's metrics.jsonl.
-pub fn read_metrics(path: &Path) -> (Series, Series) {
+/// (step, loss) and (step, held-out figure) from a run's metrics.jsonl, and the figure's
+/// key: `val_nll` or `val_loss` (`test_nll` in runs written before validation existed).
+pub fn read_metrics(path: &Path) -> (Series, Series, Option<&'static str>) {
     let mut loss = Vec::new();
-    let mut nll = Vec::new();
+    let mut val = Vec::new();
+    let mut key = None;
     for line in std::fs::read_to_string(path).unwrap_or_default().lines() {
         let Ok(v) = serde_json::from_str::<serde_json::Value>(line) else {
             continue;
@@ -199,11 +234,14 @@ pub fn read_metrics(path: &Path) -> (Series, Series) {
         if let Some(l) = v.get("loss").and_then(|l| l.as_f64()) {
             loss.push((step, l));
         }
-        if let Some(l) = v.get("test_nll").and_then(|l| l.as_f64()) {
-            nll.push((step, l));
+        for k in ["val_nll", "val_loss", "test_nll"] {
+            if let Some(l) = v.get(k).and_then(|l| l.as_f64()) {
+                val.push((step, l));
+                key = Some(k);
+            }
         }
     }
-    (loss, nll)
+    (loss, val, key)
 }
 
 /// The end of `ebm train`: evaluation, samples.npy, eval.json, and the PNGs.
@@ -212,6 +250,7 @@ pub fn final_report(
     dir: &Path,
     train_secs: f64,
     run: &crate::train::RunOptions,
+    notes: &crate::train::RunNotes,
 ) -> Result<Report, Error> {
     let mut net = t.net.clone();
     if let Some(e) = &t.ema {
@@ -230,11 +269,33 @@ pub fn final_report(
     r.step = t.step;
     r.objective = t.config.objective.name().into();
     r.train_seconds = Some(train_secs);
+    r.train_steps = Some(notes.end_step - notes.start_step);
+    r.checkpoint = Some(if notes.early_stopped {
+        crate::heldout::BEST.into()
+    } else {
+        crate::train::CHECKPOINT.into()
+    });
+    r.warnings = notes.warnings.clone();
+    r.best_checkpoint = best_checkpoint(dir, notes.figure, &t.monitor);
     write_outputs(dir, &mut r, &net, noise, &t.data, &samples)?;
     if !run.quiet {
-        println!("{}", summary(&r, dir));
+        crate::console::out(&summary(&r, dir, notes.start_step));
     }
     Ok(r)
+}
+
+/// The best checkpoint's file, step and validation figure, when one was kept.
+fn best_checkpoint(
+    dir: &Path,
+    figure: Option<crate::heldout::Figure>,
+    monitor: &crate::heldout::Monitor,
+) -> Option<serde_json::Value> {
+    let (fig, best) = (figure?, monitor.best?);
+    dir.join(crate::heldout::BEST).exists().then(|| {
+        let mut v = serde_json::json!({ "file": crate::heldout::BEST, "step": best.step });
+        v[fig.key()] = serde_json::json!(best.value);
+        v
+    })
 }
 
 /// samples.npy, the PNGs and eval.json of an evaluated model.
@@ -254,21 +315,32 @@ pub fn write_outputs(
     r.files.push("samples.npy".into());
     let title = match (r.test_nll, r.gap) {
         (Some(v), Some(g)) => format!(
-            "{} on {} — test NLL {v:.3} (gap {g:+.3})",
+            "{} on {} — test NLL {v:.3} nats (gap {g:+.3})",
             r.objective, r.data
         ),
-        (Some(v), None) => format!("{} on {} — test NLL {v:.3}", r.objective, r.data),
+        (Some(v), None) => format!("{} on {} — test NLL {v:.3} nats", r.objective, r.data),
         _ => format!("{} on {}", r.objective, r.data),
     };
     let pics = pictures(dir, r, net, noise, data, samples, &title)?;
     r.files.extend(pics);
-    let (loss, nll) = read_metrics(&dir.join("metrics.jsonl"));
+    let (loss, val, key) = read_metrics(&dir.join("metrics.jsonl"));
     if !loss.is_empty() {
+        let units = if data.standardization.is_some() {
+            " (standardised units)"
+        } else {
+            ""
+        };
+        let val_title = match key {
+            Some("val_loss") => "validation loss (the objective's, on the validation rows)",
+            Some("test_nll") => "test NLL (nats per row, quick grid estimate)",
+            _ => "validation NLL (nats per row, in the data's units)",
+        };
         plot::loss_png(
             &dir.join("loss.png"),
             &loss,
-            &nll,
-            &format!("training loss — {} on {}", r.objective, r.data),
+            &val,
+            &format!("training loss{units} — {} on {}", r.objective, r.data),
+            val_title,
         )?;
         r.files.push("loss.png".into());
     }
@@ -277,15 +349,26 @@ pub fn write_outputs(
     Ok(())
 }
 
-/// The closing lines of a run.
-pub fn summary(r: &Report, dir: &Path) -> String {
+/// The closing lines of a run that (re)started at `start_step`.
+pub fn summary(r: &Report, dir: &Path, start_step: u64) -> String {
     let mut s = String::new();
     if let Some(t) = r.train_seconds {
-        s += &format!("trained {} steps in {t:.1} s; ", r.step);
+        let n = r.train_steps.unwrap_or(r.step);
+        if start_step > 0 {
+            s += &format!(
+                "trained {n} steps ({start_step} → {}) in {t:.1} s; ",
+                start_step + n
+            );
+        } else {
+            s += &format!("trained {n} steps in {t:.1} s; ");
+        }
+    }
+    if r.checkpoint.as_deref() == Some(crate::heldout::BEST) {
+        s += &format!("evaluated the best checkpoint (step {}); ", r.step);
     }
     match (r.test_nll, r.log_z_method.as_deref()) {
         (Some(v), Some(m)) => {
-            s += &format!("test NLL {v:.3} nats (log Z by {m})");
+            s += &format!("test NLL {v:.3} nats per row in the data's units (log Z by {m})");
             if let (Some(h), Some(g)) = (r.entropy, r.gap) {
                 s += &format!(", data entropy {h:.3}, gap {g:+.3}");
             }
@@ -295,8 +378,16 @@ pub fn summary(r: &Report, dir: &Path) -> String {
     if let Some(m) = r.mmd2 {
         s += &format!("; MMD² {m:.2e}");
     }
-    if let Some(k) = r.ksd {
-        s += &format!("; KSD {k:.2e}");
+    if let Some(k) = r.ksd2 {
+        s += &format!("; KSD² {k:.2e}");
+    }
+    if let (Some(b), false) = (&r.best_checkpoint, r.warnings.is_empty()) {
+        s += &format!(
+            "\nheld-out figure was best at step {}: {} (`ebm eval {}`)",
+            b["step"],
+            dir.join(crate::heldout::BEST).display(),
+            dir.join(crate::heldout::BEST).display()
+        );
     }
     let files: Vec<String> = r
         .files

@@ -71,6 +71,21 @@ pub struct SampleInfo {
     pub accept_rate: Option<f64>,
 }
 
+/// `n` points `[n, d]` uniform over the box `bounds` (d = its length).
+pub fn uniform_in(bounds: &[(f64, f64)], n: usize, rng: &mut Rng) -> Tensor {
+    let d = bounds.len();
+    let u = rng.uniform_vec(n * d);
+    let v: Vec<f64> = u
+        .iter()
+        .enumerate()
+        .map(|(i, u)| {
+            let (lo, hi) = bounds[i % d];
+            lo + (hi - lo) * u
+        })
+        .collect();
+    Tensor::from_f64s(&v, &[n, d], DType::F32)
+}
+
 /// `n` samples `[n, d]` from the density of `net`, chains started uniformly on `bounds`
 /// (the Langevin samplers) or from the SDE prior (reverse SDE, PF-ODE).
 pub fn draw(
@@ -91,18 +106,7 @@ pub fn draw(
         k => k,
     };
     let density = net.density(noise);
-    let uniform = |rng: &mut Rng| {
-        let u = rng.uniform_vec(n * d);
-        let v: Vec<f64> = u
-            .iter()
-            .enumerate()
-            .map(|(i, u)| {
-                let (lo, hi) = bounds[i % d];
-                lo + (hi - lo) * u
-            })
-            .collect();
-        Tensor::from_f64s(&v, &[n, d], DType::F32)
-    };
+    let uniform = |rng: &mut Rng| uniform_in(bounds, n, rng);
     if let Some(s) = opts.step_size {
         if !(s.is_finite() && s > 0.0) {
             return Err(Error::usage(format!(

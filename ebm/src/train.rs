@@ -8,17 +8,21 @@
 //! ([`Dataset::batch`]), so nothing else is needed to continue exactly.
 
 use crate::config::{ObjectiveKind, TrainConfig};
-use crate::data::{DataSpec, Dataset, Standardization};
+use crate::data::Dataset;
 use crate::error::Error;
-use crate::model::{Net, Noise};
+use crate::heldout::{self, Figure, Mark, Monitor};
+use crate::model::Net;
+use crate::verify::{
+    self, hex_f64, EXTRA_CONFIG, EXTRA_DIM, EXTRA_LR_SCALE, EXTRA_STANDARDIZATION, EXTRA_WINDOW,
+};
 use ebm_autodiff::Tape;
-use ebm_core::{DType, Rng, Tensor};
+use ebm_core::{DType, Rng};
 use ebm_nn::{clip_grad_norm, param_grads, Checkpoint, Ema, Module, Optimizer, Params, Schedule};
 use ebm_objectives::{
     ChainInit, DenoisingScoreMatching, ExactScoreMatching, MaximumLikelihood, MultiScaleDsm, Nce,
     NoiseDistribution, NoiseSchedule, Objective, Projection, SlicedScoreMatching,
 };
-use ebm_samplers::{Init, ReplayBuffer, Step, Target, Ula};
+use ebm_samplers::{Init, ReplayBuffer, Step, Ula};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -26,18 +30,11 @@ use std::time::Instant;
 
 /// The checkpoint file inside a run directory.
 pub const CHECKPOINT: &str = "checkpoint.safetensors";
-/// Metadata keys of the checkpoint.
-pub const EXTRA_CONFIG: &str = "train_config";
-const EXTRA_DIM: &str = "dim";
-const EXTRA_LR_SCALE: &str = "lr_scale";
-const EXTRA_WINDOW: &str = "loss_window";
+/// Metadata keys of the objective's state in the checkpoint.
 const EXTRA_NCE: &str = "nce_state";
 const EXTRA_REPLAY: &str = "replay_buffer";
-const EXTRA_STANDARDIZATION: &str = "standardization";
 /// Rollbacks the divergence guard allows before giving up.
 pub const MAX_ROLLBACKS: usize = 5;
-/// A batch energy larger than this (in absolute mean) counts as divergence.
-pub const ENERGY_LIMIT: f64 = 1e6;
 
 static INTERRUPTED: AtomicBool = AtomicBool::new(false);
 
@@ -73,7 +70,8 @@ impl Obj {
         }
     }
 
-    fn buffer(&self) -> Option<&ReplayBuffer> {
+    /// PCD's replay buffer.
+    pub fn buffer(&self) -> Option<&ReplayBuffer> {
         match self {
             Obj::Mle(MaximumLikelihood {
                 init: ChainInit::Persistent(b),
@@ -101,6 +99,8 @@ pub struct Trainer {
     pub lr_scale: f64,
     /// Sum and count of the losses since the last metrics line.
     pub window: (f64, u64),
+    /// Held-out monitoring (the best validation figure so far).
+    pub monitor: Monitor,
     schedule: Schedule,
 }
 
@@ -109,6 +109,7 @@ impl Trainer {
     pub fn new(config: TrainConfig) -> Result<Trainer, Error> {
         config.validate()?;
         let data = Dataset::load(&config.data, &config.data_options, config.seed)?;
+        crate::limits::check_with_dim(&config, data.dim)?;
         let mut rng = Rng::new(config.seed);
         let net = Net::new(&config, data.dim, &mut rng);
         let obj = build_objective(&config, &data, &mut rng);
@@ -131,6 +132,7 @@ impl Trainer {
             step: 0,
             lr_scale: 1.0,
             window: (0.0, 0),
+            monitor: Monitor::default(),
             schedule,
         })
     }
@@ -188,45 +190,15 @@ impl Trainer {
         loss
     }
 
-    /// Checks the energies of `x` (and, for CD/PCD, their gap to the last negatives) under the
-    /// current weights; says why they are unusable.
-    pub fn energy_check(&self, x: &Tensor) -> Result<(), String> {
-        let e = self.net.density(Noise::of(&self.config)).energy(x);
-        let v = e.to_vec_f64();
-        if v.iter().any(|e| !e.is_finite()) {
-            return Err("energy is NaN or infinite".into());
+    /// The checkpoint of the current state; an error when any of it is not finite (the
+    /// divergence guard rolls back before that can happen).
+    pub fn checkpoint(&self) -> Result<Checkpoint, Error> {
+        if let Some(why) = crate::guard::state_problem(self) {
+            return Err(Error::Diverged(format!(
+                "refusing to write a checkpoint at step {}: {why}",
+                self.step
+            )));
         }
-        let mean_abs = v.iter().map(|e| e.abs()).sum::<f64>() / v.len().max(1) as f64;
-        if mean_abs > ENERGY_LIMIT {
-            return Err(format!("energy exploded (mean |E| = {mean_abs:.3e})"));
-        }
-        // CD/PCD: the gap between data and negative energies is what the loss pushes on
-        if let Obj::Mle(ml) = &self.obj {
-            if let Some(neg) = ml.negatives() {
-                let en = self.net.density(Noise::of(&self.config)).energy(neg);
-                let mean = |t: &[f64]| t.iter().sum::<f64>() / t.len().max(1) as f64;
-                let gap = mean(&v) - mean(&en.to_vec_f64());
-                if !gap.is_finite() || gap.abs() > ENERGY_LIMIT {
-                    return Err(format!(
-                        "energy gap between data and negatives exploded ({gap:.3e})"
-                    ));
-                }
-            }
-        }
-        Ok(())
-    }
-
-    /// Whether every parameter is finite.
-    pub fn params_finite(&self) -> bool {
-        self.net
-            .params()
-            .tensors()
-            .iter()
-            .all(|t| t.to_vec_f64().iter().all(|v| v.is_finite()))
-    }
-
-    /// The checkpoint of the current state.
-    pub fn checkpoint(&self) -> Checkpoint {
         let mut c = Checkpoint::new(self.net.module())
             .with_optimizer(&self.opt)
             .with_step(self.step)
@@ -240,7 +212,8 @@ impl Trainer {
             .with_extra(
                 EXTRA_WINDOW,
                 format!("{} {}", hex_f64(self.window.0), self.window.1),
-            );
+            )
+            .with_extra(heldout::EXTRA_HELDOUT, self.monitor.to_extra());
         if let Some(s) = &self.data.standardization {
             c = c.with_extra(
                 EXTRA_STANDARDIZATION,
@@ -255,7 +228,7 @@ impl Trainer {
                 let inner = Checkpoint::new(&ParamsModule(q.clone()))
                     .with_optimizer(oq)
                     .to_bytes()
-                    .expect("a small checkpoint serialises");
+                    .map_err(|e| Error::Diverged(format!("NCE state: {e}")))?;
                 c = c.with_extra(EXTRA_NCE, base64::encode(&canonical_header(inner)));
             }
         }
@@ -263,11 +236,11 @@ impl Trainer {
             if let Some(buf) = self.obj.buffer() {
                 let bytes =
                     ebm_nn::tensors_to_bytes(&[("buffer".into(), buf.data().clone())], None)
-                        .expect("a tensor serialises");
+                        .map_err(|e| Error::io(format!("replay buffer: {e}")))?;
                 c = c.with_extra(EXTRA_REPLAY, base64::encode(&bytes));
             }
         }
-        c
+        Ok(c)
     }
 
     /// Puts the run back into the state of `ckpt` (written by [`Trainer::checkpoint`]).
@@ -278,19 +251,13 @@ impl Trainer {
             .map_err(|e| Error::from_checkpoint(file, e))?;
         self.rng = ckpt.rng().ok_or_else(|| bad("no RNG state"))?;
         self.step = ckpt.step;
-        self.lr_scale = ckpt
-            .extra
-            .get(EXTRA_LR_SCALE)
-            .and_then(|s| unhex_f64(s))
-            .ok_or_else(|| bad("no learning-rate scale"))?;
-        self.window = ckpt
-            .extra
-            .get(EXTRA_WINDOW)
-            .and_then(|s| {
-                let (a, b) = s.split_once(' ')?;
-                Some((unhex_f64(a)?, b.parse().ok()?))
-            })
-            .ok_or_else(|| bad("no loss window"))?;
+        self.lr_scale = verify::stored_lr_scale(ckpt, file)?;
+        self.window = verify::stored_window(ckpt, file)?;
+        self.monitor = match ckpt.extra.get(heldout::EXTRA_HELDOUT) {
+            // runs written before held-out monitoring start it afresh
+            None => Monitor::default(),
+            Some(s) => Monitor::from_extra(s).ok_or_else(|| bad("unreadable held-out state"))?,
+        };
         if let Obj::Nce(o) = &mut self.obj {
             {
                 let bytes = ckpt
@@ -327,8 +294,11 @@ impl Trainer {
                     .next()
                     .ok_or_else(|| bad("empty replay buffer"))?
                     .1;
-                if t.shape() != buf.data().shape() {
-                    return Err(bad("replay buffer of another shape"));
+                if t.shape() != buf.data().shape() || t.dtype() != buf.data().dtype() {
+                    return Err(bad("replay buffer of another shape or dtype"));
+                }
+                if !t.to_vec_f64().iter().all(|v| v.is_finite()) {
+                    return Err(bad("replay buffer holds non-finite values"));
                 }
                 let (init, reinit) = (buffer_init(&self.data), buf.reinit_fraction());
                 *buf = ReplayBuffer::from_tensor(t, init).with_reinit(reinit);
@@ -450,27 +420,6 @@ pub fn build_objective(config: &TrainConfig, data: &Dataset, rng: &mut Rng) -> O
     Obj::Plain(e)
 }
 
-/// The data dimension recorded in a checkpoint.
-pub fn data_dim(config: &TrainConfig, ckpt: &Checkpoint) -> Result<usize, Error> {
-    if let Some(d) = ckpt.extra.get(EXTRA_DIM).and_then(|s| s.parse().ok()) {
-        return Ok(d);
-    }
-    match &config.data {
-        DataSpec::Toy { .. } => Ok(2),
-        DataSpec::Digits => Ok(64),
-        DataSpec::File { .. } => Err(Error::checkpoint(
-            "the checkpoint does not record its data dimension",
-        )),
-    }
-}
-
-/// The standardisation recorded in a checkpoint.
-pub fn standardization_of(ckpt: &Checkpoint) -> Option<Standardization> {
-    ckpt.extra
-        .get(EXTRA_STANDARDIZATION)
-        .and_then(|s| serde_json::from_str(s).ok())
-}
-
 /// The safetensors bytes with the header's JSON keys in sorted order (the writer emits its
 /// metadata map in hash order), so equal states give equal strings in the checkpoint.
 fn canonical_header(bytes: Vec<u8>) -> Vec<u8> {
@@ -499,14 +448,6 @@ fn canonical_header(bytes: Vec<u8>) -> Vec<u8> {
     out
 }
 
-fn hex_f64(v: f64) -> String {
-    format!("{:016x}", v.to_bits())
-}
-
-fn unhex_f64(s: &str) -> Option<f64> {
-    u64::from_str_radix(s, 16).ok().map(f64::from_bits)
-}
-
 /// Standard base64 (RFC 4648, with padding), for binary state in checkpoint metadata.
 mod base64 {
     const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
@@ -528,6 +469,8 @@ mod base64 {
         out
     }
 
+    /// The bytes of `s`; None unless it is canonical base64 (padding only at the end, at
+    /// most two `=`).
     pub fn decode(s: &str) -> Option<Vec<u8>> {
         let s = s.as_bytes();
         if !s.len().is_multiple_of(4) {
@@ -535,8 +478,12 @@ mod base64 {
         }
         let val = |c: u8| ALPHABET.iter().position(|&a| a == c).map(|v| v as u32);
         let mut out = Vec::with_capacity(s.len() / 4 * 3);
-        for q in s.chunks(4) {
+        let quads = s.len() / 4;
+        for (k, q) in s.chunks(4).enumerate() {
             let pad = q.iter().rev().take_while(|&&c| c == b'=').count();
+            if pad > 2 || (pad > 0 && k + 1 != quads) {
+                return None;
+            }
             let mut n = 0u32;
             for &c in &q[..4 - pad] {
                 n = n << 6 | val(c)?;
@@ -556,6 +503,10 @@ mod base64 {
         }
         assert_eq!(encode(b"Man"), "TWFu");
         assert_eq!(encode(b"Ma"), "TWE=");
+        // malformed padding is refused, not a panic
+        for bad in ["====", "A===", "TWE=TWFu", "TW=u", "TWFu=", "T*Fu"] {
+            assert_eq!(decode(bad), None, "{bad}");
+        }
     }
 }
 
@@ -624,14 +575,36 @@ impl Progress {
             return;
         }
         match &self.bar {
-            Some(pb) => pb.suspend(|| println!("{line}")),
-            None => println!("{line}"),
+            Some(pb) => pb.suspend(|| crate::console::out(line)),
+            None => crate::console::out(line),
         }
     }
 
-    fn update(&self, step: u64, total: u64, loss: f64, lr: f64, rate: f64, nll: Option<f64>) {
-        let nll_s = nll
-            .map(|v| format!("  test NLL {v:.3}"))
+    /// A warning on stderr (above the bar on a terminal).
+    fn warn(&self, line: &str) {
+        if self.quiet {
+            return;
+        }
+        match &self.bar {
+            Some(pb) => pb.suspend(|| crate::console::err(line)),
+            None => crate::console::err(line),
+        }
+    }
+
+    fn update(
+        &self,
+        step: u64,
+        total: u64,
+        loss: f64,
+        lr: f64,
+        rate: f64,
+        val: Option<(Figure, f64)>,
+    ) {
+        let nll_s = val
+            .map(|(f, v)| match f {
+                Figure::Nll => format!("  val NLL {v:.3} nats"),
+                Figure::Loss => format!("  val loss {v:.4}"),
+            })
             .unwrap_or_default();
         match &self.bar {
             Some(pb) => {
@@ -640,10 +613,9 @@ impl Progress {
             }
             None => {
                 if !self.quiet && (step.is_multiple_of(self.every) || step == total) {
-                    println!(
+                    crate::console::out(&format!(
                         "step {step:>6}/{total}  loss {loss:>10.4}  lr {lr:.2e}  {rate:>6.0} steps/s{nll_s}"
-                    );
-                    let _ = std::io::stdout().flush();
+                    ));
                 }
             }
         }
@@ -694,19 +666,6 @@ impl Metrics {
     }
 }
 
-/// A quick test NLL for progress (2-D only: a 100² grid and 5,000 test rows).
-fn quick_nll(t: &Trainer) -> Option<f64> {
-    if t.data.dim != 2 {
-        return None;
-    }
-    let d = t.net.density(Noise::of(&t.config));
-    let g = ebm_objectives::eval::grid_log_z(&d, &t.data.bounds(), 100, 1e-3, DType::F32);
-    let n = t.data.test.shape()[0].min(5000);
-    let test = t.data.test.index_select(&(0..n).collect::<Vec<_>>());
-    let v = ebm_objectives::eval::nll(&d, &test, g.log_z);
-    v.is_finite().then_some(v)
-}
-
 /// A one-line description of the run.
 pub fn describe(c: &TrainConfig, dim: usize) -> String {
     let widths: Vec<String> = std::iter::once(dim)
@@ -735,104 +694,98 @@ pub fn describe(c: &TrainConfig, dim: usize) -> String {
     .to_lowercase()
 }
 
+/// What the run noticed on the way, for the final report.
+#[derive(Clone, Debug, Default)]
+pub struct RunNotes {
+    /// The step the run (re)started at.
+    pub start_step: u64,
+    /// The step it trained to.
+    pub end_step: u64,
+    /// The held-out figure, when monitored.
+    pub figure: Option<Figure>,
+    /// Warnings given during training.
+    pub warnings: Vec<String>,
+    /// Whether `--early-stop` ended the run (the best checkpoint is then evaluated).
+    pub early_stopped: bool,
+}
+
 /// Runs `ebm train`: a fresh run from `config`, or `opts.resume` the one in `opts.out`.
 pub fn run(config: Option<TrainConfig>, opts: &RunOptions) -> Result<RunEnd, Error> {
     let dir = &opts.out;
     let ckpt_path = dir.join(CHECKPOINT);
+    let best_path = dir.join(heldout::BEST);
     let t0 = Instant::now();
-    let mut trainer;
-    let metrics;
-    if opts.resume {
-        if !ckpt_path.exists() {
-            return Err(Error::checkpoint(format!(
-                "cannot resume: {} does not exist",
-                ckpt_path.display()
-            )));
-        }
-        let ckpt =
-            Checkpoint::load(&ckpt_path).map_err(|e| Error::from_checkpoint(&ckpt_path, e))?;
-        let mut cfg = crate::model::config_of(&ckpt, &ckpt_path)?;
-        if let Some(s) = opts.extend_steps {
-            if s < ckpt.step {
-                return Err(Error::usage(format!(
-                    "--steps {s} is below the {} steps the checkpoint has already taken",
-                    ckpt.step
-                )));
-            }
-            cfg.steps = s;
-        }
-        trainer = Trainer::new(cfg)?;
-        trainer.restore(&ckpt, &ckpt_path)?;
-        crate::io::write_json(&dir.join("config.json"), &trainer.config)?;
-        metrics = Metrics::open(dir, Some(trainer.step))?;
+    let (mut trainer, _lock) = if opts.resume {
+        crate::rundir::resume_trainer(dir, opts.extend_steps)?
     } else {
-        let config = config.expect("a fresh run has a configuration");
-        trainer = Trainer::new(config)?;
-        if ckpt_path.exists() {
-            return Err(Error::usage(format!(
-                "{} already holds a run; continue it with `ebm train --resume {}` or pick another --out",
-                dir.display(),
-                dir.display()
-            )));
-        }
-        crate::io::create_dir(dir)?;
-        crate::io::write_json(&dir.join("config.json"), &trainer.config)?;
-        metrics = Metrics::open(dir, None)?;
+        crate::rundir::fresh_trainer(config.expect("a fresh run has a configuration"), dir)?
+    };
+    crate::io::write_json(&dir.join("config.json"), &trainer.config)?;
+    let metrics = if opts.resume {
+        Metrics::open(dir, Some(trainer.step))?
+    } else {
+        let m = Metrics::open(dir, None)?;
         save(&trainer, &ckpt_path)?;
-    }
+        m
+    };
     let total = trainer.config.steps;
     let progress = Progress::new(total, trainer.step, opts.quiet);
+    let mut notes = RunNotes {
+        start_step: trainer.step,
+        figure: Figure::of(&trainer.data, trainer.config.objective),
+        ..RunNotes::default()
+    };
     progress.say(&format!(
-        "{} {}\n  → {}",
+        "{} {}\n  → {}{}",
         if opts.resume && trainer.step > 0 {
             format!("resuming at step {}:", trainer.step)
         } else {
             "training".into()
         },
         describe(&trainer.config, trainer.data.dim),
-        dir.display()
+        dir.display(),
+        heldout::describe_split(&trainer, notes.figure)
     ));
     let start_step = trainer.step;
-    let mut last_nll = None;
+    let mut last_val = None;
     let mut rollbacks = 0;
     let mut poisoned = false;
     let loop_t0 = Instant::now();
     while trainer.step < total {
         if stop_requested() || opts.stop_at == Some(trainer.step) {
             progress.finish();
-            let saved = if trainer.params_finite() {
-                save(&trainer, &ckpt_path)?;
-                format!("checkpoint at step {} saved", trainer.step)
-            } else {
-                "the last good checkpoint is kept".into()
+            let saved = match checked_save(&trainer, &ckpt_path) {
+                Ok(()) => format!("checkpoint at step {} saved", trainer.step),
+                Err(_) => "the last good checkpoint is kept".into(),
             };
-            if !opts.quiet {
-                eprintln!(
-                    "interrupted at step {}: {saved} in {}; continue with `ebm train --resume {}`",
-                    trainer.step,
-                    ckpt_path.display(),
-                    dir.display()
-                );
-            }
+            // the way back in is printed even with --quiet
+            crate::console::err(&format!(
+                "interrupted at step {}: {saved} in {}; continue with `ebm train --resume {}`",
+                trainer.step,
+                ckpt_path.display(),
+                dir.display()
+            ));
             return Ok(RunEnd::Interrupted { step: trainer.step });
         }
         let poison = opts.poison_at == Some(trainer.step + 1) && !poisoned;
         poisoned |= poison;
         let lr = trainer.lr();
         let loss = trainer.step_once(poison);
+        let step = trainer.step;
+        let c = &trainer.config;
+        let log_line = step.is_multiple_of(c.log_every) || step == total;
+        let measure = notes.figure.is_some()
+            && log_line
+            && ((c.eval_every > 0 && step.is_multiple_of(c.eval_every)) || step == total);
+        let saving = step.is_multiple_of(c.checkpoint_every) || step == total;
         let mut problem = (!loss.is_finite()).then(|| format!("loss is {loss}"));
-        if problem.is_none() && (trainer.step.is_multiple_of(10) || trainer.config.objective.mcmc())
-        {
-            let x = trainer
-                .data
-                .batch(trainer.step, trainer.config.batch.min(256));
-            problem = trainer.energy_check(&x).err();
+        if problem.is_none() {
+            problem = crate::guard::state_problem(&trainer);
         }
-        if problem.is_none()
-            && trainer.step.is_multiple_of(trainer.config.checkpoint_every)
-            && !trainer.params_finite()
+        if problem.is_none() && (step.is_multiple_of(10) || c.objective.mcmc() || saving || measure)
         {
-            problem = Some("parameters are NaN".into());
+            let x = trainer.data.batch(step, c.batch.min(256));
+            problem = crate::guard::energy_problem(&trainer, &x);
         }
         if let Some(why) = problem {
             let at = trainer.step + u64::from(!loss.is_finite());
@@ -841,8 +794,9 @@ pub fn run(config: Option<TrainConfig>, opts: &RunOptions) -> Result<RunEnd, Err
                 progress.finish();
                 return Err(Error::Diverged(format!(
                     "training diverged at step {at} ({why}) after {MAX_ROLLBACKS} rollbacks with lower learning rates; \
-                     the last good checkpoint is {}; try a smaller --lr",
-                    ckpt_path.display()
+                     the last good checkpoint is {}; try a smaller --lr{}",
+                    ckpt_path.display(),
+                    crate::guard::scale_hint(&trainer.data)
                 )));
             }
             let ckpt =
@@ -868,42 +822,109 @@ pub fn run(config: Option<TrainConfig>, opts: &RunOptions) -> Result<RunEnd, Err
         }
         trainer.window.0 += loss;
         trainer.window.1 += 1;
-        let step = trainer.step;
-        if step.is_multiple_of(trainer.config.log_every) || step == total {
+        let mut stop_early = false;
+        if log_line {
             let mean = trainer.window.0 / trainer.window.1 as f64;
             trainer.window = (0.0, 0);
             let mut line = serde_json::json!({
                 "step": step, "loss": mean, "lr": lr,
                 "elapsed_s": (t0.elapsed().as_secs_f64() * 1000.0).round() / 1000.0,
             });
-            if trainer.config.eval_every > 0 && step.is_multiple_of(trainer.config.eval_every) {
-                last_nll = quick_nll(&trainer);
-                if let Some(v) = last_nll {
-                    line["test_nll"] = serde_json::json!(v);
+            let mut event = None;
+            if let (true, Some(fig)) = (measure, notes.figure) {
+                last_val = heldout::measure(&mut trainer, fig).map(|v| (fig, v));
+                if let Some((_, v)) = last_val {
+                    line[fig.key()] = serde_json::json!(v);
+                    let mark = Mark {
+                        step,
+                        value: v,
+                        train_loss: mean,
+                    };
+                    let patience = trainer.config.early_stop;
+                    let verdict = trainer.monitor.observe(fig, mark, patience);
+                    if verdict.improved {
+                        save(&trainer, &best_path)?;
+                    }
+                    if let Some(w) = verdict.warning {
+                        let w = match trainer.data.train_rows() {
+                            Some(n) => {
+                                format!("{w}: the model is overfitting its {n} training rows")
+                            }
+                            // fresh draws every step: the objective itself parts from the
+                            // likelihood (score matching can sharpen or move mass it does
+                            // not see)
+                            None => format!(
+                                "{w}: the objective is improving at the likelihood's expense"
+                            ),
+                        };
+                        let msg = format!(
+                            "warning: {w}. The best checkpoint is kept in {} (`ebm eval {}`); --early-stop N ends such a run after N measurements without improvement",
+                            best_path.display(),
+                            best_path.display()
+                        );
+                        progress.warn(&msg);
+                        event = Some(serde_json::json!({
+                            "step": step, "event": "held_out_worse", "warning": w,
+                        }));
+                        notes.warnings.push(w);
+                    }
+                    if verdict.stop {
+                        stop_early = true;
+                        notes.early_stopped = true;
+                        progress.say(&format!(
+                            "early stop at step {step}: the {} has not improved in {} measurements",
+                            fig.label(),
+                            patience.unwrap_or(0)
+                        ));
+                    }
                 }
             }
             metrics.push(line)?;
+            if let Some(e) = event {
+                metrics.push(e)?;
+            }
             let rate = (step - start_step) as f64 / loop_t0.elapsed().as_secs_f64().max(1e-9);
-            progress.update(step, total, mean, lr, rate, last_nll);
+            progress.update(step, total, mean, lr, rate, last_val);
         }
-        if step.is_multiple_of(trainer.config.checkpoint_every) || step == total {
+        if saving || stop_early {
             save(&trainer, &ckpt_path)?;
+        }
+        if stop_early {
+            break;
         }
     }
     progress.finish();
     let train_secs = t0.elapsed().as_secs_f64();
+    notes.end_step = trainer.step;
     if opts.no_report {
-        return Ok(RunEnd::Finished(Box::new(crate::report::Report::empty(
-            trainer.step,
-            train_secs,
-        ))));
+        let mut r = crate::report::Report::empty(trainer.step, train_secs);
+        r.train_steps = Some(notes.end_step - notes.start_step);
+        return Ok(RunEnd::Finished(Box::new(r)));
     }
-    let report = crate::report::final_report(&trainer, dir, train_secs, opts)?;
+    if notes.early_stopped && best_path.exists() {
+        let best =
+            Checkpoint::load(&best_path).map_err(|e| Error::from_checkpoint(&best_path, e))?;
+        trainer.restore(&best, &best_path)?;
+        progress.say(&format!(
+            "evaluating the best checkpoint (step {} of {})",
+            trainer.step, notes.end_step
+        ));
+    }
+    let report = crate::report::final_report(&trainer, dir, train_secs, opts, &notes)?;
     Ok(RunEnd::Finished(Box::new(report)))
 }
 
+/// Saves after checking the state and the energies (for a stop between steps).
+fn checked_save(t: &Trainer, path: &Path) -> Result<(), Error> {
+    let x = t.data.batch(t.step, t.config.batch.min(256));
+    if let Some(why) = crate::guard::energy_problem(t, &x) {
+        return Err(Error::Diverged(why));
+    }
+    save(t, path)
+}
+
 fn save(t: &Trainer, path: &Path) -> Result<(), Error> {
-    t.checkpoint()
+    t.checkpoint()?
         .save(path)
         .map_err(|e| Error::from_checkpoint(path, e))
 }

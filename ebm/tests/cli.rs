@@ -2,132 +2,12 @@
 //! numbers each run writes, the pictures decoded and checked for content, exact resumption,
 //! Ctrl-C, the divergence guard, and one clear line with exit status 2 for every bad input.
 
+mod common;
+
+use common::*;
 use ebm::nn::Checkpoint;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
-
-const EBM: &str = env!("CARGO_BIN_EXE_ebm");
-
-/// A fresh scratch directory for one test.
-fn scratch(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("ebm-cli-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
-
-fn ebm(args: &[&str]) -> Output {
-    Command::new(EBM)
-        .args(args)
-        .output()
-        .expect("the ebm binary runs")
-}
-
-fn text(o: &Output) -> (String, String) {
-    (
-        String::from_utf8_lossy(&o.stdout).into_owned(),
-        String::from_utf8_lossy(&o.stderr).into_owned(),
-    )
-}
-
-/// Runs and requires success.
-fn ok(args: &[&str]) -> String {
-    let o = ebm(args);
-    let (out, err) = text(&o);
-    assert!(
-        o.status.success(),
-        "ebm {args:?} failed: {:?}\n{out}\n{err}",
-        o.status
-    );
-    out
-}
-
-/// Runs and requires exit status 2 with a single `error:` line and no panic.
-fn fails(args: &[&str]) -> String {
-    let o = ebm(args);
-    let (out, err) = text(&o);
-    assert_eq!(o.status.code(), Some(2), "ebm {args:?}: {out}\n{err}");
-    assert!(
-        !err.contains("panicked") && !err.contains("RUST_BACKTRACE"),
-        "{err}"
-    );
-    err
-}
-
-/// A one-line error of our own (clap's usage errors have their own format).
-fn fails_one_line(args: &[&str]) -> String {
-    let err = fails(args);
-    let lines: Vec<&str> = err.lines().filter(|l| !l.trim().is_empty()).collect();
-    assert_eq!(lines.len(), 1, "ebm {args:?}: expected one line, got {err}");
-    assert!(lines[0].starts_with("error: "), "{err}");
-    lines[0].to_string()
-}
-
-fn json(path: &Path) -> serde_json::Value {
-    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
-}
-
-/// Decodes a PNG; checks its size and that it is a picture, not a blank: the gray levels
-/// vary and several distinct colours appear.
-fn check_png(path: &Path, min_w: u32, min_h: u32) {
-    let file = std::fs::File::open(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    let mut dec = png::Decoder::new(std::io::BufReader::new(file));
-    dec.set_transformations(png::Transformations::EXPAND);
-    let mut reader = dec.read_info().unwrap();
-    let mut buf = vec![0; reader.output_buffer_size()];
-    let info = reader.next_frame(&mut buf).unwrap();
-    assert!(
-        info.width >= min_w && info.height >= min_h,
-        "{}: {}×{}",
-        path.display(),
-        info.width,
-        info.height
-    );
-    let ch = info.color_type.samples();
-    let px: Vec<&[u8]> = buf[..info.buffer_size()].chunks(ch).collect();
-    let gray: Vec<f64> = px
-        .iter()
-        .map(|p| p[..3.min(ch)].iter().map(|&v| v as f64).sum::<f64>() / 3.0)
-        .collect();
-    let mean = gray.iter().sum::<f64>() / gray.len() as f64;
-    let var = gray.iter().map(|g| (g - mean).powi(2)).sum::<f64>() / gray.len() as f64;
-    assert!(
-        var > 100.0,
-        "{}: gray variance {var:.1}, a blank picture",
-        path.display()
-    );
-    let mut colours: Vec<[u8; 3]> = px
-        .iter()
-        .map(|p| [p[0], p[1.min(ch - 1)], p[2.min(ch - 1)]])
-        .collect();
-    colours.sort();
-    colours.dedup();
-    assert!(
-        colours.len() > 20,
-        "{}: only {} colours",
-        path.display(),
-        colours.len()
-    );
-}
-
-fn read_npy(path: &Path) -> (Vec<u64>, Vec<f32>) {
-    let bytes = std::fs::read(path).unwrap();
-    let f = npyz::NpyFile::new(&bytes[..]).unwrap();
-    let shape = f.shape().to_vec();
-    (shape, f.into_vec::<f32>().unwrap())
-}
-
-/// Tiny settings for quick runs.
-const TINY: [&str; 8] = [
-    "--hidden",
-    "32,32",
-    "--batch",
-    "64",
-    "--eval-samples",
-    "200",
-    "--log-every",
-    "5",
-];
+use std::path::Path;
+use std::process::Command;
 
 #[test]
 fn a_default_style_run_writes_checkpoint_metrics_eval_samples_and_pictures() {
@@ -161,7 +41,8 @@ fn a_default_style_run_writes_checkpoint_metrics_eval_samples_and_pictures() {
     // 120 steps: better than the uniform density on the box (ln 81 = 4.39), above the entropy
     assert!(nll > 2.7 && nll < 4.39, "NLL {nll}");
     assert!((e["gap"].as_f64().unwrap() - (nll - 2.831)).abs() < 1e-9);
-    assert!(e["mmd2"].as_f64().unwrap().is_finite() && e["ksd"].as_f64().unwrap().is_finite());
+    assert!(e["mmd2"].as_f64().unwrap().is_finite() && e["ksd2"].as_f64().unwrap().is_finite());
+    assert_eq!(e["nll_units"], "nats per row, in the data file's units");
     let lines: Vec<serde_json::Value> = std::fs::read_to_string(run.join("metrics.jsonl"))
         .unwrap()
         .lines()
@@ -172,7 +53,7 @@ fn a_default_style_run_writes_checkpoint_metrics_eval_samples_and_pictures() {
     assert!(lines
         .iter()
         .all(|l| l["loss"].as_f64().unwrap().is_finite()));
-    assert!(lines.iter().any(|l| l.get("test_nll").is_some()));
+    assert!(lines.iter().any(|l| l.get("val_nll").is_some()));
     let (shape, v) = read_npy(&run.join("samples.npy"));
     assert_eq!(shape, vec![200, 2]);
     assert!(v.iter().all(|x| x.is_finite()));
@@ -720,27 +601,6 @@ fn digits_and_user_files_train() {
     let _ = std::fs::remove_dir_all(&d);
 }
 
-/// A version-1.0 `.npy` file.
-fn npy_bytes(descr: &str, shape: &[usize], data: &[u8]) -> Vec<u8> {
-    let dims: Vec<String> = shape.iter().map(|s| s.to_string()).collect();
-    let shape_s = if shape.len() == 1 {
-        format!("({},)", dims[0])
-    } else {
-        format!("({})", dims.join(", "))
-    };
-    let mut header =
-        format!("{{'descr': '{descr}', 'fortran_order': False, 'shape': {shape_s}, }}");
-    while (10 + header.len() + 1) % 64 != 0 {
-        header.push(' ');
-    }
-    header.push('\n');
-    let mut out = b"\x93NUMPY\x01\x00".to_vec();
-    out.extend((header.len() as u16).to_le_bytes());
-    out.extend(header.as_bytes());
-    out.extend(data);
-    out
-}
-
 #[test]
 fn bad_input_gives_one_clear_line_and_status_2() {
     let d = scratch("bad");
@@ -816,7 +676,10 @@ fn bad_input_gives_one_clear_line_and_status_2() {
             "relu has no second derivative",
         ),
         (&["--ema", "1.5"], "--ema decay must be in [0, 1)"),
-        (&["--test-frac", "1"], "--test-frac must be in [0, 1)"),
+        (&["--test-frac", "1"], "--test-frac must be in (0, 1)"),
+        (&["--test-frac", "0"], "--test-frac must be in (0, 1)"),
+        (&["--val-frac", "1"], "--val-frac must be in [0, 1)"),
+        (&["--early-stop", "0"], "--early-stop must be at least 1"),
         (
             &["--warmup", "10"],
             "--warmup needs --schedule warmup-cosine",

@@ -54,7 +54,9 @@ impl NoiseDistribution {
             *v *= inflate * inflate;
         }
         for i in 0..d {
-            cov[i * d + i] += 1e-9; // keep the factorisation defined for degenerate data
+            // keep the factorisation defined for degenerate data at any scale: a shift relative
+            // to the variance stays above the rounding of collinear columns of variance 10¹⁸
+            cov[i * d + i] += 1e-9 * cov[i * d + i].max(1.0);
         }
         let chol = cholesky(&cov, d)
             .expect("a covariance with a positive diagonal shift is positive definite");
