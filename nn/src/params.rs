@@ -3,8 +3,9 @@
 use ebm_autodiff::{grad, Tape, Var};
 use ebm_core::{DType, Tensor};
 
-/// Name prefixes that checkpoints reserve for optimizer state and EMA weights.
-pub const RESERVED_PREFIXES: [&str; 3] = ["optim.", "ema.", "__"];
+/// Name prefixes that checkpoints reserve for optimizer state, EMA weights and the
+/// objective's tensors.
+pub const RESERVED_PREFIXES: [&str; 4] = ["optim.", "ema.", "objective.", "__"];
 
 /// An ordered list of named parameter tensors (dotted names such as `l0.weight`).
 ///
@@ -24,7 +25,7 @@ impl Params {
     }
 
     /// Appends a parameter and returns its index; panics on an empty, duplicate or reserved
-    /// name (`optim.…`, `ema.…`, `__…` belong to checkpoints).
+    /// name (`optim.…`, `ema.…`, `objective.…`, `__…` belong to checkpoints).
     pub fn push(&mut self, name: impl Into<String>, value: Tensor) -> usize {
         let name = name.into();
         if let Err(e) = self.check_name(&name) {
