@@ -18,10 +18,12 @@
 //! | [`Nce`] | logistic regression data vs noise, learnable log Z | Gutmann & Hyvärinen 2010 |
 //!
 //! [`ModelTarget`] is the one bridge from a model to the samplers (PCD's chains, AIS, `ebm
-//! sample`, `ebm eval`).
+//! sample`, `ebm eval`). [`factory`] builds any objective from its name and named options
+//! (one table, [`factory::OBJECTIVES`], read by the `ebm` command and library users alike).
 
 pub mod bridge;
 pub mod eval;
+pub mod factory;
 pub mod mle;
 pub mod multiscale;
 pub mod names;
@@ -30,9 +32,9 @@ pub mod score_matching;
 pub mod train;
 
 pub use bridge::{ModelTarget, CHUNK_ROWS};
+pub use factory::{ObjectiveOptions, NAMES};
 pub use mle::{ChainInit, MaximumLikelihood};
 pub use multiscale::{MultiScaleDsm, NoiseSchedule};
-pub use names::NAMES;
 pub use nce::{Nce, NoiseDistribution};
 pub use score_matching::{
     DenoisingScoreMatching, ExactScoreMatching, Projection, SlicedScoreMatching,

@@ -1,5 +1,5 @@
-//! The objectives' names: the one list that [`crate::Objective::name`], the CLI's
-//! `--objective` and its configuration files share.
+//! The objectives' names, as [`crate::Objective::name`] returns them and the table of
+//! [`crate::factory::OBJECTIVES`] lists them (the CLI's `--objective`, configuration files).
 
 /// Denoising score matching.
 pub const DSM: &str = "dsm";
@@ -23,6 +23,3 @@ pub const NCSN: &str = "ncsn";
 pub const VE: &str = "ve";
 /// Multi-scale DSM over the variance-preserving SDE.
 pub const VP: &str = "vp";
-
-/// Every objective's name, in the order the CLI lists them.
-pub const NAMES: [&str; 11] = [DSM, DSM_CV, ESM, SSM, SSM_VR, NCE, PCD, CD, NCSN, VE, VP];

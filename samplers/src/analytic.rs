@@ -237,12 +237,6 @@ impl GaussianMixture {
         GaussianMixture::new(&vec![1.0; k], components)
     }
 
-    /// FFJORD's 8-Gaussians: centres 4(cos kπ/4, sin kπ/4)/√2, standard deviation 0.5/√2.
-    pub fn eight_gaussians() -> GaussianMixture {
-        let s = std::f64::consts::SQRT_2;
-        GaussianMixture::ring(8, 4.0 / s, 0.5 / s)
-    }
-
     pub fn dim(&self) -> usize {
         self.components[0].dim()
     }
@@ -419,7 +413,9 @@ mod tests {
 
     #[test]
     fn eight_gaussians_normalise_and_sample_by_weight() {
-        let g = GaussianMixture::eight_gaussians();
+        // FFJORD's 8-Gaussians (radius 2√2, σ = 0.5/√2), with the data crate's parameters
+        let e = ebm_data::EIGHT_GAUSSIANS;
+        let g = GaussianMixture::ring(e.modes, e.radius, e.std);
         // midpoint rule on [−6, 6]², 500 cells a side
         let h = 12.0 / 500.0;
         let mids: Vec<f64> = (0..500).map(|i| -6.0 + (i as f64 + 0.5) * h).collect();
