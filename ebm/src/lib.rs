@@ -4,13 +4,14 @@
 //! [`core`] (tensors, RNG), [`autodiff`] (tape, any-order gradients), [`nn`] (MLPs,
 //! noise-conditional nets, optimizers, checkpoints), [`samplers`] (Langevin to PF-ODE) and
 //! [`objectives`] (CD/PCD, score matching, DSM, NCE, multi-scale DSM; evaluation) — plus a
-//! [`prelude`], and the pieces of the `ebm` command: [`data`] (toy sets, digits, CSV/`.npy`),
-//! [`train`] (the loop with exact resume and a divergence guard), [`sample`], [`report`]
-//! (evaluation and output files) and [`plot`] (PNG figures with an embedded font).
+//! [`prelude`], and the pieces of the `ebm` command: [`data`] (the `ebm-data` crate: toy
+//! sets, digits, hardened CSV/`.npy` readers), [`train`] (the loop with exact resume and a
+//! divergence guard), [`sample`], [`report`] (evaluation and output files) and [`plot`] (PNG
+//! figures with an embedded font).
 //!
 //! What keeps the command reliable lives in its own modules: [`verify`] (every value of a
-//! checkpoint checked before use), [`limits`] (bounds on every size), [`values`] (what a data
-//! file's values and declared shapes must satisfy), [`guard`] (the divergence guard's checks of
+//! checkpoint checked before use), [`limits`] (bounds on every size), [`data::values`] (what
+//! a data file's values must satisfy), [`guard`] (the divergence guard's checks of
 //! the whole state), [`heldout`] (validation figure, best checkpoint, overfitting warning,
 //! early stop), [`rundir`] (one writer per run directory), [`console`] (output a closed pipe
 //! cannot kill), [`canvas`] (PNGs written atomically) and [`plot1d`] (figures of 1-D data).
@@ -37,10 +38,11 @@ pub use ebm_nn as nn;
 pub use ebm_objectives as objectives;
 pub use ebm_samplers as samplers;
 
+pub use ebm_data as data;
+
 pub mod canvas;
 pub mod config;
 pub mod console;
-pub mod data;
 pub mod error;
 pub mod guard;
 pub mod heldout;
@@ -52,17 +54,14 @@ pub mod plot1d;
 pub mod report;
 pub mod rundir;
 pub mod sample;
-pub mod toy;
 pub mod train;
-pub mod values;
 pub mod verify;
 
 /// The names most programs need.
 pub mod prelude {
-    pub use crate::config::{ObjectiveKind, TrainConfig};
-    pub use crate::data::{DataSpec, Dataset};
+    pub use crate::config::TrainConfig;
+    pub use crate::data::{DataSpec, Dataset, Toy};
     pub use crate::model::{Density, Net, Noise};
-    pub use crate::toy::Toy;
     pub use ebm_autodiff::{grad, grad_with, GradOpts, Tape, Var};
     pub use ebm_core::{DType, Rng, Tensor};
     pub use ebm_nn::{

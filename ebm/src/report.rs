@@ -253,7 +253,7 @@ pub fn final_report(
     notes: &crate::train::RunNotes,
 ) -> Result<Report, Error> {
     let mut net = t.net.clone();
-    if let Some(e) = &t.ema {
+    if let Some(e) = &t.train_step.ema {
         e.copy_to(net.params_mut());
     }
     let noise = Noise::of(&t.config);
@@ -267,7 +267,7 @@ pub fn final_report(
     }
     let (mut r, samples) = evaluate(&net, noise, &t.data, log_det, &opts)?;
     r.step = t.step;
-    r.objective = t.config.objective.name().into();
+    r.objective = t.config.objective.clone();
     r.train_seconds = Some(train_secs);
     r.train_steps = Some(notes.end_step - notes.start_step);
     r.checkpoint = Some(if notes.early_stopped {
@@ -311,7 +311,7 @@ pub fn write_outputs(
         Some(s) => s.invert(samples),
         None => samples.clone(),
     };
-    crate::data::write_npy(&dir.join("samples.npy"), &out)?;
+    crate::io::write_npy(&dir.join("samples.npy"), &out)?;
     r.files.push("samples.npy".into());
     let title = match (r.test_nll, r.gap) {
         (Some(v), Some(g)) => format!(
