@@ -10,9 +10,13 @@ use serde::{Deserialize, Serialize};
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SgdConfig {
+    /// The learning rate.
     pub lr: f64,
+    /// Momentum μ (0: none): b ← μb + (1 − dampening)g.
     pub momentum: f64,
+    /// Dampening of the momentum's new gradient.
     pub dampening: f64,
+    /// Nesterov momentum: step along g + μb.
     pub nesterov: bool,
     /// L2 penalty added to the gradient: g ← g + λθ.
     pub weight_decay: f64,
@@ -36,9 +40,13 @@ impl SgdConfig {
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AdamConfig {
+    /// The learning rate.
     pub lr: f64,
+    /// Decay β₁ of the first-moment average.
     pub beta1: f64,
+    /// Decay β₂ of the second-moment average.
     pub beta2: f64,
+    /// ε added to √v̂ in the denominator.
     pub eps: f64,
     /// Adam: L2 penalty in the gradient (g ← g + λθ). AdamW: decoupled decay θ ← θ(1 − lr·λ).
     pub weight_decay: f64,
@@ -61,8 +69,11 @@ impl AdamConfig {
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum OptimizerConfig {
+    /// SGD with momentum, Nesterov and weight decay.
     Sgd(SgdConfig),
+    /// Adam (Kingma & Ba 2015).
     Adam(AdamConfig),
+    /// AdamW: Adam with decoupled weight decay (Loshchilov & Hutter 2019).
     #[serde(rename = "adamw")]
     AdamW(AdamConfig),
 }
@@ -176,6 +187,7 @@ impl Optimizer {
         Optimizer::new(OptimizerConfig::AdamW(c), params)
     }
 
+    /// The hyperparameters.
     pub fn config(&self) -> &OptimizerConfig {
         &self.config
     }

@@ -52,10 +52,12 @@ impl Params {
         Ok(())
     }
 
+    /// The number of parameters.
     pub fn len(&self) -> usize {
         self.tensors.len()
     }
 
+    /// Whether there are none.
     pub fn is_empty(&self) -> bool {
         self.tensors.is_empty()
     }

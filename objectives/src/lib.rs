@@ -125,13 +125,18 @@ pub trait Objective {
 pub enum StateError {
     /// The objective keeps no state of that name.
     Unknown {
+        /// The objective's name.
         objective: &'static str,
+        /// The state asked for.
         name: String,
     },
     /// The tensor does not have the state's shape.
     Shape {
+        /// The state's name.
         name: String,
+        /// Its shape.
         expected: Vec<usize>,
+        /// The tensor's.
         found: Vec<usize>,
     },
 }

@@ -100,10 +100,12 @@ impl Gaussian {
         Gaussian::new(mean, &cov)
     }
 
+    /// The dimension d.
     pub fn dim(&self) -> usize {
         self.mean.len()
     }
 
+    /// The mean μ.
     pub fn mean(&self) -> &[f64] {
         &self.mean
     }
@@ -237,6 +239,7 @@ impl GaussianMixture {
         GaussianMixture::new(&vec![1.0; k], components)
     }
 
+    /// The dimension d.
     pub fn dim(&self) -> usize {
         self.components[0].dim()
     }
@@ -246,6 +249,7 @@ impl GaussianMixture {
         self.log_weights.iter().map(|l| l.exp()).collect()
     }
 
+    /// The components.
     pub fn components(&self) -> &[Gaussian] {
         &self.components
     }
@@ -348,6 +352,7 @@ impl Perturb for GaussianMixture {
 /// The exact noise-conditional score of an analytic density: s(x, σ) = ∇ log (p ∗ N(0, σ²I)).
 #[derive(Clone, Debug)]
 pub struct Perturbed<D> {
+    /// The density before perturbation.
     pub data: D,
 }
 
@@ -361,7 +366,9 @@ impl<D: Perturb + Target> NoiseScore for Perturbed<D> {
 /// p_t = law of α(t) x₀ + σ(t) ε (see [`Sde::marginal`]).
 #[derive(Clone, Debug)]
 pub struct Diffused<D, S> {
+    /// The data density at t = 0.
     pub data: D,
+    /// The diffusion.
     pub sde: S,
 }
 
