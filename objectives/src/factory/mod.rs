@@ -16,129 +16,21 @@
 //! assert!(build("dsm", &ObjectiveOptions { sigma: -1.0, ..options }, &facts, &mut Rng::new(1)).is_err());
 //! ```
 
+mod checks;
+mod options;
+
+pub use options::ObjectiveOptions;
+
 use crate::{
     names, ChainInit, DenoisingScoreMatching, ExactScoreMatching, MaximumLikelihood, ModelKind,
     MultiScaleDsm, Nce, NoiseDistribution, NoiseSchedule, Objective, Projection,
     SlicedScoreMatching,
 };
+use checks::*;
 use ebm_core::{DType, Rng, Tensor};
 use ebm_nn::Conditioning;
 use ebm_samplers::{Init, ReplayBuffer, Step, Ula};
-use serde::{Deserialize, Serialize};
 use std::fmt;
-
-/// Every option of every objective, each read by the objectives that name it in
-/// [`ObjectiveInfo::options`]; the defaults are the `ebm` command's.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct ObjectiveOptions {
-    /// Noise scale σ of DSM and DSM-CV.
-    pub sigma: f64,
-    /// Largest noise of NCSN and the VE SDE.
-    pub sigma_max: f64,
-    /// Smallest noise of NCSN and the VE SDE.
-    pub sigma_min: f64,
-    /// NCSN noise levels.
-    pub levels: usize,
-    /// VP SDE β at t = 0.
-    pub beta_min: f64,
-    /// VP SDE β at t = 1.
-    pub beta_max: f64,
-    /// Smallest diffusion time of VE/VP training (and the time the density is read at).
-    pub t_min: f64,
-    /// Langevin steps per CD/PCD update.
-    pub langevin_steps: usize,
-    /// The tied Langevin step ε of CD/PCD (x ← x + ε²/2·s + ε·z).
-    pub langevin_eps: f64,
-    /// PCD replay buffer rows.
-    pub buffer_size: usize,
-    /// The share of PCD chains restarted from noise each batch.
-    pub reinit: f64,
-    /// CD/PCD energy-magnitude regulariser α(E₊² + E₋²).
-    pub alpha: f64,
-    /// NCE noise samples per data sample (ν).
-    pub nce_ratio: f64,
-    /// Inflation of the Gaussian fitted to the data that NCE uses as noise.
-    pub nce_inflate: f64,
-    /// SSM projections per sample.
-    pub projections: usize,
-}
-
-impl Default for ObjectiveOptions {
-    fn default() -> Self {
-        ObjectiveOptions {
-            sigma: 0.1,
-            sigma_max: 2.0,
-            sigma_min: 0.1,
-            levels: 10,
-            beta_min: 0.1,
-            beta_max: 20.0,
-            t_min: 1e-3,
-            langevin_steps: 20,
-            langevin_eps: 0.3,
-            buffer_size: 10_000,
-            reinit: 0.05,
-            alpha: 0.1,
-            nce_ratio: 1.0,
-            nce_inflate: 1.2,
-            projections: 1,
-        }
-    }
-}
-
-/// The option fields by name: (name, is a whole number, get, set).
-type Field = (
-    &'static str,
-    bool,
-    fn(&ObjectiveOptions) -> f64,
-    fn(&mut ObjectiveOptions, f64),
-);
-
-macro_rules! fields {
-    ($($name:ident: $kind:ident),* $(,)?) => {
-        /// Every option, by name.
-        const FIELDS: &[Field] = &[$((
-            stringify!($name),
-            fields!(@whole $kind),
-            |o| o.$name as f64,
-            |o, v| o.$name = v as $kind,
-        )),*];
-    };
-    (@whole f64) => { false };
-    (@whole usize) => { true };
-}
-
-fields!(
-    sigma: f64, sigma_max: f64, sigma_min: f64, levels: usize, beta_min: f64,
-    beta_max: f64, t_min: f64, langevin_steps: usize, langevin_eps: f64,
-    buffer_size: usize, reinit: f64, alpha: f64, nce_ratio: f64, nce_inflate: f64,
-    projections: usize,
-);
-
-impl ObjectiveOptions {
-    /// Every option's name.
-    pub fn names() -> impl Iterator<Item = &'static str> {
-        FIELDS.iter().map(|f| f.0)
-    }
-
-    /// The value of option `name`.
-    pub fn get(&self, name: &str) -> Option<f64> {
-        FIELDS.iter().find(|f| f.0 == name).map(|f| (f.2)(self))
-    }
-
-    /// Sets option `name` (a count must be a whole number ≥ 0).
-    pub fn set(&mut self, name: &str, value: f64) -> Result<(), BuildError> {
-        let Some(&(_, whole, _, set)) = FIELDS.iter().find(|f| f.0 == name) else {
-            return Err(BuildError::UnknownOption(name.to_string()));
-        };
-        if whole && !(value >= 0.0 && value.fract() == 0.0 && value <= u32::MAX as f64) {
-            return Err(BuildError::BadOption(format!(
-                "{name} must be a whole number ≥ 0, got {value}"
-            )));
-        }
-        set(self, value);
-        Ok(())
-    }
-}
 
 /// What an objective is built for: the facts of the data it will train on that some
 /// objectives need.
@@ -297,109 +189,6 @@ pub fn noise_schedule(name: &str, o: &ObjectiveOptions) -> Option<NoiseSchedule>
         }),
         _ => None,
     }
-}
-
-// ---------------------------------------------------------------------------------------------
-// Checks
-
-/// `v` finite and > 0.
-fn positive(name: &str, v: f64, spell: &Spell) -> Result<(), String> {
-    if v.is_finite() && v > 0.0 {
-        Ok(())
-    } else {
-        Err(format!(
-            "{} must be a positive number, got {v}",
-            spell(name)
-        ))
-    }
-}
-
-/// `lo` < `hi`, both positive.
-fn ordered(lo: (&str, f64), hi: (&str, f64), spell: &Spell) -> Result<(), String> {
-    positive(lo.0, lo.1, spell)?;
-    positive(hi.0, hi.1, spell)?;
-    if lo.1 >= hi.1 {
-        return Err(format!(
-            "{} ({}) must be below {} ({})",
-            spell(lo.0),
-            lo.1,
-            spell(hi.0),
-            hi.1
-        ));
-    }
-    Ok(())
-}
-
-/// A count of at least `min`.
-fn at_least(name: &str, v: usize, min: usize, spell: &Spell) -> Result<(), String> {
-    if v < min {
-        return Err(format!("{} must be at least {min}, got {v}", spell(name)));
-    }
-    Ok(())
-}
-
-fn t_min_ok(o: &ObjectiveOptions, spell: &Spell) -> Result<(), String> {
-    if !(o.t_min > 0.0 && o.t_min < 1.0) {
-        return Err(format!(
-            "{} must be in (0, 1), got {}",
-            spell("t_min"),
-            o.t_min
-        ));
-    }
-    Ok(())
-}
-
-fn check_sigma(o: &ObjectiveOptions, s: &Spell) -> Result<(), String> {
-    positive("sigma", o.sigma, s)
-}
-
-fn check_none(_: &ObjectiveOptions, _: &Spell) -> Result<(), String> {
-    Ok(())
-}
-
-fn check_ssm(o: &ObjectiveOptions, s: &Spell) -> Result<(), String> {
-    at_least("projections", o.projections, 1, s)
-}
-
-fn check_nce(o: &ObjectiveOptions, s: &Spell) -> Result<(), String> {
-    positive("nce_ratio", o.nce_ratio, s)?;
-    positive("nce_inflate", o.nce_inflate, s)
-}
-
-fn check_mcmc(o: &ObjectiveOptions, s: &Spell) -> Result<(), String> {
-    positive("langevin_eps", o.langevin_eps, s)?;
-    at_least("langevin_steps", o.langevin_steps, 1, s)?;
-    if !(0.0..=1.0).contains(&o.reinit) {
-        return Err(format!(
-            "{} must be in [0, 1], got {}",
-            s("reinit"),
-            o.reinit
-        ));
-    }
-    if !(o.alpha.is_finite() && o.alpha >= 0.0) {
-        return Err(format!("{} must be ≥ 0, got {}", s("alpha"), o.alpha));
-    }
-    Ok(())
-}
-
-fn check_pcd(o: &ObjectiveOptions, s: &Spell) -> Result<(), String> {
-    check_mcmc(o, s)?;
-    at_least("buffer_size", o.buffer_size, 1, s)
-}
-
-fn check_ncsn(o: &ObjectiveOptions, s: &Spell) -> Result<(), String> {
-    ordered(("sigma_min", o.sigma_min), ("sigma_max", o.sigma_max), s)?;
-    at_least("levels", o.levels, 2, s)
-}
-
-fn check_ve(o: &ObjectiveOptions, s: &Spell) -> Result<(), String> {
-    ordered(("sigma_min", o.sigma_min), ("sigma_max", o.sigma_max), s)?;
-    t_min_ok(o, s)
-}
-
-fn check_vp(o: &ObjectiveOptions, s: &Spell) -> Result<(), String> {
-    ordered(("beta_min", o.beta_min), ("beta_max", o.beta_max), s)?;
-    t_min_ok(o, s)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -658,19 +447,5 @@ mod tests {
             .contains("unknown option `lr`"));
         o.set("levels", 4.0).unwrap();
         assert_eq!(o.levels, 4);
-    }
-
-    /// The options round-trip through JSON under their field names (configuration files).
-    #[test]
-    fn options_serialise_by_field_name() {
-        let o = ObjectiveOptions::default();
-        let v = serde_json::to_value(&o).unwrap();
-        let keys: Vec<&str> = v.as_object().unwrap().keys().map(String::as_str).collect();
-        let mut names: Vec<&str> = ObjectiveOptions::names().collect();
-        names.sort();
-        let mut keys = keys;
-        keys.sort();
-        assert_eq!(keys, names);
-        assert_eq!(serde_json::from_value::<ObjectiveOptions>(v).unwrap(), o);
     }
 }
