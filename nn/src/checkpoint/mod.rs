@@ -27,7 +27,7 @@
 //! | `objective.optim.<slot>.<name>` | its optimizer's state |
 //! | `objective.state.<name>` | a tensor the objective carries between steps (PCD's `replay_buffer`) |
 //!
-//! The modules: [`format`] (plain safetensors bytes), [`load`] (every check of a file and the
+//! The modules: [`format`](self::format) (plain safetensors bytes), [`load`] (every check of a file and the
 //! restores into models), [`digest`] (the checksum, and re-signing edited files for tests),
 //! [`atomic`] (temp file + rename).
 
