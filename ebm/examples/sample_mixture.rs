@@ -46,24 +46,16 @@ pub fn main() {
         ("HMC", hmc.run(&target, x0.clone(), &mut rng)),
         ("NUTS", nuts.run(&target, x0, &mut rng)),
     ];
-    let names = ["x₀", "x₁", "x₀²", "x₁²"];
     for (sampler, out) in &runs {
         let est = out.estimate(moments);
         let accept = out.stats.accept_rate.unwrap();
         println!("{sampler} (acceptance {accept:.3}):");
-        for j in 0..4 {
-            let (m, e) = (est.mean[j], exact.mean[j]);
+        for (j, name) in ["x₀", "x₁", "x₀²", "x₁²"].iter().enumerate() {
+            let (m, e, ess) = (est.mean[j], exact.mean[j], est.ess[j]);
             let se = est.se[j].hypot(exact.se[j]);
-            println!(
-                "  E[{}]: {m:+.4}, exact {e:+.4}, SE {se:.4}, ESS {:.0}",
-                names[j], est.ess[j]
-            );
-            assert!(
-                (m - e).abs() < 4.0 * se,
-                "{sampler}: E[{}] off by {:.1} SE",
-                names[j],
-                (m - e) / se
-            );
+            println!("  E[{name}]: {m:+.4}, exact {e:+.4}, SE {se:.4}, ESS {ess:.0}");
+            let z = (m - e) / se;
+            assert!(z.abs() < 4.0, "{sampler}: E[{name}] is off by {z:.1} SE");
         }
     }
 }
