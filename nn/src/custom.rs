@@ -122,8 +122,18 @@ impl<F> EnergyModel for CustomEnergy<F>
 where
     F: Fn(&Var, &ParamVars<'_>) -> Var + Send + Sync,
 {
-    /// `f(x, p)`; panics unless it gives one energy per row of `x`.
+    /// `f(x, p)`; panics unless `x` has the parameters' dtype and the closure gives one
+    /// energy per row of `x`.
     fn energy_var(&self, x: &Var, p: &[Var]) -> Var {
+        if let Some(dtype) = p.first().map(Var::dtype) {
+            assert!(
+                x.dtype() == dtype,
+                "CustomEnergy `{}`: the input is {} but the parameters are {dtype}; convert \
+                 one (CustomEnergy::with_dtype, Tensor::cast)",
+                self.name,
+                x.dtype()
+            );
+        }
         let e = (self.f)(x, &self.params.named(p));
         let rows = x.shape().first().copied().unwrap_or(1);
         assert!(
@@ -265,6 +275,14 @@ mod tests {
     fn an_energy_per_element_panics() {
         let m = CustomEnergy::new(&[], |x: &Var, _: &ParamVars| x.square());
         m.energy(&Tensor::zeros(&[3, 2], DType::F64));
+    }
+
+    #[test]
+    #[should_panic(
+        expected = "CustomEnergy `gaussian`: the input is f32 but the parameters are f64"
+    )]
+    fn mixed_dtypes_panic_with_the_fix() {
+        gaussian(0.0, 0.0).energy(&Tensor::zeros(&[2, 2], DType::F32));
     }
 
     #[test]
