@@ -32,6 +32,7 @@ pub mod pool;
 pub mod profile;
 pub mod rng;
 pub mod shape;
+mod stats;
 pub mod storage;
 pub mod tensor;
 

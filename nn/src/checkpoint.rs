@@ -11,7 +11,7 @@
 //! | `params` | JSON list of parameter names, in model order |
 //! | `step` | decimal step count |
 //! | `rng` | JSON `[seed, stream, counter]` of [`Rng::state`] (optional) |
-//! | `optimizer` | JSON `{"config": {"kind": …}, "lr": …, "step": …}` (optional) |
+//! | `optimizer` | JSON `{"config": {"kind": …}, "lr": …, "step": …}`, plus `"schedule"` when the optimizer owns one (optional) |
 //! | `ema` | JSON `{"config": {"decay": …, "warmup": …}, "updates": …}` (optional) |
 //! | `extra` | JSON object of user strings (optional) |
 //! | `checksum` | 64-bit digest (hex) of every other key, every tensor name, dtype, shape and byte |
