@@ -11,6 +11,8 @@
 //!   widths, [`NoiseConditionalNet`] (σ or t conditioning through a Fourier embedding, energy or
 //!   score output, optional NCSNv2 `s/σ` scaling); [`Activation`]s SiLU, softplus, ELU, tanh,
 //!   GELU and ReLU (not for exact score matching); seeded [`Init`]s.
+//! - A normalising flow: [`RealNvp`] (affine couplings), exact log-density and sampling,
+//!   usable as a normalised energy or as a learned noise distribution.
 //! - An analytic energy: [`Quadratic`] ½(x−μ)ᵀLLᵀ(x−μ), with a closed-form score,
 //!   log-density and exact sampler.
 //! - [`Model`]: either kind of model ([`ModelRef`]), as objectives and training steps take it.
@@ -51,6 +53,7 @@ pub mod analytic;
 pub mod checkpoint;
 pub mod clip;
 pub mod ema;
+pub mod flow;
 pub mod linear;
 pub mod mlp;
 pub mod model;
@@ -67,6 +70,7 @@ pub use checkpoint::{
 };
 pub use clip::{clip_grad_norm, global_norm};
 pub use ema::{Ema, EmaConfig};
+pub use flow::{FlowConfig, RealNvp};
 pub use linear::{Init, Linear};
 pub use mlp::{Mlp, MlpConfig};
 pub use model::{
