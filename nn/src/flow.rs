@@ -61,7 +61,7 @@ impl FlowConfig {
     /// Coupling k transforms the coordinates i with (i + k) odd, conditioned on the rest.
     fn mask(&self, k: usize, dtype: DType) -> Tensor {
         let m: Vec<f64> = (0..self.dim)
-            .map(|i| if (i + k) % 2 == 0 { 1.0 } else { 0.0 })
+            .map(|i| if (i + k).is_multiple_of(2) { 1.0 } else { 0.0 })
             .collect();
         Tensor::from_f64s(&m, &[1, self.dim], dtype)
     }

@@ -39,7 +39,8 @@ impl Default for MinimumVelocity {
 }
 
 impl MinimumVelocity {
-    /// The surrogate for given Langevin noise `z` (shaped like `x`).
+    /// The surrogate for given Langevin noise `z` (shaped like `x`). The drift −η∇ₓE is
+    /// taken at the model's current parameters, which are the values bound as `p`.
     pub fn loss_with_noise(
         &self,
         tape: &Tape,

@@ -12,7 +12,7 @@ use ebm_objectives::{
     FlowContrastive, GeneralizedScoreMatching, KernelSteinDiscrepancy, LearnedStein, LsdOptions,
     MaximumLikelihood, MinimumProbabilityFlow, MinimumVelocity, ModelKind, ModelTarget,
     MultiScaleDsm, Nce, NoiseDistribution, NoiseSchedule, Objective, Projection,
-    SlicedScoreMatching, TrainStep,
+    SlicedScoreMatching, SteinKernel, TrainStep,
 };
 use ebm_samplers::replay::{Init, ReplayBuffer};
 use ebm_samplers::target::Target;
@@ -133,7 +133,14 @@ pub fn objective(name: &str, data: Data) -> Box<dyn Objective> {
         ),
         names::MPF => Box::new(MinimumProbabilityFlow::default()),
         names::MVL => Box::new(MinimumVelocity::default()),
-        names::KSD => Box::new(KernelSteinDiscrepancy::default()),
+        // a local kernel: the heavy-tailed IMQ default couples every pair of the eight modes
+        // and stalls at a 0.46-nat gap on 8-Gaussians (RBF h = 0.5: 0.15 at 1000 steps; the
+        // median bandwidth, ≈ 4 here, does worse still)
+        names::KSD => Box::new(KernelSteinDiscrepancy {
+            kernel: SteinKernel::Rbf {
+                bandwidth: Some(0.5),
+            },
+        }),
         names::LSD => Box::new(LearnedStein::new(
             2,
             LsdOptions::default(),
@@ -147,8 +154,8 @@ pub fn objective(name: &str, data: Data) -> Box<dyn Objective> {
     }
 }
 
-/// A target read at coordinates shifted by `by` (generalised SM's model lives on the
-/// shifted data).
+/// Generalised SM's model read back on the toy box: at coordinates shifted by `by`, and
+/// zero outside the domain [0, ∞)² where it is a density (energy +∞ there).
 struct Shifted<T> {
     inner: T,
     by: f64,
@@ -156,7 +163,12 @@ struct Shifted<T> {
 
 impl<T: Target> Target for Shifted<T> {
     fn energy(&self, x: &Tensor) -> Tensor {
-        self.inner.energy(&x.add_scalar(self.by))
+        let xs = x.add_scalar(self.by);
+        let outside = xs
+            .lt(&Tensor::zeros(&[1], x.dtype()))
+            .sum_axes(&[1], false)
+            .mul_scalar(1e30);
+        self.inner.energy(&xs).add(&outside)
     }
     fn score(&self, x: &Tensor) -> Tensor {
         self.inner.score(&x.add_scalar(self.by))
@@ -203,11 +215,18 @@ pub fn train(name: &str, data: Data, steps: usize, batch: usize) -> ToyRun {
         let x = data.sample(batch, &mut rng).add_scalar(shift);
         train_step(obj.as_mut(), model.as_mut(), &mut step, &x, &mut rng);
     }
-    let target = Shifted {
-        inner: ModelTarget::new(model.as_ref()).at(SIGMA_MIN),
-        by: shift,
+    let target = ModelTarget::new(model.as_ref()).at(SIGMA_MIN);
+    let (nll, grid_error) = if shift != 0.0 {
+        test_nll(
+            &Shifted {
+                inner: target,
+                by: shift,
+            },
+            data,
+        )
+    } else {
+        test_nll(&target, data)
     };
-    let (nll, grid_error) = test_nll(&target, data);
     ToyRun {
         nll,
         grid_error,
