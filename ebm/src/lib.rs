@@ -120,13 +120,16 @@ pub mod prelude {
     pub use ebm_nn::{
         check_energy, param_grads, score_from_energy, Activation, Checkpoint, CustomEnergy, Ema,
         EnergyModel, Mlp, MlpConfig, Model, Module, NoiseConditionalModel, Optimizer, ParamVars,
-        Params, Schedule,
+        Params, RealNvp, Schedule,
     };
     pub use ebm_objectives::eval::{ais_log_z, grid_log_z, nll, AisConfig};
     pub use ebm_objectives::{
-        train_step, ChainInit, DenoisingScoreMatching, ExactScoreMatching, MaximumLikelihood,
-        ModelTarget, MultiScaleDsm, Nce, NoiseDistribution, NoiseSchedule, Objective,
-        SlicedScoreMatching, TrainStep,
+        train_step, BoundaryWeight, ChainInit, ConditionalNce, DenoisingScoreMatching,
+        DiffusionRecoveryLikelihood, Domain, EnergyDiscrepancy, ExactScoreMatching, FceOptions,
+        FlowContrastive, GeneralizedScoreMatching, KernelSteinDiscrepancy, LearnedStein,
+        LsdOptions, MaximumLikelihood, MinimumProbabilityFlow, MinimumVelocity, ModelTarget,
+        MultiScaleDsm, Nce, NoiseDistribution, NoiseSchedule, Objective, RatioMatching,
+        SlicedScoreMatching, SteinKernel, TrainStep,
     };
     pub use ebm_samplers::{
         Chees, Estimate, Hmc, Mala, Nuts, Record, ReplayBuffer, Samples, Step, Target, Tempering,

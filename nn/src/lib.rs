@@ -14,6 +14,8 @@
 //! - Your own energy: [`CustomEnergy`] turns named parameters and a closure `|x, p| -> Var`
 //!   (parameters by name, `p["a"]`, or position) into a model like the others;
 //!   [`check_energy`] checks its first and second derivatives.
+//! - A normalising flow: [`RealNvp`] (affine couplings), exact log-density and sampling,
+//!   usable as a normalised energy or as a learned noise distribution.
 //! - An analytic energy: [`Quadratic`] ½(x−μ)ᵀLLᵀ(x−μ), with a closed-form score,
 //!   log-density and exact sampler.
 //! - [`Model`]: either kind of model ([`ModelRef`]), as objectives and training steps take it.
@@ -55,6 +57,7 @@ pub mod checkpoint;
 pub mod clip;
 pub mod custom;
 pub mod ema;
+pub mod flow;
 pub mod linear;
 pub mod mlp;
 pub mod model;
@@ -72,6 +75,7 @@ pub use checkpoint::{
 pub use clip::{clip_grad_norm, global_norm};
 pub use custom::{check_energy, CustomEnergy};
 pub use ema::{Ema, EmaConfig};
+pub use flow::{FlowConfig, RealNvp};
 pub use linear::{Init, Linear};
 pub use mlp::{Mlp, MlpConfig};
 pub use model::{
