@@ -35,10 +35,11 @@ pub mod philox;
 
 pub use buffer::{DType, DeviceBuffer, DeviceData, Float};
 pub use device::{default_gpu, device_count, gpu, Gpu};
+pub use ebm_optable::{BinaryOp, UnaryOp};
 pub use error::CudaError;
 pub use matmul::MatmulEngine;
 pub use mlp::FusedMlpSampler;
-pub use ops::{Binary, Random, Reduce, Unary};
+pub use ops::{Random, Reduce};
 pub use philox::PhiloxState;
 
 /// The line GPU tests and benchmarks print when they cannot run here.

@@ -7,6 +7,7 @@ use crate::error::CudaError;
 use crate::layout::{broadcast_strides, check_len, contiguous_strides, numel, Strided3};
 use crate::philox::PhiloxState;
 use cudarc::driver::LaunchConfig;
+use ebm_optable::{BinaryOp, UnaryOp};
 
 const THREADS: u32 = 256;
 
@@ -28,96 +29,6 @@ macro_rules! with_slice {
             $crate::buffer::DeviceData::F64($s) => $body,
         }
     };
-}
-
-/// One-input element-wise functions; the codes match `UnaryCode` in kernels/elementwise.cu.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub enum Unary {
-    Neg,
-    Exp,
-    Log,
-    Sqrt,
-    Tanh,
-    Sigmoid,
-    Softplus,
-    Silu,
-    SiluD1,
-    SiluD2,
-    Relu,
-    Abs,
-    Sign,
-    Step,
-    Sin,
-    Cos,
-    Recip,
-    Square,
-    /// x^p (powf).
-    Powf(f64),
-    /// x^n by repeated squaring (Rust's powi).
-    PowInt(i32),
-    AddScalar(f64),
-    MulScalar(f64),
-    /// a·x + b, rounded after the product.
-    Affine(f64, f64),
-    Copy,
-}
-
-impl Unary {
-    /// (op code, p, q) as the kernel takes them.
-    pub fn code(&self) -> (i32, f64, f64) {
-        use Unary::*;
-        match *self {
-            Neg => (0, 0.0, 0.0),
-            Exp => (1, 0.0, 0.0),
-            Log => (2, 0.0, 0.0),
-            Sqrt => (3, 0.0, 0.0),
-            Tanh => (4, 0.0, 0.0),
-            Sigmoid => (5, 0.0, 0.0),
-            Softplus => (6, 0.0, 0.0),
-            Silu => (7, 0.0, 0.0),
-            SiluD1 => (8, 0.0, 0.0),
-            SiluD2 => (9, 0.0, 0.0),
-            Relu => (10, 0.0, 0.0),
-            Abs => (11, 0.0, 0.0),
-            Sign => (12, 0.0, 0.0),
-            Step => (13, 0.0, 0.0),
-            Sin => (14, 0.0, 0.0),
-            Cos => (15, 0.0, 0.0),
-            Recip => (16, 0.0, 0.0),
-            Square => (17, 0.0, 0.0),
-            Powf(p) => (18, p, 0.0),
-            PowInt(n) => (19, n as f64, 0.0),
-            AddScalar(c) => (20, c, 0.0),
-            MulScalar(c) => (21, c, 0.0),
-            Affine(a, b) => (22, a, b),
-            Copy => (23, 0.0, 0.0),
-        }
-    }
-}
-
-/// Two-input element-wise functions; codes match `BinaryCode` in kernels/elementwise.cu.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Binary {
-    Add,
-    Sub,
-    Mul,
-    Div,
-    Maximum,
-    Minimum,
-    Gt,
-    Ge,
-    Lt,
-    Le,
-    Eq,
-    MulSiluD1,
-    MulSiluD2,
-    MulSiluD3,
-}
-
-impl Binary {
-    pub fn code(&self) -> i32 {
-        *self as i32
-    }
 }
 
 /// Reductions over one axis.
@@ -180,17 +91,14 @@ pub fn group_by_destination(indices: &[usize]) -> (Vec<u32>, Vec<u32>, Vec<u32>)
 }
 
 impl DeviceBuffer {
-    /// An element-wise function of every element.
-    pub fn unary(&self, op: Unary) -> Result<DeviceBuffer, CudaError> {
+    /// An element-wise function of every element (after [`UnaryOp::lowered`], as on the CPU).
+    pub fn unary(&self, op: UnaryOp) -> Result<DeviceBuffer, CudaError> {
         let n = check_len(self.len())?;
-        if op == Unary::Copy {
-            return self.try_clone();
-        }
         let out = DeviceBuffer::uninit(self.gpu(), self.dtype(), self.len())?;
         if n == 0 {
             return Ok(out);
         }
-        let (code, p, q) = op.code();
+        let (code, p, q) = op.lowered().kernel_args();
         let cfg = grid_1d(n as usize, THREADS);
         let name = kname!(self.dtype(), "unary");
         match (self.data(), out.data()) {
@@ -212,7 +120,7 @@ impl DeviceBuffer {
         rhs: &DeviceBuffer,
         rshape: &[usize],
         out_shape: &[usize],
-        op: Binary,
+        op: BinaryOp,
     ) -> Result<DeviceBuffer, CudaError> {
         same_dtype("binary", self, rhs)?;
         let len = numel(out_shape);
