@@ -84,7 +84,7 @@ macro_rules! unary_ops {
             /// device: [`UnaryOp::lowered`]).
             Powf(p: f64 = 1.7) = 18, powf: |x| x.powf(p), "ebm_pow(x, p)";
             /// xⁿ by repeated squaring (the rounding sequence of Rust's `powi`).
-            PowInt(n: i32 = -3) = 19, powi: |x| x.powi(n), "ebm_powi(x, n)";
+            PowInt(n: i32 = -3) = 19, powi: |x| powi(x, n), "ebm_powi(x, n)";
             /// x + c for a constant c.
             AddScalar(c: f64 = 0.37) = 20, add_scalar: |x| x + c, "ebm_add_rn(x, c)";
             /// c·x for a constant c.

@@ -28,6 +28,30 @@ pub(crate) fn sign<T: Elem>(x: T) -> T {
     }
 }
 
+/// xⁿ by repeated squaring: the sequence of roundings of Rust's `powi` (compiler-rt's
+/// `__powisf2` / `__powidf2`, which a `powi` with a run-time exponent calls), and of
+/// kernels/common.cuh's `ebm_powi`; inlined here, so a loop over elements makes no calls.
+#[inline(always)]
+pub(crate) fn powi<T: Elem>(mut x: T, mut n: i32) -> T {
+    let recip = n < 0;
+    let mut r = T::one();
+    loop {
+        if n & 1 != 0 {
+            r = r * x;
+        }
+        n /= 2;
+        if n == 0 {
+            break;
+        }
+        x = x * x;
+    }
+    if recip {
+        T::one() / r
+    } else {
+        r
+    }
+}
+
 /// 1 for true, 0 for false (the comparison ops' results).
 #[inline(always)]
 pub(crate) fn flag<T: Elem>(c: bool) -> T {
@@ -79,4 +103,23 @@ pub(crate) fn silu_d2<T: Elem>(x: T) -> T {
 #[inline(always)]
 pub(crate) fn silu_d3<T: Elem>(x: T) -> T {
     silu_d3_from(x, sigmoid(x))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn powi_is_rusts_powi_bit_for_bit() {
+        let mut rng = crate::Rng::new(3);
+        for x in rng.normal_vec(200).into_iter().map(|x| 3.0 * x) {
+            for n in -17..=17 {
+                // a run-time exponent, as in the op's loop (a constant one LLVM expands itself)
+                let n = std::hint::black_box(n);
+                assert_eq!(powi(x, n).to_bits(), x.powi(n).to_bits(), "{x}^{n}");
+                let y = x as f32;
+                assert_eq!(powi(y, n).to_bits(), y.powi(n).to_bits(), "{y}^{n}");
+            }
+        }
+    }
 }
