@@ -212,6 +212,7 @@ mod unary {
         neg: REAL, exact, |x| x.neg();
         exp: REAL, smooth, |x| x.exp();
         log: POSITIVE, smooth, |x| x.log();
+        log1p: Domain::Range(-0.8, 3.0), smooth, |x| x.log1p();
         sqrt: POSITIVE, smooth, |x| x.sqrt();
         square: REAL, exact, |x| x.square();
         recip: NONZERO, smooth, |x| x.recip();

@@ -92,6 +92,8 @@ macro_rules! unary_ops {
             /// a·x + b for constants a, b (rounded after the product: no fused multiply-add).
             Affine(a: f64 = 0.37, b: f64 = -1.25) = 22, affine: |x| a * x + b,
                 "ebm_add_rn(ebm_mul_rn(a, x), b)";
+            /// ln(1 + x), accurate for small x.
+            Log1p = 23, log1p: |x| x.ln_1p(), "log1p(x)";
         }
     };
 }

@@ -26,6 +26,11 @@ impl Var {
         self.unary_op(UnaryOp::Log, |g, x, _| g.div(x))
     }
 
+    /// ln(1 + x); d/dx = 1/(1 + x).
+    pub fn log1p(&self) -> Var {
+        self.unary_op(UnaryOp::Log1p, |g, x, _| g.div(&x.add_scalar(1.0)))
+    }
+
     /// √x; d/dx = 1/(2√x).
     pub fn sqrt(&self) -> Var {
         self.unary_op(UnaryOp::Sqrt, |g, _, out| g.div(out).mul_scalar(0.5))
