@@ -211,6 +211,7 @@ mod unary {
     unary_props! {
         neg: REAL, exact, |x| x.neg();
         exp: REAL, smooth, |x| x.exp();
+        expm1: REAL, smooth, |x| x.expm1();
         log: POSITIVE, smooth, |x| x.log();
         log1p: Domain::Range(-0.8, 3.0), smooth, |x| x.log1p();
         sqrt: POSITIVE, smooth, |x| x.sqrt();

@@ -94,6 +94,8 @@ macro_rules! unary_ops {
                 "ebm_add_rn(ebm_mul_rn(a, x), b)";
             /// ln(1 + x), accurate for small x.
             Log1p = 23, log1p: |x| x.ln_1p(), "log1p(x)";
+            /// eˣ − 1, accurate for small x.
+            Expm1 = 24, expm1: |x| x.exp_m1(), "expm1(x)";
         }
     };
 }
