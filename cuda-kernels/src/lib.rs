@@ -18,9 +18,8 @@
 //! ## Conventions
 //! Element counts are 32-bit inside kernels ([`CudaError::Unsupported`] past 2³²). All work
 //! goes to one stream per GPU. Random numbers: element i of a draw from state (seed, stream,
-//! counter) is the CPU's element i (kernels/philox.cuh documents the mapping); uniforms are
-//! bit-identical, normals go through CUDA's f64 `log`/`sin`/`cos`, which may differ from
-//! glibc's in the last f64 bit (so, rarely, an f32 normal differs by one ulp).
+//! counter) is the CPU's element i, bit for bit, for uniforms and normals in f32 and f64
+//! (kernels/philox.cuh says how).
 
 pub mod buffer;
 pub mod device;

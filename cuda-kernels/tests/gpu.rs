@@ -339,18 +339,17 @@ fn random_fills_are_core_draws() {
             .to_vec_f64()
     );
     assert_eq!(after, st.advanced(n));
-    // normals: the same f64 operations, each rounded alone (philox.cuh), so expected bit-identical;
-    // checked to 1e-14 and the identical count printed
+    // normals too, in f64 and f32 (philox.cuh): the same operations, each rounded alone
     let (z, _) = DeviceBuffer::random(&g, ebm_cuda::DType::F64, n, Random::Normal, st).unwrap();
-    let want = rng.clone().normal_vec(n);
-    let same = down(&z).iter().zip(&want).filter(|(a, b)| a == b).count();
-    eprintln!("f64 normals bit-identical to the CPU's: {same} of {n}");
-    close("normal f64", &down(&z), &want, 1e-14);
+    assert_eq!(bits(&down(&z)), bits(&rng.clone().normal_vec(n)));
     let (z, _) = DeviceBuffer::random(&g, ebm_cuda::DType::F32, n, Random::Normal, st).unwrap();
     let want = rng.clone().normal(&[n], DType::F32).to_vec_f64();
-    let same = down(&z).iter().zip(&want).filter(|(a, b)| a == b).count();
-    eprintln!("f32 normals bit-identical to the CPU's: {same} of {n}");
-    close("normal f32", &down(&z), &want, 1.2e-7);
+    assert_eq!(bits(&down(&z)), bits(&want));
+}
+
+/// The bit patterns, so that a mismatch prints the first differing element exactly.
+fn bits(v: &[f64]) -> Vec<u64> {
+    v.iter().map(|x| x.to_bits()).collect()
 }
 
 /// A fixed score for ebm-samplers' ULA.
@@ -396,13 +395,8 @@ fn langevin_step_is_the_ula_update() {
         let mut r = rng.clone();
         let want = ula.step(&FixedScore(grad.neg()), x.clone(), &mut r);
         assert_eq!(after.counter, r.state()[2]);
-        // identical up to the rare last-ulp difference of a normal draw (see random_fills)
-        close(
-            "langevin step",
-            &down(&dx),
-            &want.to_vec_f64(),
-            if dtype == DType::F32 { 1e-6 } else { 1e-14 },
-        );
+        // the same noise, rounded as the CPU update rounds: bit for bit
+        assert_eq!(bits(&down(&dx)), bits(&want.to_vec_f64()), "{dtype}");
     }
 }
 
