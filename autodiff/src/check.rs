@@ -14,11 +14,15 @@ use ebm_core::{DType, Rng, Tensor};
 /// Step and tolerances of a check. Passes when |numeric − analytic| ≤ atol + rtol·|numeric|.
 #[derive(Clone, Debug)]
 pub struct CheckOpts {
+    /// The finite-difference step.
     pub eps: f64,
+    /// Absolute tolerance.
     pub atol: f64,
+    /// Relative tolerance (of the numeric value).
     pub rtol: f64,
     /// Random directions per input (one more is taken over all inputs jointly).
     pub directions: usize,
+    /// Seed of the random cotangent and directions.
     pub seed: u64,
 }
 
@@ -37,10 +41,13 @@ impl Default for CheckOpts {
 /// A failed check: which derivative order and input, and the two numbers that disagreed.
 #[derive(Clone, Debug, PartialEq)]
 pub struct CheckError {
+    /// 1 for the gradient check, 2 for the check of the recorded backward pass.
     pub order: usize,
     /// The input perturbed alone, or `None` for the joint direction.
     pub input: Option<usize>,
+    /// The central finite difference.
     pub numeric: f64,
+    /// The directional derivative from autodiff.
     pub analytic: f64,
 }
 

@@ -17,11 +17,15 @@ pub const HEADERS: &[(&str, &str)] = &[
 /// One compilation unit: a `.cu` file and the kernels it defines.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct Module {
+    /// The file name without `.cu`.
     pub name: &'static str,
+    /// The CUDA C source, with `#include`s of [`HEADERS`].
     pub source: &'static str,
+    /// Every `extern "C" __global__` kernel it defines.
     pub kernels: &'static [&'static str],
 }
 
+/// Element-wise maps, broadcasting binary ops, `where`, casts, fills.
 pub const ELEMENTWISE: Module = Module {
     name: "elementwise",
     source: include_str!("../kernels/elementwise.cu"),
@@ -41,6 +45,7 @@ pub const ELEMENTWISE: Module = Module {
     ],
 };
 
+/// Reductions over an axis (rows, or columns in chunks).
 pub const REDUCE: Module = Module {
     name: "reduce",
     source: include_str!("../kernels/reduce.cu"),
@@ -52,12 +57,14 @@ pub const REDUCE: Module = Module {
     ],
 };
 
+/// The tiled batched matmul.
 pub const MATMUL: Module = Module {
     name: "matmul",
     source: include_str!("../kernels/matmul.cu"),
     kernels: &["matmul_tiled_f32", "matmul_tiled_f64"],
 };
 
+/// Strided gathers, block copies, row gather and scatter.
 pub const LAYOUT: Module = Module {
     name: "layout",
     source: include_str!("../kernels/layout.cu"),
@@ -73,18 +80,21 @@ pub const LAYOUT: Module = Module {
     ],
 };
 
+/// Random fills with `ebm_core::Rng`'s numbers.
 pub const RNG: Module = Module {
     name: "rng",
     source: include_str!("../kernels/rng.cu"),
     kernels: &["rng_f32", "rng_f64"],
 };
 
+/// The fused Langevin step.
 pub const LANGEVIN: Module = Module {
     name: "langevin",
     source: include_str!("../kernels/langevin.cu"),
     kernels: &["langevin_step_f32", "langevin_step_f64"],
 };
 
+/// The fused MLP-energy sampler (and its gradient kernel).
 pub const MLP_LANGEVIN: Module = Module {
     name: "mlp_langevin",
     source: include_str!("../kernels/mlp_langevin.cu"),

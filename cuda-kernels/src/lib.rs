@@ -21,6 +21,9 @@
 //! counter) is the CPU's element i, bit for bit, for uniforms and normals in f32 and f64
 //! (kernels/philox.cuh says how).
 
+#![warn(missing_docs)]
+#![warn(clippy::undocumented_unsafe_blocks)]
+
 pub mod buffer;
 pub mod device;
 pub mod error;

@@ -36,6 +36,9 @@
 //!   helpers of kernels/common.cuh or the C math functions, which both compilers overload by type
 //!   (`expm1(x)` with a `float` x is `expm1f`: the f32 kernel stays in f32).
 
+#![warn(missing_docs)]
+#![warn(clippy::undocumented_unsafe_blocks)]
+
 /// The one-input element-wise ops: expands to `$generate! { rows }`, one row per op (see the
 /// crate docs for the row format). Kernel codes are unique (checked at compile time).
 #[macro_export]

@@ -13,9 +13,12 @@ use crate::philox::PhiloxState;
 pub enum Random {
     /// Uniform on [lo, hi).
     Uniform {
+        /// Lower end (included).
         lo: f64,
+        /// Upper end (excluded).
         hi: f64,
     },
+    /// Standard normal.
     Normal,
     /// ±1 with equal probability.
     Rademacher,

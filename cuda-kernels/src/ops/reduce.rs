@@ -10,7 +10,9 @@ use cudarc::driver::LaunchConfig;
 /// Reductions over one axis.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Reduce {
+    /// Σ over the axis.
     Sum = 0,
+    /// max over the axis.
     Max = 1,
 }
 

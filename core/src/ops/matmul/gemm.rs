@@ -95,6 +95,7 @@ impl Gemm for f32 {
             return;
         }
         let beta = prefill_bias(bias, m, n, c, rsc, csc).unwrap_or(beta);
+        // SAFETY: the caller vouches for the m×k, k×n and m×n matrices (the trait's contract).
         unsafe { matrixmultiply::sgemm(m, k, n, 1.0, a, rsa, csa, b, rsb, csb, beta, c, rsc, csc) }
     }
 }
@@ -117,6 +118,7 @@ impl Gemm for f64 {
         bias: Option<&[f64]>,
     ) {
         let beta = prefill_bias(bias, m, n, c, rsc, csc).unwrap_or(beta);
+        // SAFETY: the caller vouches for the m×k, k×n and m×n matrices (the trait's contract).
         unsafe { matrixmultiply::dgemm(m, k, n, 1.0, a, rsa, csa, b, rsb, csb, beta, c, rsc, csc) }
     }
 }
@@ -240,6 +242,8 @@ pub(super) fn matmul_into<T: Gemm>(
         ) {
             return;
         }
+        // SAFETY: `operand` derived the strides from the shapes, and the slices hold
+        // [batch·m, k], [k, n] and [batch·m, n] elements (the caller's shapes).
         unsafe {
             T::gemm(
                 batch * m,
@@ -281,6 +285,8 @@ pub(super) fn matmul_into<T: Gemm>(
         ) {
             continue;
         }
+        // SAFETY: batch element i of each operand starts at i·(its matrix size), or at 0 for
+        // a shared one, and spans one m×k, k×n or m×n matrix with `operand`'s strides.
         unsafe {
             T::gemm(
                 m,
