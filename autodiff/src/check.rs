@@ -142,6 +142,14 @@ fn require_f64(inputs: &[Tensor]) {
     }
 }
 
+/// The shape of `f`'s output, from one evaluation on leaves (not constants: `f` may take
+/// gradients with respect to its inputs, as a score function does).
+fn output_shape(f: &impl Fn(&[Var]) -> Var, inputs: &[Tensor]) -> Vec<usize> {
+    let tape = Tape::new();
+    let vars: Vec<Var> = inputs.iter().map(|x| tape.var(x.clone())).collect();
+    f(&vars).shape().to_vec()
+}
+
 /// Checks first derivatives of `f` at `inputs` (f64) against central finite differences.
 pub fn gradcheck(
     f: impl Fn(&[Var]) -> Var,
@@ -150,12 +158,7 @@ pub fn gradcheck(
 ) -> Result<(), CheckError> {
     require_f64(inputs);
     let mut rng = Rng::new(opts.seed);
-    let w = {
-        let tape = Tape::new();
-        let vars: Vec<Var> = inputs.iter().map(|x| tape.constant(x.clone())).collect();
-        let shape = f(&vars).shape().to_vec();
-        rng.normal(&shape, DType::F64)
-    };
+    let w = rng.normal(&output_shape(&f, inputs), DType::F64);
     let phi = |xs: &[Var]| f(xs).mul_const(&w).sum_all();
     check_scalar(&phi, inputs, opts, 1, &mut rng)
 }
@@ -169,17 +172,11 @@ pub fn gradgradcheck(
 ) -> Result<(), CheckError> {
     gradcheck(&f, inputs, opts)?;
     let mut rng = Rng::new(opts.seed ^ 0x5eed);
-    let (w, rs) = {
-        let tape = Tape::new();
-        let vars: Vec<Var> = inputs.iter().map(|x| tape.constant(x.clone())).collect();
-        let shape = f(&vars).shape().to_vec();
-        let w = rng.normal(&shape, DType::F64);
-        let rs: Vec<Tensor> = inputs
-            .iter()
-            .map(|x| rng.normal(x.shape(), DType::F64))
-            .collect();
-        (w, rs)
-    };
+    let w = rng.normal(&output_shape(&f, inputs), DType::F64);
+    let rs: Vec<Tensor> = inputs
+        .iter()
+        .map(|x| rng.normal(x.shape(), DType::F64))
+        .collect();
     let psi = |xs: &[Var]| {
         let phi = f(xs).mul_const(&w).sum_all();
         let refs: Vec<&Var> = xs.iter().collect();
