@@ -1,7 +1,7 @@
 //! # ebm-data: the data energy-based models are trained on
 //!
 //! Below the objectives and above the tensors (it depends on `ebm-core` alone, plus `npyz`
-//! for `.npy` files), so that the objectives' tests, the examples, the benchmark and the `ebm`
+//! for `.npy` files behind the default `npy` feature), so that the objectives' tests, the examples, the benchmark and the `ebm`
 //! command all draw the same toy sets and read files through the same hardened readers:
 //!
 //! - [`toy`]: FFJORD's eight 2-D toy distributions ([`Toy`]), drawn from a seeded
@@ -30,6 +30,7 @@ pub mod csv;
 pub mod dataset;
 pub mod digits;
 pub mod error;
+#[cfg(feature = "npy")]
 pub mod npy;
 pub mod split;
 pub mod standardize;

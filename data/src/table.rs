@@ -30,7 +30,12 @@ pub fn read_file(path: &Path) -> Result<Table, Error> {
     let what = path.display().to_string();
     let bytes = read_regular_file(path)?;
     match path.extension().and_then(|e| e.to_str()) {
+        #[cfg(feature = "npy")]
         Some("npy") => crate::npy::read_npy(&bytes, &what),
+        #[cfg(not(feature = "npy"))]
+        Some("npy") => Err(Error::usage(format!(
+            "{what}: reading .npy files needs ebm-data's `npy` feature"
+        ))),
         _ => {
             let text = std::str::from_utf8(&bytes)
                 .map_err(|_| Error::data(format!("{what}: not a text (UTF-8) CSV file")))?;

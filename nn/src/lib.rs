@@ -11,11 +11,16 @@
 //!   widths, [`NoiseConditionalNet`] (σ or t conditioning through a Fourier embedding, energy or
 //!   score output, optional NCSNv2 `s/σ` scaling); [`Activation`]s SiLU, softplus, ELU, tanh,
 //!   GELU and ReLU (not for exact score matching); seeded [`Init`]s.
+//! - Your own energy: [`CustomEnergy`] turns named parameters and a closure `|x, p| -> Var`
+//!   (parameters by name, `p["a"]`, or position) into a model like the others;
+//!   [`check_energy`] checks its first and second derivatives.
+//! - A normalising flow: [`RealNvp`] (affine couplings), exact log-density and sampling,
+//!   usable as a normalised energy or as a learned noise distribution.
 //! - An analytic energy: [`Quadratic`] ½(x−μ)ᵀLLᵀ(x−μ), with a closed-form score,
 //!   log-density and exact sampler.
 //! - [`Model`]: either kind of model ([`ModelRef`]), as objectives and training steps take it.
 //! - Optimization: [`Optimizer`] (SGD with momentum/Nesterov/weight decay, Adam, AdamW, with
-//!   PyTorch's formulas), [`clip_grad_norm`], [`Ema`], [`Schedule`].
+//!   PyTorch's formulas; it can own a learning-rate [`Schedule`]), [`clip_grad_norm`], [`Ema`].
 //! - Persistence: [`Checkpoint`] in safetensors (parameters at the top level, `optim.*` and
 //!   `ema.*` state, config/step/RNG in metadata, checksummed, written atomically),
 //!   [`load_weights`] for plain files from PyTorch or NumPy.
@@ -50,7 +55,9 @@ pub mod activation;
 pub mod analytic;
 pub mod checkpoint;
 pub mod clip;
+pub mod custom;
 pub mod ema;
+pub mod flow;
 pub mod linear;
 pub mod mlp;
 pub mod model;
@@ -66,7 +73,9 @@ pub use checkpoint::{
     write_atomic, write_tensors, Checkpoint, CheckpointError,
 };
 pub use clip::{clip_grad_norm, global_norm};
+pub use custom::{check_energy, CustomEnergy};
 pub use ema::{Ema, EmaConfig};
+pub use flow::{FlowConfig, RealNvp};
 pub use linear::{Init, Linear};
 pub use mlp::{Mlp, MlpConfig};
 pub use model::{
@@ -75,5 +84,5 @@ pub use model::{
 };
 pub use ncsn::{Conditioning, NetOutput, NoiseConditionalConfig, NoiseConditionalNet};
 pub use optim::{AdamConfig, Optimizer, OptimizerConfig, SgdConfig};
-pub use params::{param_grads, tensor_bit_eq, Params};
+pub use params::{param_grads, tensor_bit_eq, ParamVars, Params};
 pub use schedule::Schedule;

@@ -1,8 +1,10 @@
 //! SGD (momentum, Nesterov, weight decay), Adam and AdamW with PyTorch's update formulas,
-//! their state as named tensors for checkpoints.
+//! their state as named tensors for checkpoints, and optionally their own learning-rate
+//! [`Schedule`].
 
 use crate::checkpoint::CheckpointError;
 use crate::params::Params;
+use crate::schedule::Schedule;
 use ebm_core::{DType, HostVec, Tensor};
 use serde::{Deserialize, Serialize};
 
@@ -132,12 +134,15 @@ impl OptimizerConfig {
 }
 
 /// An optimizer bound to a model's parameter list: its hyperparameters, current learning
-/// rate, step count, and per-parameter state tensors.
+/// rate, step count, per-parameter state tensors, and optionally a learning-rate schedule
+/// ([`Optimizer::with_schedule`]).
 #[derive(Clone, Debug)]
 pub struct Optimizer {
     config: OptimizerConfig,
     lr: f64,
     step: u64,
+    /// When set, the rate of update t (counted from 0) is `config.lr() · factor(t)`.
+    schedule: Option<Schedule>,
     names: Vec<String>,
     /// `slots[s][i]`: state `config.slots()[s]` of parameter `i`.
     slots: Vec<Vec<Tensor>>,
@@ -159,9 +164,34 @@ impl Optimizer {
             lr: config.lr(),
             config,
             step: 0,
+            schedule: None,
             names: params.names().to_vec(),
             slots,
         }
+    }
+
+    /// The same optimizer driven by `schedule`: each [`Optimizer::step`] then uses the base
+    /// rate (the config's `lr`) times `schedule.factor(steps taken)`, and checkpoints keep the
+    /// schedule with the optimizer. Panics on an invalid schedule ([`Schedule::validate`]).
+    ///
+    /// ```
+    /// # use ebm_nn::{Optimizer, Params, Schedule};
+    /// # let params = Params::new();
+    /// let opt = Optimizer::adam(1e-2, &params).with_schedule(Schedule::warmup_cosine(10, 1000, 0.01));
+    /// assert!((opt.lr() - 1e-3).abs() < 1e-15); // the first update: 1/10 of the warm-up
+    /// ```
+    pub fn with_schedule(mut self, schedule: Schedule) -> Optimizer {
+        if let Err(e) = schedule.validate() {
+            panic!("Optimizer::with_schedule: {e}");
+        }
+        self.lr = schedule.lr(self.config.lr(), self.step);
+        self.schedule = Some(schedule);
+        self
+    }
+
+    /// The schedule this optimizer applies, if any.
+    pub fn schedule(&self) -> Option<&Schedule> {
+        self.schedule.as_ref()
     }
 
     /// SGD with momentum (0 for none).
@@ -197,8 +227,14 @@ impl Optimizer {
         self.lr
     }
 
-    /// Sets the learning rate of the next steps (schedules call this before each step).
+    /// Sets the learning rate of the next steps (a schedule the caller keeps calls this before
+    /// each step). Panics when the optimizer owns a schedule ([`Optimizer::with_schedule`]),
+    /// which would overwrite the rate at the next step.
     pub fn set_lr(&mut self, lr: f64) {
+        assert!(
+            self.schedule.is_none(),
+            "Optimizer::set_lr: this optimizer owns a schedule (with_schedule), which sets its rate"
+        );
         assert!(
             lr.is_finite() && lr >= 0.0,
             "Optimizer::set_lr: {lr} must be finite and ≥ 0"
@@ -228,6 +264,9 @@ impl Optimizer {
             params.names(),
             grads.len()
         );
+        if let Some(s) = &self.schedule {
+            self.lr = s.lr(self.config.lr(), self.step);
+        }
         self.step += 1;
         let t = self.step;
         for (i, g) in grads.iter().enumerate() {
@@ -245,6 +284,9 @@ impl Optimizer {
                 DType::F32 => self.update_one::<f32>(i, p, g, t),
                 DType::F64 => self.update_one::<f64>(i, p, g, t),
             }
+        }
+        if let Some(s) = &self.schedule {
+            self.lr = s.lr(self.config.lr(), self.step);
         }
     }
 
@@ -278,9 +320,14 @@ impl Optimizer {
         out
     }
 
-    /// Hyperparameters, current learning rate and step count as JSON (checkpoint metadata).
+    /// Hyperparameters, current learning rate and step count as JSON (checkpoint metadata),
+    /// and the schedule under `"schedule"` when the optimizer owns one.
     pub fn hyper_json(&self) -> serde_json::Value {
-        serde_json::json!({ "config": self.config, "lr": self.lr, "step": self.step })
+        let mut v = serde_json::json!({ "config": self.config, "lr": self.lr, "step": self.step });
+        if let Some(s) = &self.schedule {
+            v["schedule"] = serde_json::json!(s);
+        }
+        v
     }
 
     /// Rebuilds an optimizer for parameters `names` from [`Optimizer::hyper_json`] and the
@@ -296,6 +343,8 @@ impl Optimizer {
             config: OptimizerConfig,
             lr: f64,
             step: u64,
+            #[serde(default)]
+            schedule: Option<Schedule>,
         }
         let bad = |detail: String| CheckpointError::BadMetadata {
             key: "optimizer".into(),
@@ -305,6 +354,9 @@ impl Optimizer {
         h.config.validate().map_err(bad)?;
         if !(h.lr.is_finite() && h.lr >= 0.0) {
             return Err(bad(format!("lr {} must be finite and ≥ 0", h.lr)));
+        }
+        if let Some(s) = &h.schedule {
+            s.validate().map_err(bad)?;
         }
         let mut slots = Vec::new();
         for s in h.config.slots() {
@@ -318,6 +370,7 @@ impl Optimizer {
             config: h.config,
             lr: h.lr,
             step: h.step,
+            schedule: h.schedule,
             names: names.to_vec(),
             slots,
         })
@@ -330,6 +383,7 @@ impl Optimizer {
             config: self.config,
             lr: self.lr,
             step: self.step,
+            schedule: self.schedule.clone(),
             names: order.iter().map(|&i| self.names[i].clone()).collect(),
             slots: self
                 .slots
@@ -339,11 +393,12 @@ impl Optimizer {
         }
     }
 
-    /// Whether config, lr, step, names and every state bit agree.
+    /// Whether config, lr, step, schedule, names and every state bit agree.
     pub fn bit_eq(&self, other: &Optimizer) -> bool {
         self.config == other.config
             && self.lr.to_bits() == other.lr.to_bits()
             && self.step == other.step
+            && self.schedule == other.schedule
             && self.names == other.names
             && self.slots.len() == other.slots.len()
             && self.slots.iter().zip(&other.slots).all(|(a, b)| {
@@ -560,6 +615,82 @@ mod tests {
         assert!(OptimizerConfig::Sgd(SgdConfig::new(f64::NAN))
             .validate()
             .is_err());
+    }
+
+    #[test]
+    fn an_owned_schedule_sets_each_steps_rate() {
+        // SGD on θ with gradient 1: each update moves θ by exactly its rate, so θ traces the
+        // schedule: 0.1·(1/2, 1, cos from 1 to 0.2 over 4 steps: 1, 0.8, 0.4, …)
+        let sched = Schedule::Chain {
+            first: Box::new(Schedule::LinearWarmup { steps: 2 }),
+            first_steps: 2,
+            then: Box::new(Schedule::LinearDecay {
+                steps: 4,
+                end_factor: 0.2,
+            }),
+        };
+        let mut p = one_param(&[0.0]);
+        let mut o = Optimizer::sgd(0.1, 0.0, &p).with_schedule(sched.clone());
+        assert_eq!(o.schedule(), Some(&sched));
+        let mut moved = Vec::new();
+        for t in 0..7 {
+            assert_eq!(o.lr(), 0.1 * sched.factor(t), "the rate of update {t}");
+            let before = p.get(0).item();
+            o.step(&mut p, &[Tensor::from_vec(vec![1.0f64], &[1])]);
+            moved.push(before - p.get(0).item());
+        }
+        let want = [0.05, 0.1, 0.1, 0.08, 0.06, 0.04, 0.02];
+        for (m, w) in moved.iter().zip(want) {
+            assert!((m - w).abs() < 1e-15, "{moved:?}");
+        }
+    }
+
+    #[test]
+    fn the_schedule_round_trips_through_the_metadata() {
+        let p = one_param(&[1.0, 2.0]);
+        let mut o = Optimizer::adam(0.1, &p).with_schedule(Schedule::warmup_cosine(3, 20, 0.1));
+        let mut q = p.clone();
+        for _ in 0..4 {
+            o.step(&mut q, &[Tensor::from_vec(vec![0.5f64, -1.0], &[2])]);
+        }
+        let names = p.names().to_vec();
+        let state = o.state_tensors();
+        let back = Optimizer::from_parts(&o.hyper_json(), &names, |slot, i| {
+            Ok(state
+                .iter()
+                .find(|(n, _)| *n == format!("{slot}.{}", names[i]))
+                .unwrap()
+                .1
+                .clone())
+        })
+        .unwrap();
+        assert!(back.bit_eq(&o));
+        // a file without a schedule is an optimizer without one
+        let plain = Optimizer::adam(0.1, &p);
+        assert!(!plain
+            .hyper_json()
+            .as_object()
+            .unwrap()
+            .contains_key("schedule"));
+        let back = Optimizer::from_parts(&plain.hyper_json(), &names, |_, _| {
+            Ok(Tensor::zeros(&[2], DType::F64))
+        })
+        .unwrap();
+        assert!(back.schedule().is_none() && back.bit_eq(&plain));
+        // an unusable schedule is bad metadata, not a panic
+        let mut bad = o.hyper_json();
+        bad["schedule"] = serde_json::json!({"kind": "cosine", "steps": 4, "min_factor": -1.0});
+        let err = Optimizer::from_parts(&bad, &names, |_, _| Ok(Tensor::zeros(&[2], DType::F64)));
+        assert!(err.unwrap_err().to_string().contains("min_factor"));
+    }
+
+    #[test]
+    #[should_panic(expected = "owns a schedule")]
+    fn set_lr_refuses_an_owned_schedule() {
+        let p = one_param(&[1.0]);
+        Optimizer::adam(0.1, &p)
+            .with_schedule(Schedule::Constant)
+            .set_lr(0.5);
     }
 
     #[test]

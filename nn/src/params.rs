@@ -2,6 +2,7 @@
 
 use ebm_autodiff::{grad, Tape, Var};
 use ebm_core::{DType, Tensor};
+use std::ops::Index;
 
 /// Name prefixes that checkpoints reserve for optimizer state, EMA weights and the
 /// objective's tensors.
@@ -164,6 +165,12 @@ impl Params {
         self.tensors.iter().map(|t| tape.var(t.clone())).collect()
     }
 
+    /// Bound parameters `vars` (from [`Params::bind`] or [`Params::constants`], or the slice
+    /// an [`EnergyModel`](crate::EnergyModel) method receives) addressable by these names.
+    pub fn named<'a>(&'a self, vars: &'a [Var]) -> ParamVars<'a> {
+        ParamVars::new(&self.names, vars)
+    }
+
     /// The parameters as constants of `tape` (no gradient, nothing recorded for them).
     pub fn constants(&self, tape: &Tape) -> Vec<Var> {
         self.tensors
@@ -181,6 +188,84 @@ impl Params {
                 .iter()
                 .zip(&other.tensors)
                 .all(|(a, b)| tensor_bit_eq(a, b))
+    }
+}
+
+/// `params["name"]`: the value of a parameter by name; panics, listing the names, when there
+/// is none.
+impl Index<&str> for Params {
+    type Output = Tensor;
+    fn index(&self, name: &str) -> &Tensor {
+        match self.by_name(name) {
+            Some(t) => t,
+            None => panic!("no parameter `{name}`; the parameters are {:?}", self.names),
+        }
+    }
+}
+
+/// Parameters bound on a tape, addressable by name (`p["a"]`) and by position (`p[0]`).
+#[derive(Clone, Copy, Debug)]
+pub struct ParamVars<'a> {
+    names: &'a [String],
+    vars: &'a [Var],
+}
+
+impl<'a> ParamVars<'a> {
+    /// `vars` named by `names` (same length and order; panics otherwise).
+    pub fn new(names: &'a [String], vars: &'a [Var]) -> ParamVars<'a> {
+        assert_eq!(
+            names.len(),
+            vars.len(),
+            "ParamVars: {} names {names:?} for {} bound parameters",
+            names.len(),
+            vars.len()
+        );
+        ParamVars { names, vars }
+    }
+
+    /// The parameter called `name`, if there is one.
+    pub fn get(&self, name: &str) -> Option<&'a Var> {
+        self.names
+            .iter()
+            .position(|n| n == name)
+            .map(|i| &self.vars[i])
+    }
+
+    /// The names, in order.
+    pub fn names(&self) -> &'a [String] {
+        self.names
+    }
+
+    /// The bound parameters, in order.
+    pub fn vars(&self) -> &'a [Var] {
+        self.vars
+    }
+
+    /// Number of parameters.
+    pub fn len(&self) -> usize {
+        self.vars.len()
+    }
+
+    /// Whether there are no parameters.
+    pub fn is_empty(&self) -> bool {
+        self.vars.is_empty()
+    }
+}
+
+impl Index<&str> for ParamVars<'_> {
+    type Output = Var;
+    fn index(&self, name: &str) -> &Var {
+        match self.get(name) {
+            Some(v) => v,
+            None => panic!("no parameter `{name}`; the parameters are {:?}", self.names),
+        }
+    }
+}
+
+impl Index<usize> for ParamVars<'_> {
+    type Output = Var;
+    fn index(&self, i: usize) -> &Var {
+        &self.vars[i]
     }
 }
 
@@ -246,6 +331,36 @@ mod tests {
         let mut p = Params::new();
         p.push("w", Tensor::zeros(&[2], DType::F32));
         p.set(0, Tensor::zeros(&[3], DType::F32));
+    }
+
+    #[test]
+    fn parameters_by_name_and_position() {
+        let mut p = Params::new();
+        p.push("a", Tensor::scalar(2.0, DType::F64));
+        p.push("b", Tensor::from_vec(vec![1.0f64, -1.0], &[2]));
+        assert_eq!(p["b"].to_vec_f64(), vec![1.0, -1.0]);
+        let tape = Tape::new();
+        let vars = p.bind(&tape);
+        let named = p.named(&vars);
+        assert_eq!(named.len(), 2);
+        assert_eq!(named["a"].item(), 2.0);
+        assert_eq!(named[1].value().to_vec_f64(), vec![1.0, -1.0]);
+        assert!(named.get("c").is_none());
+        // a name reaches the same leaf as its position: the gradient lands on it
+        let loss = named["a"].mul(&named["b"]).sum_all();
+        let g = param_grads(&loss, named.vars());
+        assert_eq!(g[0].item(), 0.0);
+        assert_eq!(g[1].to_vec_f64(), vec![2.0, 2.0]);
+    }
+
+    #[test]
+    #[should_panic(expected = "no parameter `c`; the parameters are [\"a\"]")]
+    fn unknown_names_panic_with_the_known_ones() {
+        let mut p = Params::new();
+        p.push("a", Tensor::scalar(2.0, DType::F64));
+        let tape = Tape::new();
+        let vars = p.bind(&tape);
+        let _ = &p.named(&vars)["c"];
     }
 
     #[test]

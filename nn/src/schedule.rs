@@ -45,6 +45,11 @@ pub enum Schedule {
 }
 
 impl Schedule {
+    /// Half a cosine from 1 down to `min_factor` over `steps` steps ([`Schedule::Cosine`]).
+    pub fn cosine(steps: u64, min_factor: f64) -> Schedule {
+        Schedule::Cosine { steps, min_factor }
+    }
+
     /// Linear warmup over `warmup` steps, then a cosine down to `min_factor` at `total`.
     pub fn warmup_cosine(warmup: u64, total: u64, min_factor: f64) -> Schedule {
         Schedule::Chain {
@@ -54,6 +59,26 @@ impl Schedule {
                 steps: total.saturating_sub(warmup),
                 min_factor,
             }),
+        }
+    }
+
+    /// Why the schedule is unusable, if it is: every factor must be finite and ≥ 0.
+    pub fn validate(&self) -> Result<(), String> {
+        let factor = |name: &str, v: f64| {
+            if v.is_finite() && v >= 0.0 {
+                Ok(())
+            } else {
+                Err(format!("schedule {name} must be finite and ≥ 0, got {v}"))
+            }
+        };
+        match self {
+            Schedule::Constant | Schedule::LinearWarmup { .. } => Ok(()),
+            Schedule::Cosine { min_factor, .. } => factor("min_factor", *min_factor),
+            Schedule::LinearDecay { end_factor, .. } => factor("end_factor", *end_factor),
+            Schedule::Chain { first, then, .. } => {
+                first.validate()?;
+                then.validate()
+            }
         }
     }
 
@@ -109,10 +134,7 @@ mod tests {
     #[test]
     fn shapes_at_known_steps() {
         assert_eq!(Schedule::Constant.factor(123), 1.0);
-        let c = Schedule::Cosine {
-            steps: 100,
-            min_factor: 0.1,
-        };
+        let c = Schedule::cosine(100, 0.1);
         assert_eq!(c.factor(0), 1.0);
         assert!((c.factor(50) - 0.55).abs() < 1e-15);
         assert!((c.factor(100) - 0.1).abs() < 1e-15);
@@ -139,5 +161,25 @@ mod tests {
         assert!((s.lr(3e-4, 60) - 1.5e-4).abs() < 1e-18);
         let json = serde_json::to_string(&s).unwrap();
         assert_eq!(serde_json::from_str::<Schedule>(&json).unwrap(), s);
+    }
+
+    #[test]
+    fn validation_finds_unusable_factors() {
+        assert!(Schedule::warmup_cosine(10, 110, 0.0).validate().is_ok());
+        let nan = Schedule::Cosine {
+            steps: 5,
+            min_factor: f64::NAN,
+        };
+        assert!(nan.validate().unwrap_err().contains("min_factor"));
+        let chained = Schedule::Chain {
+            first: Box::new(Schedule::Constant),
+            first_steps: 3,
+            then: Box::new(Schedule::LinearDecay {
+                steps: 4,
+                end_factor: -1.0,
+            }),
+        };
+        assert!(chained.validate().unwrap_err().contains("end_factor"));
+        assert!(Schedule::warmup_cosine(0, 10, 0.1).validate().is_ok());
     }
 }

@@ -16,26 +16,56 @@
 //! | [`DenoisingScoreMatching`] (+ control variate) | ½‖s(x+σz) + z/σ‖² | Vincent 2011; Wang et al. 2020 |
 //! | [`MultiScaleDsm`] (NCSN, VE, VP) | noise-conditional DSM over σ or t | Song & Ermon 2019; Song et al. 2021 |
 //! | [`Nce`] | logistic regression data vs noise, learnable log Z | Gutmann & Hyvärinen 2010 |
+//! | [`ConditionalNce`] | data point vs noise drawn around it; SM as ε → 0 | Ceylan & Gutmann 2018 |
+//! | [`FlowContrastive`] | NCE against a RealNVP noise trained adversarially | Gao et al. 2020 |
+//! | [`MinimumProbabilityFlow`] | probability flowing out of the data to Gaussian neighbours | Sohl-Dickstein et al. 2011 |
+//! | [`MinimumVelocity`] | velocity of the data under the model's Langevin diffusion | Movellan 2008 |
+//! | [`KernelSteinDiscrepancy`] | kernel Stein discrepancy U-statistic | Liu, Lee & Jordan 2016 |
+//! | [`LearnedStein`] | Stein discrepancy with a critic network (min–max) | Grathwohl et al. 2020 |
+//! | [`GeneralizedScoreMatching`] | SM on [0, ∞)ᵈ or [0, 1]ᵈ with a boundary weight | Hyvärinen 2007; Yu, Drton & Shojaie 2019 |
+//! | [`RatioMatching`] | SM's analogue for binary data: single-flip ratios | Hyvärinen 2007 |
+//! | [`EnergyDiscrepancy`] | contrast of data and Gaussian-perturbed neighbours | Schröder et al. 2023 |
+//! | [`DiffusionRecoveryLikelihood`] | likelihood of data given a noisy copy, short-run MCMC | Gao et al. 2021 |
 //!
 //! [`ModelTarget`] is the one bridge from a model to the samplers (PCD's chains, AIS, `ebm
 //! sample`, `ebm eval`). [`factory`] builds any objective from its name and named options
 //! (one table, [`factory::OBJECTIVES`], read by the `ebm` command and library users alike).
 
 pub mod bridge;
+pub mod cnce;
+pub mod drl;
+pub mod energy_discrepancy;
 pub mod eval;
 pub mod factory;
+pub mod fce;
+pub mod generalized_sm;
+pub mod ksd;
+pub mod lsd;
+pub mod min_velocity;
 pub mod mle;
+pub mod mpf;
 pub mod multiscale;
 pub mod names;
 pub mod nce;
+pub mod ratio_matching;
 pub mod score_matching;
 pub mod train;
 
 pub use bridge::{ModelTarget, CHUNK_ROWS};
+pub use cnce::ConditionalNce;
+pub use drl::DiffusionRecoveryLikelihood;
+pub use energy_discrepancy::EnergyDiscrepancy;
 pub use factory::{ObjectiveOptions, NAMES};
+pub use fce::{FceOptions, FlowContrastive};
+pub use generalized_sm::{BoundaryWeight, Domain, GeneralizedScoreMatching};
+pub use ksd::{KernelSteinDiscrepancy, SteinKernel};
+pub use lsd::{LearnedStein, LsdOptions};
+pub use min_velocity::MinimumVelocity;
 pub use mle::{ChainInit, MaximumLikelihood};
+pub use mpf::MinimumProbabilityFlow;
 pub use multiscale::{MultiScaleDsm, NoiseSchedule};
 pub use nce::{Nce, NoiseDistribution};
+pub use ratio_matching::RatioMatching;
 pub use score_matching::{
     DenoisingScoreMatching, ExactScoreMatching, Projection, SlicedScoreMatching,
 };
@@ -191,6 +221,55 @@ pub(crate) fn half_mean_sq(r: &Var) -> Var {
     r.square().sum(&[1], false).mean_all().mul_scalar(0.5)
 }
 
+/// The n×n identity.
+pub(crate) fn eye(n: usize, dtype: ebm_core::DType) -> Tensor {
+    let v: Vec<f64> = (0..n * n)
+        .map(|k| if k / n == k % n { 1.0 } else { 0.0 })
+        .collect();
+    Tensor::from_f64s(&v, &[n, n], dtype)
+}
+
+/// The rows x_b ± scale·z_bk: neighbours [B, m, d] of each row of `x` [B, d] for directions
+/// `z` [B, K, d], with m = K, or m = 2K (the + then the − half) when `antithetic`.
+pub(crate) fn neighbours(x: &Tensor, z: &Tensor, scale: f64, antithetic: bool) -> Tensor {
+    let (b, d) = (x.shape()[0], x.shape()[1]);
+    let step = z.mul_scalar(scale);
+    let centre = x.reshape(&[b, 1, d]);
+    if antithetic {
+        Tensor::concat(&[centre.add(&step), centre.sub(&step)], 1)
+    } else {
+        centre.add(&step)
+    }
+}
+
+/// E(x_b) − E(y_bm) [B, m] on the tape, for data `x` [B, d] and neighbours `y` [B, m, d].
+pub(crate) fn energy_gaps(
+    tape: &Tape,
+    model: &dyn EnergyModel,
+    p: &[Var],
+    x: &Tensor,
+    y: &Tensor,
+) -> Var {
+    let (b, m, d) = (y.shape()[0], y.shape()[1], y.shape()[2]);
+    let e_x = model
+        .energy_var(&tape.constant(x.clone()), p)
+        .reshape(&[b, 1]);
+    let e_y = model
+        .energy_var(&tape.constant(y.reshape(&[b * m, d])), p)
+        .reshape(&[b, m]);
+    e_x.sub(&e_y)
+}
+
+/// Bound parameters that the objective's optimizer should ascend: 2·stop_grad(q) − q has q's
+/// values (exactly: 2q − q rounds to q) and the negated gradient, so descending a loss in
+/// them ascends it in q. How an adversarial objective (a critic, a learned noise) plays its
+/// max inside the one [`train_step`], where every optimizer descends.
+pub(crate) fn reversed(q: &[Var]) -> Vec<Var> {
+    q.iter()
+        .map(|v| v.detach().mul_scalar(2.0).sub(v))
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -210,7 +289,7 @@ mod tests {
             &mut Rng::new(0),
         );
         let multi = |schedule| MultiScaleDsm { schedule };
-        let objectives: Vec<Box<dyn Objective>> = vec![
+        let mut objectives: Vec<Box<dyn Objective>> = vec![
             Box::new(DenoisingScoreMatching::new(0.1)),
             Box::new(DenoisingScoreMatching::with_control_variate(0.1)),
             Box::new(ExactScoreMatching),
@@ -247,6 +326,29 @@ mod tests {
                 t_min: 1e-3,
             })),
         ];
+        let mut rng = Rng::new(1);
+        objectives.extend::<Vec<Box<dyn Objective>>>(vec![
+            Box::new(ConditionalNce::default()),
+            Box::new(FlowContrastive::new(
+                2,
+                &FceOptions::default(),
+                &mut rng,
+                DType::F32,
+            )),
+            Box::new(MinimumProbabilityFlow::default()),
+            Box::new(MinimumVelocity::default()),
+            Box::new(KernelSteinDiscrepancy::default()),
+            Box::new(LearnedStein::new(
+                2,
+                LsdOptions::default(),
+                &mut rng,
+                DType::F32,
+            )),
+            Box::new(GeneralizedScoreMatching::default()),
+            Box::new(RatioMatching),
+            Box::new(EnergyDiscrepancy::default()),
+            Box::new(DiffusionRecoveryLikelihood::default()),
+        ]);
         let names: Vec<&str> = objectives.iter().map(|o| o.name()).collect();
         assert_eq!(names, NAMES);
         let conditional: Vec<&str> = objectives

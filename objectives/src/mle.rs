@@ -55,19 +55,33 @@ impl MaximumLikelihood {
         x: &Tensor,
         negatives: &Tensor,
     ) -> Var {
-        let e_pos = model.energy_var(&tape.constant(x.clone()), p);
-        let e_neg = model.energy_var(&tape.constant(negatives.clone()), p);
-        let mut loss = e_pos.mean_all().sub(&e_neg.mean_all());
-        if self.alpha != 0.0 {
-            let reg = e_pos
-                .square()
-                .mean_all()
-                .add(&e_neg.square().mean_all())
-                .mul_scalar(self.alpha);
-            loss = loss.add(&reg);
-        }
-        loss
+        contrastive_loss(tape, model, p, x, negatives, self.alpha)
     }
+}
+
+/// mean E(x⁺) − mean E(x⁻) + α·mean(E(x⁺)² + E(x⁻)²) for data `x` and detached negatives: the
+/// surrogate whose gradient is the likelihood gradient's estimate, for every objective whose
+/// negatives come from a sampler (CD, PCD, diffusion recovery likelihood).
+pub(crate) fn contrastive_loss(
+    tape: &Tape,
+    model: &dyn EnergyModel,
+    p: &[Var],
+    x: &Tensor,
+    negatives: &Tensor,
+    alpha: f64,
+) -> Var {
+    let e_pos = model.energy_var(&tape.constant(x.clone()), p);
+    let e_neg = model.energy_var(&tape.constant(negatives.clone()), p);
+    let mut loss = e_pos.mean_all().sub(&e_neg.mean_all());
+    if alpha != 0.0 {
+        let reg = e_pos
+            .square()
+            .mean_all()
+            .add(&e_neg.square().mean_all())
+            .mul_scalar(alpha);
+        loss = loss.add(&reg);
+    }
+    loss
 }
 
 impl Objective for MaximumLikelihood {

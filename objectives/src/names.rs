@@ -23,3 +23,24 @@ pub const NCSN: &str = "ncsn";
 pub const VE: &str = "ve";
 /// Multi-scale DSM over the variance-preserving SDE.
 pub const VP: &str = "vp";
+
+/// Conditional noise contrastive estimation.
+pub const CNCE: &str = "cnce";
+/// Flow contrastive estimation (NCE against an adversarial RealNVP noise).
+pub const FCE: &str = "fce";
+/// Minimum probability flow with Gaussian neighbours.
+pub const MPF: &str = "mpf";
+/// Minimum velocity learning.
+pub const MVL: &str = "mvl";
+/// Kernel Stein discrepancy.
+pub const KSD: &str = "ksd";
+/// Learned Stein discrepancy (a critic network).
+pub const LSD: &str = "lsd";
+/// Generalised score matching on [0, ∞)ᵈ or [0, 1]ᵈ.
+pub const GSM: &str = "gsm";
+/// Ratio matching for binary data.
+pub const RATIO_MATCHING: &str = "ratio-matching";
+/// Energy discrepancy.
+pub const ED: &str = "ed";
+/// Diffusion recovery likelihood.
+pub const DRL: &str = "drl";

@@ -18,14 +18,15 @@ pub const TRAIN_BLOCK_ROWS: usize = 512;
 /// What a training step updates besides the model and the objective, and how: the
 /// optimizers, the EMA, gradient clipping and row blocking.
 ///
-/// The learning-rate schedule stays with the caller: set `optimizer`'s rate
-/// ([`Optimizer::set_lr`]) before each step.
+/// The learning-rate schedule is the optimizer's own ([`Optimizer::with_schedule`]); a caller
+/// that keeps its own instead sets `optimizer`'s rate ([`Optimizer::set_lr`]) before each step.
 #[derive(Clone, Debug)]
 pub struct TrainStep {
     /// The model's optimizer.
     pub optimizer: Optimizer,
     /// The optimizer of the objective's own parameters (NCE's log Z). When the objective has
-    /// parameters and this is `None`, the first step creates one with `optimizer`'s settings.
+    /// parameters and this is `None`, the first step creates one with `optimizer`'s settings
+    /// and schedule.
     pub objective_optimizer: Option<Optimizer>,
     /// An exponential moving average of the model's parameters, updated after each step.
     pub ema: Option<Ema>,
@@ -230,9 +231,15 @@ pub fn train_step(
     }
     step.optimizer.step(model.params_mut(), &g);
     if let Some(params) = objective.params_mut() {
-        let settings = *step.optimizer.config();
+        let (settings, schedule) = (*step.optimizer.config(), step.optimizer.schedule());
         step.objective_optimizer
-            .get_or_insert_with(|| Optimizer::new(settings, params))
+            .get_or_insert_with(|| {
+                let opt = Optimizer::new(settings, params);
+                match schedule {
+                    Some(s) => opt.with_schedule(s.clone()),
+                    None => opt,
+                }
+            })
             .step(params, &gq);
     }
     if let Some(ema) = &mut step.ema {
@@ -448,5 +455,28 @@ mod tests {
         };
         let x = rng.normal(&[8, 2], DType::F32);
         train_step(&mut ncsn, &mut model, &mut step, &x, &mut rng);
+    }
+
+    /// An objective optimizer made by the step follows the model optimizer's schedule.
+    #[test]
+    fn the_objective_optimizer_shares_the_schedule() {
+        let mut rng = Rng::new(1);
+        let mut model = Mlp::new(MlpConfig::new(&[2, 4, 1]), &mut rng);
+        let schedule = ebm_nn::Schedule::cosine(10, 0.1);
+        let opt = Optimizer::adam(1e-2, model.params()).with_schedule(schedule);
+        let mut step = TrainStep::new(opt);
+        let noise = crate::NoiseDistribution::isotropic(2, 1.5);
+        let mut nce = crate::Nce::new(noise, 1.0, 0.0, DType::F32);
+        for _ in 0..4 {
+            let x = rng.normal(&[16, 2], DType::F32);
+            train_step(&mut nce, &mut model, &mut step, &x, &mut rng);
+        }
+        let q = step.objective_optimizer.as_ref().expect("made by the step");
+        assert!(q.schedule().is_some());
+        assert_eq!(
+            q.lr(),
+            step.optimizer.lr(),
+            "both at the same point of the schedule"
+        );
     }
 }

@@ -139,6 +139,82 @@ pub fn mean_cov(x: &Tensor) -> (Vec<f64>, Vec<f64>) {
     (m, c)
 }
 
+/// Monte-Carlo estimates of E[f(x)] from a run's recorded states, one per column of f
+/// ([`Samples::estimate`]).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Estimate {
+    /// The mean of each column over chains and recorded iterations.
+    pub mean: Vec<f64>,
+    /// Its Monte-Carlo standard error √(s²/ESS), s² the pooled sample variance.
+    pub se: Vec<f64>,
+    /// The effective sample size of each column across chains ([`ess`]).
+    pub ess: Vec<f64>,
+}
+
+impl Estimate {
+    /// Estimates from independent draws `x` `[n]` or `[n, k]` (exact samples, say), to
+    /// compare a sampler's with: column means, SEs s/√n, and ESS n.
+    pub fn independent(x: &Tensor) -> Estimate {
+        assert!(
+            x.rank() == 1 || x.rank() == 2,
+            "Estimate::independent: need draws [n] or [n, k], got {:?}",
+            x.shape()
+        );
+        let n = x.shape()[0];
+        let k = if x.rank() == 2 { x.shape()[1] } else { 1 };
+        Estimate {
+            mean: x.col_mean().to_vec_f64(),
+            se: x.col_sem().to_vec_f64(),
+            ess: vec![n as f64; k],
+        }
+    }
+}
+
+impl Samples {
+    /// E[f(x)] over the recorded states with standard errors from the effective sample size:
+    /// `f` maps a batch of states `[B, …]` to `[B]` or `[B, k]` (e.g. `[x, x²]` for the first
+    /// two moments), and each of its k columns gets a mean, an SE and an ESS. Needs at least 4
+    /// recorded states ([`Record`](crate::Record)).
+    pub fn estimate(&self, f: impl Fn(&Tensor) -> Tensor) -> Estimate {
+        assert!(
+            !self.states.is_empty(),
+            "estimate: no states were recorded (sample with a Record)"
+        );
+        let b = self.states[0].shape()[0];
+        let values: Vec<Vec<f64>> = self
+            .states
+            .iter()
+            .map(|s| {
+                let v = f(s);
+                assert!(
+                    v.rank() <= 2 && v.shape().first() == Some(&b),
+                    "estimate: f must map states {:?} to [{b}] or [{b}, k], got {:?}",
+                    s.shape(),
+                    v.shape()
+                );
+                v.to_vec_f64()
+            })
+            .collect();
+        let k = values[0].len() / b;
+        let mut out = Estimate {
+            mean: Vec::with_capacity(k),
+            se: Vec::with_capacity(k),
+            ess: Vec::with_capacity(k),
+        };
+        for j in 0..k {
+            let draws: Vec<Vec<f64>> = (0..b)
+                .map(|c| values.iter().map(|v| v[c * k + j]).collect())
+                .collect();
+            let pooled: Vec<f64> = draws.concat();
+            let n_eff = ess(&draws);
+            out.mean.push(mean(&pooled));
+            out.se.push((var(&pooled) / n_eff).sqrt());
+            out.ess.push(n_eff);
+        }
+        out
+    }
+}
+
 /// How much a run bought: ESS over the recorded draws of every coordinate, per gradient and
 /// per second of the whole run (warm-up included: what the user paid).
 #[derive(Clone, Debug, PartialEq)]
@@ -182,7 +258,43 @@ pub fn efficiency(samples: &Samples, seconds: f64) -> Efficiency {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use ebm_core::Rng;
+    use ebm_core::{DType, Rng};
+
+    #[test]
+    fn estimates_of_independent_draws_have_the_textbook_se() {
+        // 40 recorded states of 50 independent N(0, 1) rows: E[x] = 0 with SE ≈ 1/√2000,
+        // E[x²] = 1 with SE ≈ √2/√2000 (the ESS of independent draws is about their number)
+        let mut rng = Rng::new(2);
+        let mut s = Samples::new(Tensor::zeros(&[50, 1], DType::F64));
+        s.states = (0..40).map(|_| rng.normal(&[50, 1], DType::F64)).collect();
+        let est = s.estimate(|x| Tensor::concat(&[x.clone(), x.square()], 1));
+        let n = 2000f64;
+        for (j, (want, se)) in [(0.0, 1.0 / n.sqrt()), (1.0, (2.0 / n).sqrt())]
+            .iter()
+            .enumerate()
+        {
+            assert!(
+                (est.se[j] / se - 1.0).abs() < 0.25,
+                "SE {} vs {se}",
+                est.se[j]
+            );
+            assert!(
+                (est.mean[j] - want).abs() < 4.0 * se,
+                "mean {}",
+                est.mean[j]
+            );
+            assert!((est.ess[j] / n - 1.0).abs() < 0.3, "ESS {}", est.ess[j]);
+        }
+        assert_eq!(est.mean.len(), 2);
+        // the same draws pooled as independent: the same means, SEs s/√n
+        let pooled = Tensor::concat(&s.states, 0);
+        let iid = Estimate::independent(&Tensor::concat(&[pooled.clone(), pooled.square()], 1));
+        for j in 0..2 {
+            assert!((iid.mean[j] - est.mean[j]).abs() < 1e-12);
+            assert!((iid.se[j] / est.se[j] - 1.0).abs() < 0.3);
+        }
+        assert_eq!(iid.ess, vec![n, n]);
+    }
 
     fn ar1(rng: &mut Rng, phi: f64, chains: usize, n: usize, offset: &[f64]) -> Vec<Vec<f64>> {
         (0..chains)

@@ -8,7 +8,7 @@
 //! The step size adapts by dual averaging ([`DualAveraging`](crate::DualAveraging)) toward an
 //! acceptance of 0.65 (Beskos et al. 2013 derive 0.651 as optimal in high dimension).
 
-use crate::mala::{mh_accept, MhRun};
+use crate::mala::{acceptance_target, mh_accept, positive_step, MhRun};
 use crate::target::Target;
 use crate::util::{axpy, noise_like, row_sum, select_rows};
 use crate::{Record, Samples};
@@ -16,6 +16,10 @@ use ebm_core::{Rng, Tensor};
 
 /// HMC on batched chains: `warmup` adaptation steps (not recorded) then `n_steps` iterations of
 /// `n_leapfrog` leapfrog steps each.
+///
+/// Build it by name: `Hmc::default().with_step_size(0.2).with_leapfrog_steps(20)` and so on
+/// ([`Hmc::default`]: ε₀ = 0.1, 10 leapfrog steps, 1000 warm-up iterations, 1000 draws,
+/// adaptation toward 0.65, jitter 0.1, every draw recorded).
 #[derive(Clone, Debug)]
 pub struct Hmc {
     /// The initial step ε (fixed when `adapt` is off).
@@ -37,8 +41,15 @@ pub struct Hmc {
     pub record: Record,
 }
 
+impl Default for Hmc {
+    fn default() -> Hmc {
+        Hmc::new(0.1, 10, 1000, 1000).with_record(Record::every(1))
+    }
+}
+
 impl Hmc {
-    /// HMC with `n_leapfrog` steps per iteration, adaptation toward 0.65, jitter 0.1.
+    /// HMC with `n_leapfrog` steps per iteration, adaptation toward 0.65, jitter 0.1
+    /// (positional: the builder methods on [`Hmc::default`] name each number).
     pub fn new(step_size: f64, n_leapfrog: usize, warmup: usize, n_steps: usize) -> Hmc {
         Hmc {
             step_size,
@@ -52,7 +63,54 @@ impl Hmc {
         }
     }
 
-    /// Recording `record`.
+    /// Sets the initial step size ε (the fixed one without adaptation).
+    pub fn with_step_size(mut self, eps: f64) -> Hmc {
+        self.step_size = positive_step(eps, "Hmc");
+        self
+    }
+
+    /// Sets the leapfrog steps per iteration (the trajectory length is about ε·L).
+    pub fn with_leapfrog_steps(mut self, n: usize) -> Hmc {
+        assert!(n > 0, "Hmc: n_leapfrog must be positive");
+        self.n_leapfrog = n;
+        self
+    }
+
+    /// Sets the number of warm-up (adaptation) iterations.
+    pub fn with_warmup(mut self, iterations: usize) -> Hmc {
+        self.warmup = iterations;
+        self
+    }
+
+    /// Sets the number of sampling iterations (draws per chain, `n_steps`).
+    pub fn with_draws(mut self, draws: usize) -> Hmc {
+        self.n_steps = draws;
+        self
+    }
+
+    /// Sets the acceptance rate the warm-up adapts ε toward.
+    pub fn with_target_accept(mut self, target: f64) -> Hmc {
+        self.target_accept = acceptance_target(target, "Hmc");
+        self
+    }
+
+    /// Turns step-size adaptation on or off (off: ε stays at its initial value).
+    pub fn with_adaptation(mut self, on: bool) -> Hmc {
+        self.adapt = on;
+        self
+    }
+
+    /// Sets the step-size jitter j: each iteration uses ε·(1 + j·u), u ~ U(−1, 1).
+    pub fn with_jitter(mut self, jitter: f64) -> Hmc {
+        assert!(
+            (0.0..1.0).contains(&jitter),
+            "Hmc: jitter {jitter} not in [0, 1)"
+        );
+        self.jitter = jitter;
+        self
+    }
+
+    /// Sets what to record of the sampling iterations.
     pub fn with_record(mut self, record: Record) -> Hmc {
         self.record = record;
         self
@@ -114,6 +172,31 @@ mod tests {
     use super::*;
     use crate::Gaussian;
     use ebm_core::DType;
+
+    #[test]
+    fn builders_name_every_number() {
+        let h = Hmc::default()
+            .with_step_size(0.2)
+            .with_leapfrog_steps(7)
+            .with_warmup(50)
+            .with_draws(60)
+            .with_target_accept(0.8)
+            .with_adaptation(false)
+            .with_jitter(0.0)
+            .with_record(Record::every(2));
+        assert_eq!(
+            (h.step_size, h.n_leapfrog, h.warmup, h.n_steps),
+            (0.2, 7, 50, 60)
+        );
+        assert_eq!((h.target_accept, h.adapt, h.jitter), (0.8, false, 0.0));
+        assert_eq!(h.record, Record::every(2));
+        let d = Hmc::default();
+        assert_eq!(
+            (d.step_size, d.n_leapfrog, d.warmup, d.n_steps),
+            (0.1, 10, 1000, 1000)
+        );
+        assert_eq!(d.record, Record::every(1));
+    }
 
     #[test]
     fn leapfrog_conserves_energy_to_second_order() {

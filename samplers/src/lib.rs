@@ -67,6 +67,7 @@ mod util;
 pub use analytic::{Diffused, Gaussian, GaussianMixture, Perturb, Perturbed};
 pub use annealed::AnnealedLangevin;
 pub use chees::Chees;
+pub use diagnostics::Estimate;
 pub use hmc::Hmc;
 pub use mala::{DualAveraging, Mala};
 pub use metric::{Metric, MetricKind};

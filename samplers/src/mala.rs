@@ -73,6 +73,24 @@ impl DualAveraging {
     }
 }
 
+/// `eps`, or a panic naming `sampler` unless it is finite and positive.
+pub(crate) fn positive_step(eps: f64, sampler: &str) -> f64 {
+    assert!(
+        eps.is_finite() && eps > 0.0,
+        "{sampler}: step size {eps} must be finite and positive"
+    );
+    eps
+}
+
+/// `target`, or a panic naming `sampler` unless it is in (0, 1).
+pub(crate) fn acceptance_target(target: f64, sampler: &str) -> f64 {
+    assert!(
+        0.0 < target && target < 1.0,
+        "{sampler}: target acceptance {target} not in (0, 1)"
+    );
+    target
+}
+
 /// Metropolis–Hastings decisions for every chain from log acceptance ratios; returns the
 /// accepted mask and the mean acceptance probability min(1, e^{log α}) (NaN counts as 0).
 pub(crate) fn mh_accept(log_alpha: &[f64], rng: &mut Rng) -> (Vec<bool>, f64) {
@@ -144,6 +162,10 @@ impl MhRun {
 
 /// MALA on batched chains: `warmup` adaptation steps (not recorded) then `n_steps` sampling
 /// steps at a fixed step size.
+///
+/// Build it by name: `Mala::default().with_step_size(0.5).with_warmup(500).with_draws(1000)`
+/// ([`Mala::default`]: ε₀ = 0.1, 1000 warm-up steps, 1000 draws, adaptation toward 0.574,
+/// every draw recorded, as for [`Nuts`](crate::Nuts)).
 #[derive(Clone, Debug)]
 pub struct Mala {
     /// The initial step ε (fixed when `adapt` is off).
@@ -160,8 +182,15 @@ pub struct Mala {
     pub record: Record,
 }
 
+impl Default for Mala {
+    fn default() -> Mala {
+        Mala::new(0.1, 1000, 1000).with_record(Record::every(1))
+    }
+}
+
 impl Mala {
-    /// MALA with adaptation toward 0.574 during `warmup` steps.
+    /// MALA with adaptation toward 0.574 during `warmup` steps (positional: the builder
+    /// methods on [`Mala::default`] name each number).
     pub fn new(step_size: f64, warmup: usize, n_steps: usize) -> Mala {
         Mala {
             step_size,
@@ -173,7 +202,37 @@ impl Mala {
         }
     }
 
-    /// Recording `record`.
+    /// Sets the initial step size ε (the fixed one without adaptation).
+    pub fn with_step_size(mut self, eps: f64) -> Mala {
+        self.step_size = positive_step(eps, "Mala");
+        self
+    }
+
+    /// Sets the number of warm-up (adaptation) steps.
+    pub fn with_warmup(mut self, steps: usize) -> Mala {
+        self.warmup = steps;
+        self
+    }
+
+    /// Sets the number of sampling steps (draws per chain, `n_steps`).
+    pub fn with_draws(mut self, draws: usize) -> Mala {
+        self.n_steps = draws;
+        self
+    }
+
+    /// Sets the acceptance rate the warm-up adapts ε toward.
+    pub fn with_target_accept(mut self, target: f64) -> Mala {
+        self.target_accept = acceptance_target(target, "Mala");
+        self
+    }
+
+    /// Turns step-size adaptation on or off (off: ε stays at its initial value).
+    pub fn with_adaptation(mut self, on: bool) -> Mala {
+        self.adapt = on;
+        self
+    }
+
+    /// Sets what to record of the sampling steps.
     pub fn with_record(mut self, record: Record) -> Mala {
         self.record = record;
         self
@@ -238,6 +297,34 @@ mod tests {
             "{}",
             da.final_step()
         );
+    }
+
+    #[test]
+    fn builders_name_every_number() {
+        let m = Mala::default()
+            .with_step_size(0.5)
+            .with_warmup(200)
+            .with_draws(300)
+            .with_target_accept(0.6)
+            .with_adaptation(false)
+            .with_record(Record::every(3));
+        assert_eq!((m.step_size, m.warmup, m.n_steps), (0.5, 200, 300));
+        assert_eq!(
+            (m.target_accept, m.adapt, m.record),
+            (0.6, false, Record::every(3))
+        );
+        let d = Mala::default();
+        assert_eq!(
+            (d.step_size, d.warmup, d.n_steps, d.adapt),
+            (0.1, 1000, 1000, true)
+        );
+        assert_eq!(d.record, Record::every(1));
+    }
+
+    #[test]
+    #[should_panic(expected = "Mala: target acceptance 1.5 not in (0, 1)")]
+    fn a_target_outside_the_unit_interval_panics() {
+        let _ = Mala::default().with_target_accept(1.5);
     }
 
     #[test]

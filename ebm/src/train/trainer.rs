@@ -20,7 +20,7 @@ use crate::verify::{
 };
 use ebm_core::{DType, Rng, Tensor};
 use ebm_nn::{Checkpoint, Ema, Optimizer, Schedule};
-use ebm_objectives::factory::{DataFacts, OBJECTIVE_PARAMS_LR};
+use ebm_objectives::factory::DataFacts;
 use ebm_objectives::{train_step, Objective, TrainStep};
 use ebm_samplers::Init;
 use std::path::Path;
@@ -67,10 +67,11 @@ impl Trainer {
         crate::limits::check_with_dim(&config, data.dim)?;
         let mut rng = Rng::new(config.seed);
         let net = Net::new(&config, data.dim, &mut rng);
-        let objective = build_objective(&config, &data);
+        let objective = build_objective(&config, &data)?;
         let mut step = TrainStep::new(Optimizer::new(config.optimizer_config(), net.params()));
         if let Some(q) = objective.params() {
-            step = step.with_objective_optimizer(Optimizer::adam(OBJECTIVE_PARAMS_LR, q));
+            let lr = config.objective_info().params_lr;
+            step = step.with_objective_optimizer(Optimizer::adam(lr, q));
         }
         if let Some(d) = config.ema {
             step = step.with_ema(Ema::new(net.params(), d));
@@ -194,10 +195,11 @@ fn chain_init(data: &Dataset) -> Init {
     Init::Uniform { lo, hi }
 }
 
-/// The objective named in `config`, built by the table of objectives for `data`: NCE's
-/// noise fitted to the training rows (fresh draws of a toy set), PCD's chains uniform over
-/// the data's box, f32.
-pub fn build_objective(config: &TrainConfig, data: &Dataset) -> Box<dyn Objective> {
+/// The objective named in `config`, built by the table of objectives for `data`: NCE's and
+/// FCE's noise fitted to the training rows (fresh draws of a toy set), PCD's chains uniform
+/// over the data's box, f32. Data outside the objective's domain (generalised SM, ratio
+/// matching) are a usage error.
+pub fn build_objective(config: &TrainConfig, data: &Dataset) -> Result<Box<dyn Objective>, Error> {
     let drawn: Tensor;
     let fit_rows = match data.toy {
         Some(toy) => {
@@ -213,8 +215,8 @@ pub fn build_objective(config: &TrainConfig, data: &Dataset) -> Box<dyn Objectiv
         chain_init: chain_init(data),
         dtype: DType::F32,
     };
+    let info = config.objective_info();
+    info.check_data(&facts).map_err(Error::usage)?;
     let mut rng = Rng::new(config.seed).stream(CHAINS_STREAM);
-    config
-        .objective_info()
-        .build(&config.params, &facts, &mut rng)
+    Ok(info.build(&config.params, &facts, &mut rng))
 }

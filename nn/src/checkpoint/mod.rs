@@ -12,7 +12,7 @@
 //! | `params` | JSON list of parameter names, in model order |
 //! | `step` | decimal step count |
 //! | `rng` | JSON `[seed, stream, counter]` of [`Rng::state`] (optional) |
-//! | `optimizer` | JSON `{"config": {"kind": …}, "lr": …, "step": …}` (optional) |
+//! | `optimizer` | JSON `{"config": {"kind": …}, "lr": …, "step": …}`, plus `"schedule"` when the optimizer owns one (optional) |
 //! | `ema` | JSON `{"config": {"decay": …, "warmup": …}, "updates": …}` (optional) |
 //! | `objective` | JSON `{"params": [names], "state": [names], "optimizer": {…}}` (optional) |
 //! | `extra` | JSON object of user strings (optional) |

@@ -1,7 +1,8 @@
 //! What each objective requires of its options; messages spell option names as the caller
 //! asks (`--sigma-min` on a command line, `sigma_min` in a library).
 
-use super::{ObjectiveOptions, Spell};
+use super::{DataFacts, ObjectiveOptions, Spell};
+use crate::{Domain, RatioMatching};
 
 /// `v` finite and > 0.
 fn positive(name: &str, v: f64, spell: &Spell) -> Result<(), String> {
@@ -101,4 +102,77 @@ pub(super) fn check_ve(o: &ObjectiveOptions, s: &Spell) -> Result<(), String> {
 pub(super) fn check_vp(o: &ObjectiveOptions, s: &Spell) -> Result<(), String> {
     ordered(("beta_min", o.beta_min), ("beta_max", o.beta_max), s)?;
     t_min_ok(o, s)
+}
+
+pub(super) fn check_cnce(o: &ObjectiveOptions, s: &Spell) -> Result<(), String> {
+    positive("epsilon", o.epsilon, s)
+}
+
+pub(super) fn check_fce(o: &ObjectiveOptions, s: &Spell) -> Result<(), String> {
+    positive("nce_ratio", o.nce_ratio, s)?;
+    at_least("flow_couplings", o.flow_couplings, 1, s)
+}
+
+pub(super) fn check_mpf(o: &ObjectiveOptions, s: &Spell) -> Result<(), String> {
+    positive("mpf_sigma", o.mpf_sigma, s)?;
+    at_least("neighbours", o.neighbours, 2, s)?;
+    if !o.neighbours.is_multiple_of(2) {
+        return Err(format!(
+            "{} must be even (antithetic pairs), got {}",
+            s("neighbours"),
+            o.neighbours
+        ));
+    }
+    Ok(())
+}
+
+pub(super) fn check_mvl(o: &ObjectiveOptions, s: &Spell) -> Result<(), String> {
+    positive("mvl_step", o.mvl_step, s)
+}
+
+pub(super) fn check_ksd(o: &ObjectiveOptions, s: &Spell) -> Result<(), String> {
+    if !(o.ksd_bandwidth.is_finite() && o.ksd_bandwidth >= 0.0) {
+        return Err(format!(
+            "{} must be ≥ 0 (0: the median heuristic), got {}",
+            s("ksd_bandwidth"),
+            o.ksd_bandwidth
+        ));
+    }
+    Ok(())
+}
+
+pub(super) fn check_lsd(o: &ObjectiveOptions, s: &Spell) -> Result<(), String> {
+    positive("lsd_lambda", o.lsd_lambda, s)
+}
+
+pub(super) fn check_ed(o: &ObjectiveOptions, s: &Spell) -> Result<(), String> {
+    positive("ed_t", o.ed_t, s)?;
+    at_least("contrasts", o.contrasts, 1, s)
+}
+
+pub(super) fn check_drl(o: &ObjectiveOptions, s: &Spell) -> Result<(), String> {
+    positive("drl_sigma", o.drl_sigma, s)?;
+    at_least("drl_steps", o.drl_steps, 1, s)
+}
+
+pub(super) fn any_data(_: &DataFacts) -> Result<(), String> {
+    Ok(())
+}
+
+/// Generalised SM's domain is [0, ∞)ᵈ (or [0, 1]ᵈ): standardised or signed data are outside.
+pub(super) fn non_negative_data(d: &DataFacts) -> Result<(), String> {
+    if Domain::NonNegative.contains(d.fit_rows) {
+        Ok(())
+    } else {
+        Err("gsm trains on data in [0, ∞)ᵈ, and these data have negative values (for a CSV or .npy file, pass --no-standardize)".into())
+    }
+}
+
+/// Ratio matching is for binary data: every value 0 or 1.
+pub(super) fn binary_data(d: &DataFacts) -> Result<(), String> {
+    if RatioMatching::is_binary(d.fit_rows) {
+        Ok(())
+    } else {
+        Err("ratio-matching trains on binary data (every value 0 or 1), and these data have other values (for a CSV or .npy file, pass --no-standardize)".into())
+    }
 }

@@ -18,18 +18,14 @@
 
 mod checks;
 mod options;
+mod table;
 
 pub use options::ObjectiveOptions;
+pub use table::{NAMES, OBJECTIVES};
 
-use crate::{
-    names, ChainInit, DenoisingScoreMatching, ExactScoreMatching, MaximumLikelihood, ModelKind,
-    MultiScaleDsm, Nce, NoiseDistribution, NoiseSchedule, Objective, Projection,
-    SlicedScoreMatching,
-};
-use checks::*;
+use crate::{names, ModelKind, NoiseSchedule, Objective};
 use ebm_core::{DType, Rng, Tensor};
-use ebm_nn::Conditioning;
-use ebm_samplers::{Init, ReplayBuffer, Step, Ula};
+use ebm_samplers::Init;
 use std::fmt;
 
 /// What an objective is built for: the facts of the data it will train on that some
@@ -80,7 +76,11 @@ pub struct ObjectiveInfo {
     pub mcmc: bool,
     /// The options it reads (fields of [`ObjectiveOptions`]).
     pub options: &'static [&'static str],
+    /// Adam's learning rate for the objective's own parameters ([`Objective::params`]: NCE's
+    /// log Z, FCE's flow, LSD's critic), as the `ebm` command and the tests train them.
+    pub params_lr: f64,
     check: fn(&ObjectiveOptions, &Spell) -> Result<(), String>,
+    check_data: fn(&DataFacts) -> Result<(), String>,
     build: fn(&ObjectiveOptions, &DataFacts, &mut Rng) -> Box<dyn Objective>,
 }
 
@@ -94,8 +94,15 @@ impl ObjectiveInfo {
         (self.check)(options, spell)
     }
 
-    /// The objective, for options that passed [`ObjectiveInfo::check`]; `rng` draws its
-    /// initial state (PCD's chains).
+    /// Checks what the objective requires of the data (generalised SM: non-negative values;
+    /// ratio matching: binary ones), from the rows in [`DataFacts::fit_rows`].
+    pub fn check_data(&self, data: &DataFacts) -> Result<(), String> {
+        (self.check_data)(data)
+    }
+
+    /// The objective, for options that passed [`ObjectiveInfo::check`] and data that passed
+    /// [`ObjectiveInfo::check_data`]; `rng` draws its initial state (PCD's chains, FCE's flow,
+    /// LSD's critic).
     pub fn build(
         &self,
         options: &ObjectiveOptions,
@@ -124,6 +131,8 @@ pub enum BuildError {
     UnknownOption(String),
     /// An option's value is out of its range.
     BadOption(String),
+    /// The data are outside what the objective can train on.
+    BadData(String),
 }
 
 impl fmt::Display for BuildError {
@@ -139,7 +148,7 @@ impl fmt::Display for BuildError {
                 "unknown option `{s}`: expected one of {}",
                 ObjectiveOptions::names().collect::<Vec<_>>().join(", ")
             ),
-            BuildError::BadOption(s) => f.write_str(s),
+            BuildError::BadOption(s) | BuildError::BadData(s) => f.write_str(s),
         }
     }
 }
@@ -157,6 +166,7 @@ pub fn build(
     let info = find(name).ok_or_else(|| BuildError::UnknownObjective(name.to_string()))?;
     info.check(options, &|n| n.to_string())
         .map_err(BuildError::BadOption)?;
+    info.check_data(data).map_err(BuildError::BadData)?;
     Ok(info.build(options, data, rng))
 }
 
@@ -165,8 +175,8 @@ pub fn find(name: &str) -> Option<&'static ObjectiveInfo> {
     OBJECTIVES.iter().find(|o| o.name == name)
 }
 
-/// The learning rate of Adam on an objective's own parameters as the `ebm` command and the
-/// tests train them (NCE's log Z: one scalar that must keep up with the energy's drift).
+/// The learning rate of Adam on most objectives' own parameters ([`ObjectiveInfo::params_lr`]:
+/// NCE's log Z, one scalar that must keep up with the energy's drift; LSD's critic).
 pub const OBJECTIVE_PARAMS_LR: f64 = 1e-2;
 
 /// The multi-scale objectives' noise schedule, from the options (None for the others).
@@ -191,193 +201,6 @@ pub fn noise_schedule(name: &str, o: &ObjectiveOptions) -> Option<NoiseSchedule>
     }
 }
 
-// ---------------------------------------------------------------------------------------------
-// Builders
-
-fn ssm(o: &ObjectiveOptions, variance_reduced: bool) -> Box<dyn Objective> {
-    Box::new(SlicedScoreMatching {
-        projection: if variance_reduced {
-            Projection::Rademacher
-        } else {
-            Projection::Gaussian
-        },
-        n_projections: o.projections,
-        variance_reduced,
-    })
-}
-
-fn langevin(o: &ObjectiveOptions) -> Ula {
-    Ula::new(
-        Step::Tied {
-            eps: o.langevin_eps,
-        },
-        o.langevin_steps,
-    )
-}
-
-fn pcd(o: &ObjectiveOptions, d: &DataFacts, rng: &mut Rng) -> Box<dyn Objective> {
-    let buffer = ReplayBuffer::new(o.buffer_size, &[d.dim], d.chain_init, d.dtype, rng)
-        .with_reinit(o.reinit);
-    Box::new(MaximumLikelihood::new(
-        langevin(o),
-        ChainInit::Persistent(buffer),
-        o.alpha,
-    ))
-}
-
-fn multiscale(name: &str, o: &ObjectiveOptions) -> Box<dyn Objective> {
-    let schedule = noise_schedule(name, o).expect("a multi-scale objective");
-    Box::new(MultiScaleDsm { schedule })
-}
-
-const SM: &[&str] = &["sigma"];
-const MCMC: &[&str] = &["langevin_steps", "langevin_eps", "alpha"];
-const PCD: &[&str] = &[
-    "langevin_steps",
-    "langevin_eps",
-    "alpha",
-    "buffer_size",
-    "reinit",
-];
-const NCSN: &[&str] = &["sigma_min", "sigma_max", "levels"];
-const VE: &[&str] = &["sigma_min", "sigma_max", "t_min"];
-const VP: &[&str] = &["beta_min", "beta_max", "t_min"];
-const ENERGY: ModelKind = ModelKind::Energy;
-
-/// Every objective, in the order the `ebm` command lists them.
-pub const OBJECTIVES: [ObjectiveInfo; 11] = [
-    ObjectiveInfo {
-        name: names::DSM,
-        about: "denoising score matching (Vincent 2011)",
-        model_kind: ENERGY,
-        second_order: true,
-        mcmc: false,
-        options: SM,
-        check: check_sigma,
-        build: |o, _, _| Box::new(DenoisingScoreMatching::new(o.sigma)),
-    },
-    ObjectiveInfo {
-        name: names::DSM_CV,
-        about: "DSM with a control variate (Wang et al. 2020)",
-        model_kind: ENERGY,
-        second_order: true,
-        mcmc: false,
-        options: SM,
-        check: check_sigma,
-        build: |o, _, _| Box::new(DenoisingScoreMatching::with_control_variate(o.sigma)),
-    },
-    ObjectiveInfo {
-        name: names::ESM,
-        about: "exact score matching (Hyvärinen 2005)",
-        model_kind: ENERGY,
-        second_order: true,
-        mcmc: false,
-        options: &[],
-        check: check_none,
-        build: |_, _, _| Box::new(ExactScoreMatching),
-    },
-    ObjectiveInfo {
-        name: names::SSM,
-        about: "sliced score matching (Song et al. 2019)",
-        model_kind: ENERGY,
-        second_order: true,
-        mcmc: false,
-        options: &["projections"],
-        check: check_ssm,
-        build: |o, _, _| ssm(o, false),
-    },
-    ObjectiveInfo {
-        name: names::SSM_VR,
-        about: "sliced score matching, variance reduced",
-        model_kind: ENERGY,
-        second_order: true,
-        mcmc: false,
-        options: &["projections"],
-        check: check_ssm,
-        build: |o, _, _| ssm(o, true),
-    },
-    ObjectiveInfo {
-        name: names::NCE,
-        about: "noise contrastive estimation with a learnable log Z (Gutmann & Hyvärinen 2010)",
-        model_kind: ENERGY,
-        second_order: false,
-        mcmc: false,
-        options: &["nce_ratio", "nce_inflate"],
-        check: check_nce,
-        build: |o, d, _| {
-            let noise = NoiseDistribution::fitted(d.fit_rows, o.nce_inflate);
-            Box::new(Nce::new(noise, o.nce_ratio, 0.0, d.dtype))
-        },
-    },
-    ObjectiveInfo {
-        name: names::PCD,
-        about: "persistent contrastive divergence with a replay buffer (Tieleman 2008; Du & Mordatch 2019)",
-        model_kind: ENERGY,
-        second_order: false,
-        mcmc: true,
-        options: PCD,
-        check: check_pcd,
-        build: pcd,
-    },
-    ObjectiveInfo {
-        name: names::CD,
-        about: "contrastive divergence, chains started at the data (Hinton 2002)",
-        model_kind: ENERGY,
-        second_order: false,
-        mcmc: true,
-        options: MCMC,
-        check: check_mcmc,
-        build: |o, _, _| {
-            Box::new(MaximumLikelihood::new(
-                langevin(o),
-                ChainInit::Data,
-                o.alpha,
-            ))
-        },
-    },
-    ObjectiveInfo {
-        name: names::NCSN,
-        about: "multi-scale DSM over geometric σ levels (Song & Ermon 2019)",
-        model_kind: ModelKind::NoiseConditional(Conditioning::LogSigma),
-        second_order: true,
-        mcmc: false,
-        options: NCSN,
-        check: check_ncsn,
-        build: |o, _, _| multiscale(names::NCSN, o),
-    },
-    ObjectiveInfo {
-        name: names::VE,
-        about: "multi-scale DSM on the variance-exploding SDE (Song et al. 2021)",
-        model_kind: ModelKind::NoiseConditional(Conditioning::Time),
-        second_order: true,
-        mcmc: false,
-        options: VE,
-        check: check_ve,
-        build: |o, _, _| multiscale(names::VE, o),
-    },
-    ObjectiveInfo {
-        name: names::VP,
-        about: "multi-scale DSM on the variance-preserving SDE (Song et al. 2021)",
-        model_kind: ModelKind::NoiseConditional(Conditioning::Time),
-        second_order: true,
-        mcmc: false,
-        options: VP,
-        check: check_vp,
-        build: |o, _, _| multiscale(names::VP, o),
-    },
-];
-
-/// Every objective's name, in the order of [`OBJECTIVES`].
-pub const NAMES: [&str; OBJECTIVES.len()] = {
-    let mut out = [""; OBJECTIVES.len()];
-    let mut i = 0;
-    while i < OBJECTIVES.len() {
-        out[i] = OBJECTIVES[i].name;
-        i += 1;
-    }
-    out
-};
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -387,33 +210,55 @@ mod tests {
     }
 
     /// Every row builds an objective of its name and model kind, reads only options that
-    /// exist, and refuses a bad value of each option it reads.
+    /// exist, and refuses a bad value of each option it reads; the objectives with a data
+    /// domain refuse signed data and build on binary data.
     #[test]
     fn every_row_builds_what_it_says() {
-        let x = Rng::new(0).normal(&[64, 3], DType::F32);
+        let signed = Rng::new(0).normal(&[64, 3], DType::F32);
+        let binary = signed.gt(&Tensor::zeros(&[1], DType::F32));
         let defaults = ObjectiveOptions::default();
+        let mut domain_rows = Vec::new();
         for info in &OBJECTIVES {
-            let o = build(info.name, &defaults, &facts(&x), &mut Rng::new(1)).unwrap();
+            let x = match build(info.name, &defaults, &facts(&signed), &mut Rng::new(1)) {
+                Ok(_) => &signed,
+                Err(BuildError::BadData(e)) => {
+                    assert!(e.starts_with(info.name), "{e}");
+                    domain_rows.push(info.name);
+                    &binary
+                }
+                Err(e) => panic!("{}: {e}", info.name),
+            };
+            let o = build(info.name, &defaults, &facts(x), &mut Rng::new(1)).unwrap();
             assert_eq!(o.name(), info.name);
             assert_eq!(o.model_kind(), info.model_kind, "{}", info.name);
             for &opt in info.options {
                 let mut bad = defaults.clone();
                 let v = bad.get(opt).unwrap_or_else(|| panic!("{opt} is an option"));
                 // a count of 0, or a negative number, is out of every option's range
-                let whole = ["levels", "langevin_steps", "buffer_size", "projections"];
+                let whole = [
+                    "levels",
+                    "langevin_steps",
+                    "buffer_size",
+                    "projections",
+                    "flow_couplings",
+                    "neighbours",
+                    "contrasts",
+                    "drl_steps",
+                ];
                 let worst = if whole.contains(&opt) {
                     0.0
                 } else {
                     -1.0 - v.abs()
                 };
                 bad.set(opt, worst).unwrap();
-                let e = build(info.name, &bad, &facts(&x), &mut Rng::new(1))
+                let e = build(info.name, &bad, &facts(x), &mut Rng::new(1))
                     .err()
                     .unwrap_or_else(|| panic!("{}: {opt} = {worst} accepted", info.name));
                 assert!(e.to_string().contains(opt), "{}: {e}", info.name);
             }
         }
-        assert_eq!(NAMES.len(), 11);
+        assert_eq!(NAMES.len(), 21);
+        assert_eq!(domain_rows, ["gsm", "ratio-matching"]);
     }
 
     #[test]

@@ -6,6 +6,8 @@ use serde::{Deserialize, Serialize};
 /// Every option of every objective, each read by the objectives that name it in
 /// [`super::ObjectiveInfo::options`]; the defaults are the `ebm` command's.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+// an option missing from a configuration written before it existed takes its default
+#[serde(default)]
 pub struct ObjectiveOptions {
     /// Noise scale σ of DSM and DSM-CV.
     pub sigma: f64,
@@ -37,6 +39,28 @@ pub struct ObjectiveOptions {
     pub nce_inflate: f64,
     /// SSM projections per sample.
     pub projections: usize,
+    /// CNCE's noise scale ε (noise x ± εz around each data point).
+    pub epsilon: f64,
+    /// Affine couplings of FCE's RealNVP noise flow.
+    pub flow_couplings: usize,
+    /// Standard deviation of MPF's Gaussian neighbours.
+    pub mpf_sigma: f64,
+    /// MPF's neighbours per data point (even: they come in antithetic pairs).
+    pub neighbours: usize,
+    /// MVL's Langevin step η.
+    pub mvl_step: f64,
+    /// KSD's Gaussian-kernel bandwidth h (0: the median pairwise distance of each batch).
+    pub ksd_bandwidth: f64,
+    /// LSD's critic penalty λ (E‖f‖² weight).
+    pub lsd_lambda: f64,
+    /// Energy discrepancy's perturbation variance t.
+    pub ed_t: f64,
+    /// Energy discrepancy's contrasts per data point M.
+    pub contrasts: usize,
+    /// DRL's noise σ of the noisy copy x̃ = x + σz.
+    pub drl_sigma: f64,
+    /// DRL's Langevin steps on p(x | x̃) per batch.
+    pub drl_steps: usize,
 }
 
 impl Default for ObjectiveOptions {
@@ -57,6 +81,19 @@ impl Default for ObjectiveOptions {
             nce_ratio: 1.0,
             nce_inflate: 1.2,
             projections: 1,
+            epsilon: 0.1,
+            flow_couplings: 6,
+            mpf_sigma: 0.1,
+            neighbours: 4,
+            mvl_step: 1e-3,
+            // a local kernel: the median bandwidth (≈ 4 on the toy sets) and the heavy-tailed
+            // IMQ couple every pair of 8-Gaussians' modes and stall 0.3–0.5 nats short
+            ksd_bandwidth: 0.5,
+            lsd_lambda: 0.5,
+            ed_t: 0.25,
+            contrasts: 32,
+            drl_sigma: 0.5,
+            drl_steps: 30,
         }
     }
 }
@@ -87,7 +124,9 @@ fields!(
     sigma: f64, sigma_max: f64, sigma_min: f64, levels: usize, beta_min: f64,
     beta_max: f64, t_min: f64, langevin_steps: usize, langevin_eps: f64,
     buffer_size: usize, reinit: f64, alpha: f64, nce_ratio: f64, nce_inflate: f64,
-    projections: usize,
+    projections: usize, epsilon: f64, flow_couplings: usize, mpf_sigma: f64, neighbours: usize,
+    mvl_step: f64, ksd_bandwidth: f64, lsd_lambda: f64, ed_t: f64, contrasts: usize,
+    drl_sigma: f64, drl_steps: usize,
 );
 
 impl ObjectiveOptions {

@@ -130,6 +130,39 @@ pub struct ConfigArgs {
     /// SSM projections per sample [default: 1]
     #[arg(long, help_heading = "Objective")]
     pub projections: Option<usize>,
+    /// CNCE noise scale ε [default: 0.1]
+    #[arg(long, help_heading = "Objective")]
+    pub epsilon: Option<f64>,
+    /// FCE: affine couplings of the RealNVP noise flow [default: 6]
+    #[arg(long, help_heading = "Objective")]
+    pub flow_couplings: Option<usize>,
+    /// MPF: standard deviation of the Gaussian neighbours [default: 0.1]
+    #[arg(long, help_heading = "Objective")]
+    pub mpf_sigma: Option<f64>,
+    /// MPF neighbours per data point, even [default: 4]
+    #[arg(long, help_heading = "Objective")]
+    pub neighbours: Option<usize>,
+    /// MVL Langevin step η [default: 0.001]
+    #[arg(long, help_heading = "Objective")]
+    pub mvl_step: Option<f64>,
+    /// KSD Gaussian-kernel bandwidth, 0 for the median heuristic [default: 0.5]
+    #[arg(long, help_heading = "Objective")]
+    pub ksd_bandwidth: Option<f64>,
+    /// LSD critic penalty λ [default: 0.5]
+    #[arg(long, help_heading = "Objective")]
+    pub lsd_lambda: Option<f64>,
+    /// Energy discrepancy: perturbation variance t [default: 0.25]
+    #[arg(long, help_heading = "Objective")]
+    pub ed_t: Option<f64>,
+    /// Energy discrepancy: contrasts per data point [default: 32]
+    #[arg(long, help_heading = "Objective")]
+    pub contrasts: Option<usize>,
+    /// DRL noise σ of the noisy copy [default: 0.5]
+    #[arg(long, help_heading = "Objective")]
+    pub drl_sigma: Option<f64>,
+    /// DRL Langevin steps on p(x | x̃) per batch [default: 30]
+    #[arg(long, help_heading = "Objective")]
+    pub drl_steps: Option<usize>,
     /// Share of a finite data set held out for testing, in (0, 1) [default: 0.2]
     #[arg(long, help_heading = "Data")]
     pub test_frac: Option<f64>,
@@ -173,6 +206,10 @@ impl ConfigArgs {
             langevin_eps => "--langevin-eps", buffer_size => "--buffer-size",
             reinit => "--reinit", alpha => "--alpha", nce_ratio => "--nce-ratio",
             nce_inflate => "--nce-inflate", projections => "--projections",
+            epsilon => "--epsilon", flow_couplings => "--flow-couplings",
+            mpf_sigma => "--mpf-sigma", neighbours => "--neighbours", mvl_step => "--mvl-step",
+            ksd_bandwidth => "--ksd-bandwidth", lsd_lambda => "--lsd-lambda", ed_t => "--ed-t",
+            contrasts => "--contrasts", drl_sigma => "--drl-sigma", drl_steps => "--drl-steps",
             test_frac => "--test-frac", val_frac => "--val-frac",
             checkpoint_every => "--checkpoint-every", log_every => "--log-every",
             eval_every => "--eval-every", early_stop => "--early-stop");
@@ -205,6 +242,12 @@ impl ConfigArgs {
             buffer_size => c.params.buffer_size, reinit => c.params.reinit,
             alpha => c.params.alpha, nce_ratio => c.params.nce_ratio,
             nce_inflate => c.params.nce_inflate, projections => c.params.projections,
+            epsilon => c.params.epsilon, flow_couplings => c.params.flow_couplings,
+            mpf_sigma => c.params.mpf_sigma, neighbours => c.params.neighbours,
+            mvl_step => c.params.mvl_step, ksd_bandwidth => c.params.ksd_bandwidth,
+            lsd_lambda => c.params.lsd_lambda, ed_t => c.params.ed_t,
+            contrasts => c.params.contrasts, drl_sigma => c.params.drl_sigma,
+            drl_steps => c.params.drl_steps,
             test_frac => c.data_options.test_frac, val_frac => c.data_options.val_frac,
             checkpoint_every => c.checkpoint_every, log_every => c.log_every,
             eval_every => c.eval_every);
