@@ -1,11 +1,13 @@
 //! The command line: every subcommand's arguments, and the training configuration they
 //! describe (defaults, then the flags given).
 
+use clap::builder::{PossibleValue, PossibleValuesParser};
 use clap::{Args, Parser, Subcommand};
 use ebm::config::{OptimKind, ScheduleKind, TrainConfig};
 use ebm::data::DataSpec;
 use ebm::sample::SamplerKind;
-use ebm_objectives::{names, NAMES};
+use ebm_objectives::factory::OBJECTIVES;
+use ebm_objectives::names;
 use std::path::PathBuf;
 
 const DATA_HELP: &str = "8gaussians, checkerboard, 2spirals, rings, moons, swissroll, pinwheel, circles, digits, or a path to a .csv/.npy file (rows = samples)";
@@ -286,7 +288,7 @@ pub struct TrainArgs {
     #[arg(long, help = format!("Training data: {DATA_HELP} [default: 8gaussians]"))]
     pub data: Option<String>,
     /// Training objective [default: dsm-cv]
-    #[arg(long, value_parser = NAMES)]
+    #[arg(long, value_parser = objective_names())]
     pub objective: Option<String>,
     #[command(flatten)]
     pub config: ConfigArgs,
@@ -369,7 +371,7 @@ pub struct EvalArgs {
 #[derive(Args)]
 pub struct CompareArgs {
     /// Objectives to train, comma-separated
-    #[arg(long, value_delimiter = ',', default_value = "dsm,dsm-cv,ssm-vr,nce,pcd,ncsn", value_parser = NAMES)]
+    #[arg(long, value_delimiter = ',', default_value = "dsm,dsm-cv,ssm-vr,nce,pcd,ncsn", value_parser = objective_names())]
     pub objectives: Vec<String>,
     /// Training data (see `ebm train --help`) [default: 8gaussians]
     #[arg(long)]
@@ -382,4 +384,14 @@ pub struct CompareArgs {
     /// Print only errors and the table
     #[arg(long, short)]
     pub quiet: bool,
+}
+
+/// The objectives' names for clap, each with its line from the table of objectives (shown by
+/// `--help`).
+fn objective_names() -> PossibleValuesParser {
+    PossibleValuesParser::new(
+        OBJECTIVES
+            .iter()
+            .map(|o| PossibleValue::new(o.name).help(o.about)),
+    )
 }
