@@ -5,9 +5,7 @@
 
 use ebm_core::{DType, Tensor};
 use numpy::ndarray::{ArrayD, IxDyn};
-use numpy::{
-    IntoPyArray, PyArrayMethods, PyReadonlyArrayDyn, PyUntypedArray, PyUntypedArrayMethods,
-};
+use numpy::{IntoPyArray, PyReadonlyArrayDyn, PyUntypedArray, PyUntypedArrayMethods};
 use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
 
@@ -17,10 +15,12 @@ where
     T: numpy::Element + ebm_core::HostVec + Copy,
 {
     let shape = a.shape().to_vec();
+    // `as_slice` also accepts Fortran order, whose memory order is not the logical one
     match a.as_slice() {
-        Ok(s) => Tensor::from_slice(s, &shape),
-        // strided, transposed or negative-stride views: gathered in logical (C) order
-        Err(_) => Tensor::from_vec(a.as_array().iter().copied().collect(), &shape),
+        Ok(s) if a.is_c_contiguous() => Tensor::from_slice(s, &shape),
+        // Fortran-ordered, strided, transposed or negative-stride views: gathered in logical
+        // (C) order
+        _ => Tensor::from_vec(a.as_array().iter().copied().collect(), &shape),
     }
 }
 

@@ -35,7 +35,11 @@ pub fn grad<'py>(
     let xs = vars(wrt, "wrt")?;
     let refs: Vec<&Var> = xs.iter().collect();
     let gs = guard(PanicAs::Value, || {
-        Ok(ebm_autodiff::grad_with(&output.v, &refs, opts(create_graph)))
+        Ok(ebm_autodiff::grad_with(
+            &output.v,
+            &refs,
+            opts(create_graph),
+        ))
     })?;
     let items = gs
         .into_iter()
@@ -47,10 +51,17 @@ pub fn grad<'py>(
 /// The Vars of a sequence.
 pub fn vars(seq: &Bound<'_, PyAny>, what: &str) -> PyResult<Vec<Var>> {
     let err = || PyTypeError::new_err(format!("{what} must be a Var or a sequence of Vars"));
-    let items: Vec<Bound<'_, PyAny>> = seq.try_iter().map_err(|_| err())?.collect::<PyResult<_>>()?;
+    let items: Vec<Bound<'_, PyAny>> = seq
+        .try_iter()
+        .map_err(|_| err())?
+        .collect::<PyResult<_>>()?;
     items
         .iter()
-        .map(|o| o.cast::<PyVar>().map(|v| v.borrow().v.clone()).map_err(|_| err()))
+        .map(|o| {
+            o.cast::<PyVar>()
+                .map(|v| v.borrow().v.clone())
+                .map_err(|_| err())
+        })
         .collect()
 }
 
@@ -109,7 +120,10 @@ pub fn call_on_vars(f: &Bound<'_, PyAny>, xs: &[Var]) -> Var {
         let v = out.cast::<PyVar>().map_err(|_| {
             PyTypeError::new_err(format!(
                 "the function must return a Var, got {}",
-                out.get_type().name().map(|n| n.to_string()).unwrap_or_default()
+                out.get_type()
+                    .name()
+                    .map(|n| n.to_string())
+                    .unwrap_or_default()
             ))
         })?;
         Ok(v.borrow().v.clone())
@@ -180,7 +194,17 @@ pub fn gradcheck(
     seed: u64,
     raise_exception: bool,
 ) -> PyResult<bool> {
-    check(false, f, inputs, eps, atol, rtol, directions, seed, raise_exception)
+    check(
+        false,
+        f,
+        inputs,
+        eps,
+        atol,
+        rtol,
+        directions,
+        seed,
+        raise_exception,
+    )
 }
 
 /// Checks first AND second derivatives of `f` at `inputs`: the gradient of the recorded
@@ -198,5 +222,15 @@ pub fn gradgradcheck(
     seed: u64,
     raise_exception: bool,
 ) -> PyResult<bool> {
-    check(true, f, inputs, eps, atol, rtol, directions, seed, raise_exception)
+    check(
+        true,
+        f,
+        inputs,
+        eps,
+        atol,
+        rtol,
+        directions,
+        seed,
+        raise_exception,
+    )
 }

@@ -52,7 +52,10 @@ fn _ebm(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(run::train, m)?)?;
     m.add_function(wrap_pyfunction!(run::load, m)?)?;
     m.add_function(wrap_pyfunction!(errors::_panic_for_tests, m)?)?;
-    m.add("GradcheckError", m.py().get_type::<errors::GradcheckError>())?;
+    m.add(
+        "GradcheckError",
+        m.py().get_type::<errors::GradcheckError>(),
+    )?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())
 }

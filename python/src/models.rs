@@ -8,11 +8,12 @@ use ebm::config::TrainConfig;
 use ebm::model::Net;
 use ebm_core::{DType, Rng, Tensor};
 use ebm_nn::{
-    Activation, AdamConfig, EnergyModel, Mlp, MlpConfig, Module, Optimizer, OptimizerConfig,
-    Params, SgdConfig,
+    Activation, AdamConfig, EnergyModel, Mlp, MlpConfig, Optimizer, OptimizerConfig, Params,
+    SgdConfig,
 };
 use ebm_objectives::factory::{self, DataFacts, ObjectiveOptions};
 use ebm_objectives::{train_step, ModelTarget, Objective, TrainStep};
+use ebm_samplers::Target;
 use pyo3::exceptions::{PyKeyError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList};
@@ -29,19 +30,36 @@ impl PyRng {
     #[new]
     #[pyo3(signature = (seed=0))]
     fn new(seed: u64) -> Self {
-        PyRng { rng: Rng::new(seed) }
+        PyRng {
+            rng: Rng::new(seed),
+        }
     }
 
     /// Standard normal draws of `shape`.
     #[pyo3(signature = (shape, dtype="float32"))]
-    fn normal<'py>(&mut self, py: Python<'py>, shape: Vec<usize>, dtype: &str) -> PyResult<Bound<'py, PyAny>> {
+    fn normal<'py>(
+        &mut self,
+        py: Python<'py>,
+        shape: Vec<usize>,
+        dtype: &str,
+    ) -> PyResult<Bound<'py, PyAny>> {
         Ok(array(py, &self.rng.normal(&shape, convert::dtype(dtype)?)))
     }
 
     /// Uniform draws on [lo, hi) of `shape`.
     #[pyo3(signature = (shape, lo=0.0, hi=1.0, dtype="float32"))]
-    fn uniform<'py>(&mut self, py: Python<'py>, shape: Vec<usize>, lo: f64, hi: f64, dtype: &str) -> PyResult<Bound<'py, PyAny>> {
-        Ok(array(py, &self.rng.uniform(&shape, lo, hi, convert::dtype(dtype)?)))
+    fn uniform<'py>(
+        &mut self,
+        py: Python<'py>,
+        shape: Vec<usize>,
+        lo: f64,
+        hi: f64,
+        dtype: &str,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        Ok(array(
+            py,
+            &self.rng.uniform(&shape, lo, hi, convert::dtype(dtype)?),
+        ))
     }
 }
 
@@ -94,7 +112,11 @@ impl PyParams {
 
     /// Every parameter as a differentiable leaf on `tape`, in order.
     fn bind(&self, tape: &PyTape) -> Vec<PyVar> {
-        self.params.bind(&tape.tape).into_iter().map(PyVar::from).collect()
+        self.params
+            .bind(&tape.tape)
+            .into_iter()
+            .map(PyVar::from)
+            .collect()
     }
 
     fn __repr__(&self) -> String {
@@ -119,7 +141,13 @@ impl PyModel {
     /// `dim`-dimensional data, initialised from `seed`.
     #[new]
     #[pyo3(signature = (dim, hidden=vec![128, 128], objective="dsm-cv", activation="silu", seed=0))]
-    fn new(dim: usize, hidden: Vec<usize>, objective: &str, activation: &str, seed: u64) -> PyResult<Self> {
+    fn new(
+        dim: usize,
+        hidden: Vec<usize>,
+        objective: &str,
+        activation: &str,
+        seed: u64,
+    ) -> PyResult<Self> {
         let config = TrainConfig {
             objective: objective.to_string(),
             hidden,
@@ -128,9 +156,13 @@ impl PyModel {
         };
         ebm::config::objective_info(objective).map_err(crate::errors::to_py)?;
         if dim == 0 || config.hidden.is_empty() || config.hidden.contains(&0) {
-            return Err(PyValueError::new_err("dim and every hidden width must be at least 1"));
+            return Err(PyValueError::new_err(
+                "dim and every hidden width must be at least 1",
+            ));
         }
-        Ok(PyModel { net: Net::new(&config, dim, &mut Rng::new(seed)) })
+        Ok(PyModel {
+            net: Net::new(&config, dim, &mut Rng::new(seed)),
+        })
     }
 
     /// An MLP energy with layer `widths` (input … 1), PyTorch's default initialisation.
@@ -150,7 +182,9 @@ impl PyModel {
     /// A copy of the parameters.
     #[getter]
     fn params(&self) -> PyParams {
-        PyParams { params: self.net.params().clone() }
+        PyParams {
+            params: self.net.params().clone(),
+        }
     }
 
     /// Replaces the parameters (same names and shapes).
@@ -158,9 +192,15 @@ impl PyModel {
     fn set_params(&mut self, p: PyRef<'_, PyParams>) -> PyResult<()> {
         let own = self.net.params();
         if own.names() != p.params.names()
-            || own.tensors().iter().zip(p.params.tensors()).any(|(a, b)| a.shape() != b.shape())
+            || own
+                .tensors()
+                .iter()
+                .zip(p.params.tensors())
+                .any(|(a, b)| a.shape() != b.shape())
         {
-            return Err(PyValueError::new_err("the parameters must have the model's names and shapes"));
+            return Err(PyValueError::new_err(
+                "the parameters must have the model's names and shapes",
+            ));
         }
         *self.net.params_mut() = p.params.clone();
         Ok(())
@@ -170,7 +210,9 @@ impl PyModel {
     /// written in Python. MLP energies only.
     fn energy_var(&self, x: &PyVar, params: Vec<PyRef<'_, PyVar>>) -> PyResult<PyVar> {
         let Net::Mlp(m) = &self.net else {
-            return Err(PyTypeError::new_err("energy_var needs an MLP energy (a noise-conditional net takes a noise level)"));
+            return Err(PyTypeError::new_err(
+                "energy_var needs an MLP energy (a noise-conditional net takes a noise level)",
+            ));
         };
         let p: Vec<_> = params.iter().map(|v| v.v.clone()).collect();
         guard(PanicAs::Value, || Ok(m.energy_var(&x.v, &p).into()))
@@ -225,14 +267,37 @@ impl PyOptimizer {
     #[new]
     #[pyo3(signature = (params, kind="adam", lr=1e-3, weight_decay=0.0, momentum=0.9, betas=(0.9, 0.999), eps=1e-8, clip_grad=None))]
     #[allow(clippy::too_many_arguments)]
-    fn new(params: &Bound<'_, PyAny>, kind: &str, lr: f64, weight_decay: f64, momentum: f64, betas: (f64, f64), eps: f64, clip_grad: Option<f64>) -> PyResult<Self> {
+    fn new(
+        params: &Bound<'_, PyAny>,
+        kind: &str,
+        lr: f64,
+        weight_decay: f64,
+        momentum: f64,
+        betas: (f64, f64),
+        eps: f64,
+        clip_grad: Option<f64>,
+    ) -> PyResult<Self> {
         let p = params_of(params)?;
-        let adam = AdamConfig { lr, beta1: betas.0, beta2: betas.1, eps, weight_decay };
+        let adam = AdamConfig {
+            lr,
+            beta1: betas.0,
+            beta2: betas.1,
+            eps,
+            weight_decay,
+        };
         let config = match kind {
             "adam" => OptimizerConfig::Adam(adam),
             "adamw" => OptimizerConfig::AdamW(adam),
-            "sgd" => OptimizerConfig::Sgd(SgdConfig { momentum, weight_decay, ..SgdConfig::new(lr) }),
-            _ => return Err(PyValueError::new_err(format!("unknown optimizer `{kind}`: expected one of adam, adamw, sgd"))),
+            "sgd" => OptimizerConfig::Sgd(SgdConfig {
+                momentum,
+                weight_decay,
+                ..SgdConfig::new(lr)
+            }),
+            _ => {
+                return Err(PyValueError::new_err(format!(
+                    "unknown optimizer `{kind}`: expected one of adam, adamw, sgd"
+                )))
+            }
         };
         config.validate().map_err(PyValueError::new_err)?;
         let mut step = TrainStep::new(Optimizer::new(config, &p));
@@ -279,17 +344,24 @@ fn params_of(obj: &Bound<'_, PyAny>) -> PyResult<Params> {
     if let Ok(m) = obj.cast::<PyModel>() {
         return Ok(m.borrow().net.params().clone());
     }
-    Err(PyTypeError::new_err("params must be an ebm.Params or an ebm.Model"))
+    Err(PyTypeError::new_err(
+        "params must be an ebm.Params or an ebm.Model",
+    ))
 }
 
-fn with_params_mut<R>(obj: &Bound<'_, PyAny>, f: impl FnOnce(&mut Params) -> PyResult<R>) -> PyResult<R> {
+fn with_params_mut<R>(
+    obj: &Bound<'_, PyAny>,
+    f: impl FnOnce(&mut Params) -> PyResult<R>,
+) -> PyResult<R> {
     if let Ok(p) = obj.cast::<PyParams>() {
         return f(&mut p.borrow_mut().params);
     }
     if let Ok(m) = obj.cast::<PyModel>() {
         return f(m.borrow_mut().net.params_mut());
     }
-    Err(PyTypeError::new_err("params must be an ebm.Params or an ebm.Model"))
+    Err(PyTypeError::new_err(
+        "params must be an ebm.Params or an ebm.Model",
+    ))
 }
 
 /// Every objective's name.
@@ -322,14 +394,23 @@ impl PyObjective {
     /// like the rows `data` (NCE fits its noise to them, PCD starts chains in their box).
     #[new]
     #[pyo3(signature = (name, data, seed=0, **options))]
-    fn new(name: &str, data: &Bound<'_, PyAny>, seed: u64, options: Option<&Bound<'_, PyDict>>) -> PyResult<Self> {
+    fn new(
+        name: &str,
+        data: &Bound<'_, PyAny>,
+        seed: u64,
+        options: Option<&Bound<'_, PyDict>>,
+    ) -> PyResult<Self> {
         let mut o = ObjectiveOptions::default();
         if name == ebm_objectives::names::VE {
             o.sigma_max = 4.0; // the `ebm` command's default for ve
         }
-        for (k, v) in options.map(|d| d.iter().collect::<Vec<_>>()).unwrap_or_default() {
+        for (k, v) in options
+            .map(|d| d.iter().collect::<Vec<_>>())
+            .unwrap_or_default()
+        {
             let key: String = k.extract()?;
-            o.set(&key, v.extract::<f64>()?).map_err(|e| PyValueError::new_err(e.to_string()))?;
+            o.set(&key, v.extract::<f64>()?)
+                .map_err(|e| PyValueError::new_err(e.to_string()))?;
         }
         let x = convert::rows(data, "data")?;
         let facts = DataFacts::of(&x);
@@ -346,11 +427,23 @@ impl PyObjective {
 
     /// One training step of `model` on the rows `x` with `optimizer` (the loss, its gradient
     /// and the update, in Rust), drawing noise from `rng`; returns the loss.
-    fn step(&mut self, model: &mut PyModel, optimizer: &mut PyOptimizer, x: &Bound<'_, PyAny>, rng: &mut PyRng) -> PyResult<f64> {
+    fn step(
+        &mut self,
+        model: &mut PyModel,
+        optimizer: &mut PyOptimizer,
+        x: &Bound<'_, PyAny>,
+        rng: &mut PyRng,
+    ) -> PyResult<f64> {
         let x = model.input(x)?;
         let obj = &mut self.objective;
         guard(PanicAs::Value, || {
-            Ok(train_step(obj.as_mut(), &mut model.net, &mut optimizer.step, &x, &mut rng.rng))
+            Ok(train_step(
+                obj.as_mut(),
+                &mut model.net,
+                &mut optimizer.step,
+                &x,
+                &mut rng.rng,
+            ))
         })
     }
 }

@@ -12,6 +12,7 @@ use ebm::model::{load_run, Loaded};
 use ebm::sample::{SampleOptions, SamplerKind};
 use ebm_core::{DType, Rng};
 use ebm_objectives::eval::{ais_log_z, grid_log_z, nll, AisConfig};
+use ebm_samplers::Target;
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
@@ -19,7 +20,11 @@ use std::path::PathBuf;
 
 /// `ebm train`'s arguments, parsed by the command's own parser.
 #[derive(Parser)]
-#[command(name = "ebm train", no_binary_name = true, allow_negative_numbers = true)]
+#[command(
+    name = "ebm train",
+    no_binary_name = true,
+    allow_negative_numbers = true
+)]
 struct TrainCommand {
     #[command(flatten)]
     args: TrainArgs,
@@ -28,7 +33,10 @@ struct TrainCommand {
 /// The run directory `ebm train` picks when `--out` is not given.
 fn default_out(a: &TrainArgs) -> Result<PathBuf, ebm::error::Error> {
     let data = DataSpec::parse(a.data.as_deref().unwrap_or("8gaussians"))?;
-    let objective = a.objective.as_deref().unwrap_or(ebm_objectives::names::DSM_CV);
+    let objective = a
+        .objective
+        .as_deref()
+        .unwrap_or(ebm_objectives::names::DSM_CV);
     Ok(PathBuf::from("runs").join(format!(
         "{objective}-{}-{}",
         data.label(),
@@ -43,14 +51,22 @@ fn default_out(a: &TrainArgs) -> Result<PathBuf, ebm::error::Error> {
 pub fn train(py: Python<'_>, argv: Vec<String>) -> PyResult<(String, bool)> {
     let mut parsed = TrainCommand::try_parse_from(&argv).map_err(|e| {
         let text = e.to_string();
-        let first = text.lines().next().unwrap_or("").trim_start_matches("error: ");
+        let first = text
+            .lines()
+            .next()
+            .unwrap_or("")
+            .trim_start_matches("error: ");
         PyValueError::new_err(first.to_string())
     })?;
     let a = &mut parsed.args;
     if a.out.is_none() && a.resume.is_none() {
         a.out = Some(default_out(a).map_err(to_py)?);
     }
-    let dir = a.out.clone().or_else(|| a.resume.clone()).expect("set above");
+    let dir = a
+        .out
+        .clone()
+        .or_else(|| a.resume.clone())
+        .expect("set above");
     let code = guard(PanicAs::Runtime, || {
         py.detach(|| crate::commands::train_cmd(parsed.args))
             .map_err(to_py)
@@ -131,7 +147,9 @@ impl PyRun {
     /// The model (a copy), to sample from or evaluate further.
     #[getter]
     fn model(&self) -> PyModel {
-        PyModel { net: self.loaded.net.clone() }
+        PyModel {
+            net: self.loaded.net.clone(),
+        }
     }
 
     /// The run's held-out test rows (in the model's coordinates).
@@ -194,13 +212,21 @@ impl PyRun {
     /// annealed importance sampling with `ais_temps` temperatures above.
     #[pyo3(signature = (ais_temps=500, seed=0))]
     fn log_z(&self, py: Python<'_>, ais_temps: usize, seed: u64) -> PyResult<f64> {
-        guard(PanicAs::Runtime, || Ok(py.detach(|| self.log_z_value(ais_temps, seed))))
+        guard(PanicAs::Runtime, || {
+            Ok(py.detach(|| self.log_z_value(ais_temps, seed)))
+        })
     }
 
     /// The mean negative log-likelihood E(x) + log Z of rows `x` (default: the run's test
     /// rows), in nats.
     #[pyo3(signature = (x=None, ais_temps=500, seed=0))]
-    fn nll(&self, py: Python<'_>, x: Option<&Bound<'_, PyAny>>, ais_temps: usize, seed: u64) -> PyResult<f64> {
+    fn nll(
+        &self,
+        py: Python<'_>,
+        x: Option<&Bound<'_, PyAny>>,
+        ais_temps: usize,
+        seed: u64,
+    ) -> PyResult<f64> {
         let x = match x {
             Some(x) => self.input(x)?,
             None => self.data.test.clone(),

@@ -123,7 +123,9 @@ pub fn sample<'py>(
         let x0 = m.input(x0)?;
         let target = density(&m.net);
         guard(PanicAs::Value, || {
-            run_sampler(&target, sampler, x0, steps, warmup, step_size, adapt, leapfrog, r)
+            run_sampler(
+                &target, sampler, x0, steps, warmup, step_size, adapt, leapfrog, r,
+            )
         })?
     } else {
         if !energy.is_callable() {
@@ -134,7 +136,9 @@ pub fn sample<'py>(
         let x0 = rows(x0, "x0")?;
         let target = PyEnergy { f: energy };
         guard(PanicAs::Value, || {
-            run_sampler(&target, sampler, x0, steps, warmup, step_size, adapt, leapfrog, r)
+            run_sampler(
+                &target, sampler, x0, steps, warmup, step_size, adapt, leapfrog, r,
+            )
         })?
     };
     let d = PyDict::new(py);

@@ -85,7 +85,9 @@ fn operand(like: &Var, other: &Bound<'_, PyAny>) -> PyResult<Operand> {
     if let Ok(v) = other.cast::<PyVar>() {
         return Ok(Operand::Var(v.borrow().v.clone()));
     }
-    if other.is_instance_of::<pyo3::types::PyFloat>() || other.is_instance_of::<pyo3::types::PyInt>() {
+    if other.is_instance_of::<pyo3::types::PyFloat>()
+        || other.is_instance_of::<pyo3::types::PyInt>()
+    {
         return Ok(Operand::Scalar(other.extract::<f64>()?));
     }
     let t = tensor_as(other, "operand", like.dtype())?;
@@ -123,65 +125,10 @@ fn shape_arg(args: &Bound<'_, PyTuple>) -> PyResult<Vec<usize>> {
             return Ok(s);
         }
     }
-    args.extract::<Vec<usize>>()
-        .map_err(|_| PyTypeError::new_err("a shape is non-negative ints, separately or as one sequence"))
+    args.extract::<Vec<usize>>().map_err(|_| {
+        PyTypeError::new_err("a shape is non-negative ints, separately or as one sequence")
+    })
 }
-
-macro_rules! unary {
-    ($($(#[$doc:meta])* $name:ident),* $(,)?) => {
-        #[pymethods]
-        impl PyVar {
-            $( $(#[$doc])* fn $name(&self) -> PyResult<PyVar> { op(|| self.v.$name()) } )*
-        }
-    };
-}
-
-unary!(
-    /// −x.
-    neg,
-    /// eˣ.
-    exp,
-    /// eˣ − 1.
-    expm1,
-    /// ln x.
-    log,
-    /// ln(1 + x).
-    log1p,
-    /// √x.
-    sqrt,
-    /// x².
-    square,
-    /// 1/x.
-    recip,
-    /// tanh x.
-    tanh,
-    /// σ(x) = 1/(1 + e⁻ˣ).
-    sigmoid,
-    /// ln σ(x).
-    log_sigmoid,
-    /// ln(1 + eˣ).
-    softplus,
-    /// x·σ(x).
-    silu,
-    /// max(x, 0).
-    relu,
-    /// |x|.
-    abs,
-    /// sin x.
-    sin,
-    /// cos x.
-    cos,
-    /// ELU (α = 1).
-    elu,
-    /// GELU.
-    gelu,
-    /// The sum of all elements (0-d).
-    sum_all,
-    /// The mean of all elements (0-d).
-    mean_all,
-    /// The transpose of a matrix.
-    t,
-);
 
 #[pymethods]
 impl PyVar {
@@ -272,8 +219,122 @@ impl PyVar {
             "Var(shape={:?}, dtype={}{})",
             self.v.shape(),
             self.dtype(),
-            if self.v.is_tracked() { "" } else { ", constant" }
+            if self.v.is_tracked() {
+                ""
+            } else {
+                ", constant"
+            }
         )
+    }
+
+    /// −x.
+    fn neg(&self) -> PyResult<PyVar> {
+        op(|| self.v.neg())
+    }
+
+    /// eˣ.
+    fn exp(&self) -> PyResult<PyVar> {
+        op(|| self.v.exp())
+    }
+
+    /// eˣ − 1.
+    fn expm1(&self) -> PyResult<PyVar> {
+        op(|| self.v.expm1())
+    }
+
+    /// ln x.
+    fn log(&self) -> PyResult<PyVar> {
+        op(|| self.v.log())
+    }
+
+    /// ln(1 + x).
+    fn log1p(&self) -> PyResult<PyVar> {
+        op(|| self.v.log1p())
+    }
+
+    /// √x.
+    fn sqrt(&self) -> PyResult<PyVar> {
+        op(|| self.v.sqrt())
+    }
+
+    /// x².
+    fn square(&self) -> PyResult<PyVar> {
+        op(|| self.v.square())
+    }
+
+    /// 1/x.
+    fn recip(&self) -> PyResult<PyVar> {
+        op(|| self.v.recip())
+    }
+
+    /// tanh x.
+    fn tanh(&self) -> PyResult<PyVar> {
+        op(|| self.v.tanh())
+    }
+
+    /// σ(x) = 1/(1 + e⁻ˣ).
+    fn sigmoid(&self) -> PyResult<PyVar> {
+        op(|| self.v.sigmoid())
+    }
+
+    /// ln σ(x).
+    fn log_sigmoid(&self) -> PyResult<PyVar> {
+        op(|| self.v.log_sigmoid())
+    }
+
+    /// ln(1 + eˣ).
+    fn softplus(&self) -> PyResult<PyVar> {
+        op(|| self.v.softplus())
+    }
+
+    /// x·σ(x).
+    fn silu(&self) -> PyResult<PyVar> {
+        op(|| self.v.silu())
+    }
+
+    /// max(x, 0).
+    fn relu(&self) -> PyResult<PyVar> {
+        op(|| self.v.relu())
+    }
+
+    /// |x|.
+    fn abs(&self) -> PyResult<PyVar> {
+        op(|| self.v.abs())
+    }
+
+    /// sin x.
+    fn sin(&self) -> PyResult<PyVar> {
+        op(|| self.v.sin())
+    }
+
+    /// cos x.
+    fn cos(&self) -> PyResult<PyVar> {
+        op(|| self.v.cos())
+    }
+
+    /// ELU (α = 1).
+    fn elu(&self) -> PyResult<PyVar> {
+        op(|| self.v.elu())
+    }
+
+    /// GELU.
+    fn gelu(&self) -> PyResult<PyVar> {
+        op(|| self.v.gelu())
+    }
+
+    /// The sum of all elements (0-d).
+    fn sum_all(&self) -> PyResult<PyVar> {
+        op(|| self.v.sum_all())
+    }
+
+    /// The mean of all elements (0-d).
+    fn mean_all(&self) -> PyResult<PyVar> {
+        op(|| self.v.mean_all())
+    }
+
+    /// The transpose of a matrix.
+    fn t(&self) -> PyResult<PyVar> {
+        op(|| self.v.t())
     }
 
     fn __neg__(&self) -> PyResult<PyVar> {
@@ -336,14 +397,19 @@ impl PyVar {
         }
     }
 
-    #[pyo3(signature = (exponent, modulo=None))]
-    fn __pow__(&self, exponent: &Bound<'_, PyAny>, modulo: Option<&Bound<'_, PyAny>>) -> PyResult<PyVar> {
+    fn __pow__(
+        &self,
+        exponent: &Bound<'_, PyAny>,
+        modulo: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<PyVar> {
         if modulo.is_some_and(|m| !m.is_none()) {
-            return Err(PyTypeError::new_err("pow() with a modulus is not defined for Var"));
+            return Err(PyTypeError::new_err(
+                "pow() with a modulus is not defined for Var",
+            ));
         }
-        let p: f64 = exponent
-            .extract()
-            .map_err(|_| PyTypeError::new_err("Var ** p needs a number p (use exp/log for a Var exponent)"))?;
+        let p: f64 = exponent.extract().map_err(|_| {
+            PyTypeError::new_err("Var ** p needs a number p (use exp/log for a Var exponent)")
+        })?;
         if p == 2.0 {
             op(|| self.v.square())
         } else if p == 1.0 {
@@ -391,7 +457,10 @@ impl PyVar {
     fn maximum(&self, other: &Bound<'_, PyAny>) -> PyResult<PyVar> {
         match operand(&self.v, other)? {
             Operand::Var(o) => op(|| self.v.maximum(&o)),
-            Operand::Scalar(c) => op(|| self.v.maximum(&self.v.constant(Tensor::scalar(c, self.v.dtype())))),
+            Operand::Scalar(c) => op(|| {
+                self.v
+                    .maximum(&self.v.constant(Tensor::scalar(c, self.v.dtype())))
+            }),
         }
     }
 
@@ -399,7 +468,10 @@ impl PyVar {
     fn minimum(&self, other: &Bound<'_, PyAny>) -> PyResult<PyVar> {
         match operand(&self.v, other)? {
             Operand::Var(o) => op(|| self.v.minimum(&o)),
-            Operand::Scalar(c) => op(|| self.v.minimum(&self.v.constant(Tensor::scalar(c, self.v.dtype())))),
+            Operand::Scalar(c) => op(|| {
+                self.v
+                    .minimum(&self.v.constant(Tensor::scalar(c, self.v.dtype())))
+            }),
         }
     }
 
@@ -498,7 +570,12 @@ impl PyVar {
 
     /// `cond ? a : b` elementwise, with a constant condition (nonzero = true).
     #[classmethod]
-    fn where_(_cls: &Bound<'_, PyType>, cond: &Bound<'_, PyAny>, a: &PyVar, b: &PyVar) -> PyResult<PyVar> {
+    fn where_(
+        _cls: &Bound<'_, PyType>,
+        cond: &Bound<'_, PyAny>,
+        a: &PyVar,
+        b: &PyVar,
+    ) -> PyResult<PyVar> {
         let c = tensor_as(cond, "cond", a.v.dtype())?;
         op(|| Var::where_(&c, &a.v, &b.v))
     }
