@@ -3,7 +3,7 @@
     import numpy as np, ebm
 
     run = ebm.train(data="8gaussians", objective="dsm", steps=500, quiet=True)
-    print(run.eval["nll"], run.metrics[-1]["loss"])
+    print(run.eval["test_nll"], run.metrics[-1]["loss"])
     x, info = run.sample(1000, sampler="mala")         # NumPy arrays out
 
     tape = ebm.Tape()                                   # your own energy, any-order derivatives

@@ -47,7 +47,7 @@ def test_train_matches_the_command_line_bit_for_bit(tmp_path, data):
 def test_run_object_evaluates_and_samples(tmp_path):
     run = ebm.train(data="8gaussians", out=str(tmp_path / "r"), quiet=True, eval_samples=200,
                     **dict(FLAGS, steps=60))
-    assert run.eval is not None and np.isfinite(run.eval["nll"])
+    assert run.eval is not None and np.isfinite(run.eval["test_nll"])
     loaded = ebm.load(run.dir)
     x = np.random.default_rng(0).normal(size=(10, 2)).astype(np.float32)
     e, s = loaded.energy(x), loaded.score(x)
@@ -60,7 +60,7 @@ def test_run_object_evaluates_and_samples(tmp_path):
     np.testing.assert_allclose(s[:, 0], fd, rtol=0.05, atol=0.05)
     log_z = loaded.log_z()
     assert abs(log_z - run.eval["log_z"]) < 1e-6 * max(1.0, abs(log_z))
-    assert abs(loaded.nll() - run.eval["nll"]) < 1e-4 * max(1.0, abs(run.eval["nll"]))
+    assert abs(loaded.nll() - run.eval["test_nll"]) < 1e-4 * max(1.0, abs(run.eval["test_nll"]))
     x1, info = loaded.sample(50, sampler="mala", steps=20, seed=1)
     x2, _ = loaded.sample(50, sampler="mala", steps=20, seed=1)
     assert x1.shape == (50, 2) and np.array_equal(x1, x2) and info["sampler"] == "mala"
