@@ -55,6 +55,7 @@ pub fn sampler_names() -> Vec<&'static str> {
     vec!["ula", "mala", "hmc"]
 }
 
+#[allow(clippy::too_many_arguments)]
 fn run_sampler(
     target: &impl Target,
     sampler: &str,
