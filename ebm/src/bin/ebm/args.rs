@@ -5,7 +5,8 @@ use clap::builder::{PossibleValue, PossibleValuesParser};
 use clap::{Args, Parser, Subcommand};
 use ebm::config::{OptimKind, ScheduleKind, TrainConfig};
 use ebm::data::DataSpec;
-use ebm::sample::SamplerKind;
+use ebm::sample::table::{parse_metric, METRIC_NAMES};
+use ebm::sample::{PtKernel, SampleOptions, SamplerKind};
 use ebm_objectives::factory::OBJECTIVES;
 use ebm_objectives::names;
 use std::path::PathBuf;
@@ -325,23 +326,76 @@ pub struct TrainArgs {
 pub struct SampleArgs {
     /// Run directory (its checkpoint.safetensors), or a checkpoint file such as RUN/best.safetensors
     pub run: PathBuf,
-    /// Sampler; auto picks MALA for an energy, annealed Langevin for ncsn, predictor–corrector for ve/vp
+    /// Sampler; auto picks MALA for an energy, annealed Langevin for ncsn, predictor–corrector
+    /// for ve/vp
     #[arg(long, default_value = "auto", value_parser = SamplerKind::NAMES)]
     pub sampler: String,
     /// Number of samples (chains)
     #[arg(long, short, default_value_t = 1000)]
     pub n: usize,
-    /// Sampler steps (per noise level for annealed) [default: depends on the sampler]
+    /// Sampler steps after warm-up (per noise level for annealed) [default: depends on the
+    /// sampler]
     #[arg(long)]
     pub steps: Option<usize>,
-    /// Step size (fixes it; MALA and HMC otherwise adapt it) [default: depends on the sampler]
+    /// Step size (fixes it for ULA, MALA and HMC, which otherwise adapt it; the initial one of
+    /// nuts, chees and pt) [default: depends on the sampler]
     #[arg(long)]
     pub step_size: Option<f64>,
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
-    /// Output .npy [default: RUN/samples-<sampler>.npy]; the PNG goes beside it
+    /// Output .npy [default: RUN/samples-<sampler>.npy]; the PNG and the JSON of diagnostics
+    /// go beside it
     #[arg(long)]
     pub out: Option<PathBuf>,
+    /// Warm-up (adaptation) iterations of mala, hmc, nuts, chees and pt [default: --steps/2]
+    #[arg(long, help_heading = "Sampler options")]
+    pub warmup: Option<usize>,
+    /// Target acceptance of the step-size adaptation, in (0, 1) (mala 0.574, hmc 0.65, nuts
+    /// 0.8, chees 0.651)
+    #[arg(long, help_heading = "Sampler options")]
+    pub target_accept: Option<f64>,
+    /// nuts: maximum tree depth (at most 2^depth − 1 leapfrog steps) [default: 10]
+    #[arg(long, help_heading = "Sampler options")]
+    pub max_depth: Option<u32>,
+    /// nuts: the mass matrix adapted during warm-up [default: diag]
+    #[arg(long, value_parser = METRIC_NAMES, help_heading = "Sampler options")]
+    pub metric: Option<String>,
+    /// hmc, and pt with --kernel hmc: leapfrog steps per trajectory [default: 10]
+    #[arg(long, help_heading = "Sampler options")]
+    pub leapfrog: Option<usize>,
+    /// pt: replicas on the temperature ladder [default: 8]
+    #[arg(long, help_heading = "Sampler options")]
+    pub replicas: Option<usize>,
+    /// pt: the hottest inverse temperature, in (0, 1) [default: 0.05]
+    #[arg(long, help_heading = "Sampler options")]
+    pub beta_min: Option<f64>,
+    /// pt: the kernel inside each replica [default: mala]
+    #[arg(long, value_parser = PtKernel::NAMES, help_heading = "Sampler options")]
+    pub kernel: Option<String>,
+    /// pt: adapt the ladder from the swap rates during warm-up
+    #[arg(long, help_heading = "Sampler options")]
+    pub adaptive_ladder: bool,
+}
+
+impl SampleArgs {
+    /// The sampler and its options, as given (checked against the sampler by `draw`).
+    pub fn options(&self) -> Result<SampleOptions, ebm::error::Error> {
+        Ok(SampleOptions {
+            sampler: Some(SamplerKind::parse(&self.sampler)?),
+            steps: self.steps,
+            step_size: self.step_size,
+            warmup: self.warmup,
+            target_accept: self.target_accept,
+            max_depth: self.max_depth,
+            metric: self.metric.as_deref().map(parse_metric).transpose()?,
+            leapfrog: self.leapfrog,
+            replicas: self.replicas,
+            beta_min: self.beta_min,
+            kernel: self.kernel.as_deref().map(PtKernel::parse).transpose()?,
+            adaptive_ladder: self.adaptive_ladder,
+            diagnostics: true,
+        })
+    }
 }
 
 #[derive(Args)]
