@@ -93,7 +93,7 @@ impl Conv2dSpec {
         let base = (out_len.checked_sub(1)? * self.stride[a] + self.dilation[a] * (k - 1) + 1)
             .checked_sub(2 * self.padding[a])?;
         let op = len.checked_sub(base)?;
-        (op < self.stride[a].max(self.dilation[a])).then_some(op)
+        (op < self.stride[a]).then_some(op)
     }
 
     fn valid(&self) -> bool {
@@ -155,7 +155,7 @@ impl ConvGeom {
         }
         let g = spec.groups;
         let (c, o) = (x[1], w[0]);
-        if c % g != 0 || o % g != 0 || w[1] * g != c {
+        if !c.is_multiple_of(g) || !o.is_multiple_of(g) || w[1] * g != c {
             return None;
         }
         Some(ConvGeom {
@@ -215,7 +215,9 @@ impl Tensor {
 
     /// The transposed convolution of `self` `[N, Cin, H, W]` with `w` `[Cin, Cout/groups, kh,
     /// kw]` (PyTorch's `conv_transpose2d` without bias): the adjoint of `conv2d` in its input,
-    /// of output `[N, Cout, (H−1)s − 2p + d(k−1) + output_padding + 1, …]`.
+    /// of output `[N, Cout, (H−1)s − 2p + d(k−1) + output_padding + 1, …]`. `output_padding`
+    /// must be below the stride (PyTorch also allows it below the dilation; the op is then no
+    /// longer the adjoint of a conv2d, and is not offered).
     pub fn conv_transpose2d(
         &self,
         w: &Tensor,
@@ -240,7 +242,7 @@ impl Tensor {
                 + output_padding[a]
                 + 1)
             .checked_sub(2 * spec.padding[a])?;
-            (output_padding[a] < spec.stride[a].max(spec.dilation[a])).then_some(base)
+            (output_padding[a] < spec.stride[a]).then_some(base)
         };
         let (Some(h), Some(wd)) = (full(0), full(1)) else {
             bad()
