@@ -17,7 +17,7 @@ use num_traits::Zero;
 use rayon::prelude::*;
 
 /// Fewest GEMM columns (output positions of a block of samples) worth one call.
-const MIN_COLS: usize = 256;
+const MIN_COLS: usize = 1024;
 /// Partial sums of the weight gradient (independent of the thread count).
 const WEIGHT_PARTIALS: usize = 4;
 
@@ -36,23 +36,30 @@ fn valid_cols(w0: isize, s: usize, w: usize, wo: usize) -> (usize, usize) {
     (lo, hi.max(lo))
 }
 
-/// For every im2col row (c, p, q) and output row i: the input row read, or `None` in padding.
-/// Calls `f(row, i, input offset of that row within the group or None, w0)`.
-fn for_each_tap(g: &ConvGeom, mut f: impl FnMut(usize, usize, Option<usize>, isize)) {
-    let sh = g.spec.stride[0];
+/// For every im2col row (c, p, q): calls `f(row, c, ilo..ihi, jlo..jhi, input offset)` with
+/// the output rows and columns whose taps fall inside the image, and the offset within the
+/// channel plane of the input element under output (ilo, jlo). Everything outside is padding.
+fn for_each_row(
+    g: &ConvGeom,
+    mut f: impl FnMut(usize, usize, (usize, usize), (usize, usize), usize),
+) {
+    let [sh, sw] = g.spec.stride;
     let [ph, pw] = g.spec.padding;
     let [dh, dw] = g.spec.dilation;
     for c in 0..g.cg() {
         for p in 0..g.kh {
+            let h0 = (p * dh) as isize - ph as isize;
+            let (ilo, ihi) = valid_cols(h0, sh, g.h, g.ho);
             for q in 0..g.kw {
-                let row = (c * g.kh + p) * g.kw + q;
                 let w0 = (q * dw) as isize - pw as isize;
-                for i in 0..g.ho {
-                    let hi = (i * sh + p * dh) as isize - ph as isize;
-                    let src =
-                        (hi >= 0 && (hi as usize) < g.h).then(|| (c * g.h + hi as usize) * g.w);
-                    f(row, i, src, w0);
-                }
+                let (jlo, jhi) = valid_cols(w0, sw, g.w, g.wo);
+                let first = if ilo < ihi && jlo < jhi {
+                    ((h0 + (ilo * sh) as isize) as usize) * g.w
+                        + (w0 + (jlo * sw) as isize) as usize
+                } else {
+                    0
+                };
+                f((c * g.kh + p) * g.kw + q, c, (ilo, ihi), (jlo, jhi), first);
             }
         }
     }
@@ -61,23 +68,32 @@ fn for_each_tap(g: &ConvGeom, mut f: impl FnMut(usize, usize, Option<usize>, isi
 /// Writes the im2col columns of one sample's group `x` (`[C/g, H, W]`) into `cols` at column
 /// offset `off` of rows `stride` long.
 fn im2col<T: Copy + Zero>(g: &ConvGeom, x: &[T], cols: &mut [T], stride: usize, off: usize) {
-    let (sw, wo) = (g.spec.stride[1], g.wo);
-    for_each_tap(g, |row, i, src, w0| {
-        let dst = &mut cols[row * stride + off + i * wo..][..wo];
-        let Some(src) = src else {
+    let (wo, plane, [sh, sw]) = (g.wo, g.h * g.w, g.spec.stride);
+    for_each_row(g, |row, c, (ilo, ihi), (jlo, jhi), first| {
+        let dst = &mut cols[row * stride + off..][..g.ho * wo];
+        let xc = &x[c * plane..][..plane];
+        if jlo >= jhi {
             dst.fill(T::zero());
             return;
-        };
-        let (lo, hi) = valid_cols(w0, sw, g.w, wo);
-        dst[..lo].fill(T::zero());
-        dst[hi..].fill(T::zero());
-        // the input element under output column lo (≥ 0 by construction of lo)
-        let first = (src as isize + w0 + (lo * sw) as isize) as usize;
-        if sw == 1 {
-            dst[lo..hi].copy_from_slice(&x[first..first + hi - lo]);
-        } else {
-            for (j, d) in dst[lo..hi].iter_mut().enumerate() {
-                *d = x[first + j * sw];
+        }
+        dst[..ilo * wo].fill(T::zero());
+        dst[ihi * wo..].fill(T::zero());
+        for (r, i) in (ilo..ihi).enumerate() {
+            let seg = &mut dst[i * wo..(i + 1) * wo];
+            seg[..jlo].fill(T::zero());
+            seg[jhi..].fill(T::zero());
+            let at = first + r * sh * g.w;
+            let seg = &mut seg[jlo..jhi];
+            let len = seg.len();
+            if sw == 1 {
+                // a plain loop: rows of an 8×8 image are too short for a memcpy call
+                seg.iter_mut()
+                    .zip(&xc[at..at + len])
+                    .for_each(|(d, &v)| *d = v);
+            } else {
+                seg.iter_mut()
+                    .enumerate()
+                    .for_each(|(j, d)| *d = xc[at + j * sw]);
             }
         }
     });
@@ -92,15 +108,24 @@ fn col2im<T: Copy + std::ops::Add<Output = T>>(
     stride: usize,
     off: usize,
 ) {
-    let (sw, wo) = (g.spec.stride[1], g.wo);
-    for_each_tap(g, |row, i, src, w0| {
-        let Some(src) = src else { return };
-        let from = &cols[row * stride + off + i * wo..][..wo];
-        let (lo, hi) = valid_cols(w0, sw, g.w, wo);
-        let first = (src as isize + w0 + (lo * sw) as isize) as usize;
-        for (j, &v) in from[lo..hi].iter().enumerate() {
-            let at = first + j * sw;
-            x[at] = x[at] + v;
+    let (wo, plane, [sh, sw]) = (g.wo, g.h * g.w, g.spec.stride);
+    for_each_row(g, |row, c, (ilo, ihi), (jlo, jhi), first| {
+        let src = &cols[row * stride + off..][..g.ho * wo];
+        let xc = &mut x[c * plane..][..plane];
+        if jlo >= jhi {
+            return;
+        }
+        for (r, i) in (ilo..ihi).enumerate() {
+            let seg = &src[i * wo + jlo..i * wo + jhi];
+            let at = first + r * sh * g.w;
+            if sw == 1 {
+                let dst = &mut xc[at..at + seg.len()];
+                dst.iter_mut().zip(seg).for_each(|(d, &v)| *d = *d + v);
+            } else {
+                for (j, &v) in seg.iter().enumerate() {
+                    xc[at + j * sw] = xc[at + j * sw] + v;
+                }
+            }
         }
     });
 }
