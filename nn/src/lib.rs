@@ -55,6 +55,7 @@ pub mod activation;
 pub mod analytic;
 pub mod checkpoint;
 pub mod clip;
+pub mod conv;
 pub mod custom;
 pub mod ema;
 pub mod flow;
@@ -73,6 +74,7 @@ pub use checkpoint::{
     write_atomic, write_tensors, Checkpoint, CheckpointError,
 };
 pub use clip::{clip_grad_norm, global_norm};
+pub use conv::{Conv2d, GroupNorm, LayerNorm};
 pub use custom::{check_energy, CustomEnergy};
 pub use ema::{Ema, EmaConfig};
 pub use flow::{FlowConfig, RealNvp};
