@@ -65,6 +65,7 @@ pub mod model;
 pub mod ncsn;
 pub mod optim;
 pub mod params;
+pub mod resnet;
 pub mod schedule;
 
 pub use activation::Activation;
@@ -87,4 +88,5 @@ pub use model::{
 pub use ncsn::{Conditioning, NetOutput, NoiseConditionalConfig, NoiseConditionalNet};
 pub use optim::{AdamConfig, Optimizer, OptimizerConfig, SgdConfig};
 pub use params::{param_grads, tensor_bit_eq, ParamVars, Params};
+pub use resnet::{ConvEnergy, ConvEnergyConfig};
 pub use schedule::Schedule;
