@@ -91,8 +91,13 @@ fn score_matching_losses_of_a_conv_energy_equal_its_unrolled_mlp() {
         let tape = Tape::new();
         let p = m.params().bind(&tape);
         let dsm = DenoisingScoreMatching::new(0.1).loss_with_noise(&tape, m, &p, &x, &z);
-        let ssm =
-            SlicedScoreMatching::default().loss_with_projections(&tape, m, &p, &x, &[v.clone()]);
+        let ssm = SlicedScoreMatching::default().loss_with_projections(
+            &tape,
+            m,
+            &p,
+            &x,
+            std::slice::from_ref(&v),
+        );
         [dsm.item(), ssm.item()]
     };
     let esm = |m: &dyn ebm_nn::Model| {
