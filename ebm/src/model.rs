@@ -1,12 +1,12 @@
 //! The trained network: an MLP energy, or a noise-conditional energy for the multi-scale
 //! objectives; views of it as a sampler target; loading from a run directory.
 
-use crate::config::TrainConfig;
+use crate::config::{Arch, TrainConfig};
 use crate::error::Error;
 use ebm_core::Rng;
 use ebm_nn::{
-    Checkpoint, Mlp, MlpConfig, Model, ModelRef, Module, NoiseConditionalConfig,
-    NoiseConditionalNet, Params,
+    Checkpoint, Conditioning, ConvEnergy, ConvEnergyConfig, Mlp, MlpConfig, Model, ModelRef,
+    Module, NoiseConditionalConfig, NoiseConditionalNet, Params, UNet, UNetConfig,
 };
 use ebm_objectives::factory::noise_schedule;
 use ebm_objectives::{ModelKind, ModelTarget, NoiseSchedule};
@@ -20,12 +20,19 @@ pub enum Net {
     Mlp(Mlp),
     /// E(x, c) for a noise level c (σ for NCSN, t for the VE/VP SDEs).
     Cond(NoiseConditionalNet),
+    /// An IGEBM-style conv energy on square one-channel images (`--arch conv`).
+    Conv(ConvEnergy),
+    /// A noise-conditional U-Net score network on square images (`--arch conv`).
+    UNet(UNet),
 }
 
 impl Net {
     /// A freshly initialised network for `config` on `dim`-dimensional data, of the kind
     /// its objective trains.
     pub fn new(config: &TrainConfig, dim: usize, rng: &mut Rng) -> Net {
+        if config.arch == Arch::Conv {
+            return Net::conv(config, dim, rng);
+        }
         match config.objective_info().model_kind {
             ModelKind::NoiseConditional(cond) => {
                 let c = NoiseConditionalConfig::new(dim, &config.hidden)
@@ -45,11 +52,28 @@ impl Net {
         }
     }
 
+    /// The conv network of `--arch conv` on rows of `dim` pixels (a square, checked by
+    /// `limits::check_with_dim`).
+    fn conv(config: &TrainConfig, dim: usize, rng: &mut Rng) -> Net {
+        let image = Arch::square_image(dim).expect("--arch conv on square images (checked)");
+        match config.objective_info().model_kind {
+            ModelKind::NoiseConditional(cond) => {
+                Net::UNet(UNet::new(unet_config(config, image, cond), rng))
+            }
+            ModelKind::Energy => Net::Conv(ConvEnergy::new(
+                ConvEnergyConfig::new(image, &config.hidden).activation(config.activation),
+                rng,
+            )),
+        }
+    }
+
     /// The network as a module (its parameters and configuration).
     pub fn module(&self) -> &dyn Module {
         match self {
             Net::Mlp(m) => m,
             Net::Cond(m) => m,
+            Net::Conv(m) => m,
+            Net::UNet(m) => m,
         }
     }
 
@@ -63,6 +87,8 @@ impl Net {
         match self {
             Net::Mlp(m) => m.params_mut(),
             Net::Cond(m) => m.params_mut(),
+            Net::Conv(m) => m.params_mut(),
+            Net::UNet(m) => m.params_mut(),
         }
     }
 
@@ -87,8 +113,28 @@ impl Net {
         match self {
             Net::Mlp(m) => ckpt.restore(m, opt, ema),
             Net::Cond(m) => ckpt.restore(m, opt, ema),
+            Net::Conv(m) => ckpt.restore(m, opt, ema),
+            Net::UNet(m) => ckpt.restore(m, opt, ema),
         }
     }
+}
+
+/// The U-Net of `--arch conv` for a multi-scale objective: base width `--hidden`'s first, two
+/// levels when the sides are even, GroupNorm with 4 groups when the width allows, output
+/// scaled by 1/σ under σ conditioning (NCSNv2).
+pub fn unet_config(config: &TrainConfig, image: [usize; 3], cond: Conditioning) -> UNetConfig {
+    let base = config.hidden[0];
+    let mut c = UNetConfig::new(image, base);
+    c.mults = if image[1] % 2 == 0 {
+        vec![1, 2]
+    } else {
+        vec![1]
+    };
+    c.norm_groups = if base % 4 == 0 { 4 } else { 0 };
+    c.conditioning = cond;
+    c.scale_by_sigma = cond == Conditioning::LogSigma;
+    c.activation = config.activation;
+    c
 }
 
 /// How a noise-conditional network is read as a plain density: the noise level it is
@@ -168,6 +214,8 @@ impl Model for Net {
         match self {
             Net::Mlp(m) => ModelRef::Energy(m),
             Net::Cond(m) => ModelRef::NoiseConditional(m),
+            Net::Conv(m) => ModelRef::Energy(m),
+            Net::UNet(m) => ModelRef::NoiseConditional(m),
         }
     }
 }
