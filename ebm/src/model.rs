@@ -21,9 +21,9 @@ pub enum Net {
     /// E(x, c) for a noise level c (σ for NCSN, t for the VE/VP SDEs).
     Cond(NoiseConditionalNet),
     /// An IGEBM-style conv energy on square one-channel images (`--arch conv`).
-    Conv(ConvEnergy),
+    Conv(Box<ConvEnergy>),
     /// A noise-conditional U-Net score network on square images (`--arch conv`).
-    UNet(UNet),
+    UNet(Box<UNet>),
 }
 
 impl Net {
@@ -58,12 +58,12 @@ impl Net {
         let image = Arch::square_image(dim).expect("--arch conv on square images (checked)");
         match config.objective_info().model_kind {
             ModelKind::NoiseConditional(cond) => {
-                Net::UNet(UNet::new(unet_config(config, image, cond), rng))
+                Net::UNet(Box::new(UNet::new(unet_config(config, image, cond), rng)))
             }
-            ModelKind::Energy => Net::Conv(ConvEnergy::new(
+            ModelKind::Energy => Net::Conv(Box::new(ConvEnergy::new(
                 ConvEnergyConfig::new(image, &config.hidden).activation(config.activation),
                 rng,
-            )),
+            ))),
         }
     }
 
@@ -72,8 +72,8 @@ impl Net {
         match self {
             Net::Mlp(m) => m,
             Net::Cond(m) => m,
-            Net::Conv(m) => m,
-            Net::UNet(m) => m,
+            Net::Conv(m) => m.as_ref(),
+            Net::UNet(m) => m.as_ref(),
         }
     }
 
@@ -113,8 +113,8 @@ impl Net {
         match self {
             Net::Mlp(m) => ckpt.restore(m, opt, ema),
             Net::Cond(m) => ckpt.restore(m, opt, ema),
-            Net::Conv(m) => ckpt.restore(m, opt, ema),
-            Net::UNet(m) => ckpt.restore(m, opt, ema),
+            Net::Conv(m) => ckpt.restore(m.as_mut(), opt, ema),
+            Net::UNet(m) => ckpt.restore(m.as_mut(), opt, ema),
         }
     }
 }
@@ -125,12 +125,12 @@ impl Net {
 pub fn unet_config(config: &TrainConfig, image: [usize; 3], cond: Conditioning) -> UNetConfig {
     let base = config.hidden[0];
     let mut c = UNetConfig::new(image, base);
-    c.mults = if image[1] % 2 == 0 {
+    c.mults = if image[1].is_multiple_of(2) {
         vec![1, 2]
     } else {
         vec![1]
     };
-    c.norm_groups = if base % 4 == 0 { 4 } else { 0 };
+    c.norm_groups = if base.is_multiple_of(4) { 4 } else { 0 };
     c.conditioning = cond;
     c.scale_by_sigma = cond == Conditioning::LogSigma;
     c.activation = config.activation;
@@ -214,8 +214,8 @@ impl Model for Net {
         match self {
             Net::Mlp(m) => ModelRef::Energy(m),
             Net::Cond(m) => ModelRef::NoiseConditional(m),
-            Net::Conv(m) => ModelRef::Energy(m),
-            Net::UNet(m) => ModelRef::NoiseConditional(m),
+            Net::Conv(m) => ModelRef::Energy(m.as_ref()),
+            Net::UNet(m) => ModelRef::NoiseConditional(m.as_ref()),
         }
     }
 }
