@@ -120,8 +120,8 @@ impl Net {
 }
 
 /// The U-Net of `--arch conv` for a multi-scale objective: base width `--hidden`'s first, two
-/// levels when the sides are even, GroupNorm with 4 groups when the width allows, output
-/// scaled by 1/σ under σ conditioning (NCSNv2).
+/// levels when the sides are even, GroupNorm with 4 groups when the width allows, energy
+/// output E = ½‖x − f(x, c)‖²/σ² (so AIS and the energy samplers can read it).
 pub fn unet_config(config: &TrainConfig, image: [usize; 3], cond: Conditioning) -> UNetConfig {
     let base = config.hidden[0];
     let mut c = UNetConfig::new(image, base);
@@ -132,8 +132,10 @@ pub fn unet_config(config: &TrainConfig, image: [usize; 3], cond: Conditioning) 
     };
     c.norm_groups = if base.is_multiple_of(4) { 4 } else { 0 };
     c.conditioning = cond;
-    c.scale_by_sigma = cond == Conditioning::LogSigma;
     c.activation = config.activation;
+    // an energy, as the evaluation (AIS) and the energy samplers read the model
+    c.energy = true;
+    c.scale_by_sigma = false;
     c
 }
 

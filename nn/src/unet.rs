@@ -14,7 +14,9 @@
 use crate::activation::Activation;
 use crate::conv::{Conv2d, GroupNorm};
 use crate::linear::{Init, Linear};
-use crate::model::{tagged_config, Model, ModelRef, Module, NoiseConditionalModel};
+use crate::model::{
+    as_leaf, score_from_energy, tagged_config, Model, ModelRef, Module, NoiseConditionalModel,
+};
 use crate::ncsn::{fourier_embedding, Conditioning};
 use crate::params::Params;
 use ebm_autodiff::{GradOpts, Var};
@@ -43,6 +45,11 @@ pub struct UNetConfig {
     pub scale_by_sigma: bool,
     /// The activation (SiLU by default).
     pub activation: Activation,
+    /// Energy parameterisation (Salimans & Ho 2021): E(x, c) = ½‖x − f(x, c)‖²/s² with f the
+    /// network and s = σ under σ conditioning (else 1), score −∇ₓE; `false`: the score is f
+    /// itself (divided by σ with `scale_by_sigma`).
+    #[serde(default)]
+    pub energy: bool,
 }
 
 impl UNetConfig {
@@ -59,6 +66,7 @@ impl UNetConfig {
             max_frequency: 16.0,
             scale_by_sigma: true,
             activation: Activation::Silu,
+            energy: false,
         }
     }
 
@@ -306,7 +314,12 @@ impl Model for UNet {
 }
 
 impl NoiseConditionalModel for UNet {
-    fn score_var(&self, x: &Var, cond: &Tensor, p: &[Var], _opts: GradOpts) -> Var {
+    fn score_var(&self, x: &Var, cond: &Tensor, p: &[Var], opts: GradOpts) -> Var {
+        if self.config.energy {
+            let x = as_leaf(x);
+            let e = self.energy_var(&x, cond, p).expect("energy output");
+            return score_from_energy(&e, &x, opts);
+        }
         let s = self.raw(x, cond, p);
         if !self.config.scale_by_sigma {
             return s;
@@ -315,8 +328,17 @@ impl NoiseConditionalModel for UNet {
         s.mul_const(&cond.cast(x.dtype()).recip().reshape(&[b, 1]))
     }
 
-    fn energy_var(&self, _x: &Var, _cond: &Tensor, _p: &[Var]) -> Option<Var> {
-        None
+    fn energy_var(&self, x: &Var, cond: &Tensor, p: &[Var]) -> Option<Var> {
+        if !self.config.energy {
+            return None;
+        }
+        let b = x.shape()[0];
+        let r = x.reshape(&[b, usize::MAX]).sub(&self.raw(x, cond, p));
+        let half = r.square().sum(&[1], false).mul_scalar(0.5);
+        Some(match self.config.conditioning {
+            Conditioning::LogSigma => half.mul_const(&cond.cast(x.dtype()).square().recip()),
+            Conditioning::Time => half,
+        })
     }
 }
 
@@ -377,5 +399,35 @@ mod tests {
         inputs.extend(net.params().tensors().iter().cloned());
         let f = |v: &[Var]| net.score_var(&v[0], &sigma, &v[1..], GradOpts::default());
         gradgradcheck(f, &inputs, &CheckOpts::default()).unwrap();
+    }
+
+    #[test]
+    fn energy_output_is_half_the_squared_residual_over_sigma_squared() {
+        let mut cfg = UNetConfig::new([1, 4, 4], 4);
+        cfg.energy = true;
+        let (net, raw) = (
+            UNet::with_dtype(cfg.clone(), &mut Rng::new(0), DType::F64),
+            {
+                cfg.energy = false;
+                cfg.scale_by_sigma = false;
+                UNet::with_dtype(cfg, &mut Rng::new(0), DType::F64)
+            },
+        );
+        let x = Rng::new(3).normal(&[2, 16], DType::F64);
+        let sigma = Tensor::from_vec(vec![0.5f64, 2.0], &[2]);
+        let f = raw.score(&x, &sigma);
+        let want: Vec<f64> = (0..2)
+            .map(|r| {
+                let s = sigma.to_vec_f64()[r];
+                let d = x.narrow(0, r, 1).sub(&f.narrow(0, r, 1));
+                0.5 * d.square().sum_all().item() / (s * s)
+            })
+            .collect();
+        let e = net.energy(&x, &sigma).unwrap().to_vec_f64();
+        assert!(
+            (e[0] - want[0]).abs() < 1e-12 && (e[1] - want[1]).abs() < 1e-12,
+            "{e:?} vs {want:?}"
+        );
+        assert_eq!(net.score(&x, &sigma).shape(), &[2, 16]);
     }
 }
