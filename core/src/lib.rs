@@ -40,6 +40,7 @@ pub mod storage;
 pub mod tensor;
 
 pub use dtype::{DType, Elem};
+pub use ops::conv::Conv2dSpec;
 pub use ops::elementwise::{BinaryOp, UnaryOp};
 pub use ops::matmul::Gemm;
 pub use profile::{profile, OpKind, Profile};

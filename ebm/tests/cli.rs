@@ -746,3 +746,72 @@ fn default_train_reaches_the_entropy_within_0_15_nats() {
     }
     let _ = std::fs::remove_dir_all(&d);
 }
+
+#[test]
+fn conv_energy_and_unet_train_on_digit_images() {
+    let d = scratch("conv");
+    // an IGEBM-style conv energy (two stages of 8 and 16 channels) on 1×8×8 digits
+    let run = d.join("conv");
+    ok(&[
+        "train",
+        "--data",
+        "digits",
+        "--arch",
+        "conv",
+        "--hidden",
+        "8,16",
+        "--objective",
+        "dsm",
+        "--steps",
+        "4",
+        "--batch",
+        "32",
+        "--eval-samples",
+        "50",
+        "--quiet",
+        "--out",
+        run.to_str().unwrap(),
+    ]);
+    let e = json(&run.join("eval.json"));
+    assert_eq!(e["dim"], 64);
+    assert!(e["test_nll"].as_f64().unwrap().is_finite());
+    check_png(&run.join("samples.png"), 800, 500);
+    let cfg = std::fs::read_to_string(run.join("config.json")).unwrap_or_default();
+    assert!(cfg.is_empty() || cfg.contains("conv"), "{cfg}");
+    // the multi-scale objective gets the noise-conditional U-Net
+    let run = d.join("unet");
+    ok(&[
+        "train",
+        "--data",
+        "digits",
+        "--arch",
+        "conv",
+        "--hidden",
+        "8",
+        "--objective",
+        "ncsn",
+        "--steps",
+        "3",
+        "--batch",
+        "16",
+        "--eval-samples",
+        "20",
+        "--quiet",
+        "--out",
+        run.to_str().unwrap(),
+    ]);
+    // rows that are not square images: one clear line, status 2
+    let err = fails_one_line(&[
+        "train",
+        "--data",
+        "8gaussians",
+        "--arch",
+        "conv",
+        "--steps",
+        "2",
+    ]);
+    assert!(
+        err.contains("--arch conv reads rows as square one-channel images"),
+        "{err}"
+    );
+}

@@ -49,6 +49,10 @@ pub struct ConfigArgs {
     /// Hidden widths of the network, comma-separated [default: 128,128]
     #[arg(long, value_delimiter = ',', help_heading = "Model")]
     pub hidden: Option<Vec<usize>>,
+    /// Network family: an MLP on the rows, or (rows read as square one-channel images) a
+    /// conv energy / noise-conditional U-Net [default: mlp]
+    #[arg(long, value_parser = ["mlp", "conv"], help_heading = "Model")]
+    pub arch: Option<String>,
     /// Activation between layers [default: silu]
     #[arg(long, value_parser = ["silu", "softplus", "elu", "tanh", "gelu", "relu"], help_heading = "Model")]
     pub activation: Option<String>,
@@ -199,7 +203,7 @@ impl ConfigArgs {
         macro_rules! check {
             ($($f:ident => $n:literal),*) => { $( if self.$f.is_some() { v.push($n); } )* };
         }
-        check!(hidden => "--hidden", activation => "--activation", optimizer => "--optimizer",
+        check!(hidden => "--hidden", arch => "--arch", activation => "--activation", optimizer => "--optimizer",
             lr => "--lr", weight_decay => "--weight-decay", momentum => "--momentum",
             schedule => "--schedule", warmup => "--warmup", min_lr_factor => "--min-lr-factor",
             clip_grad => "--clip-grad", ema => "--ema", batch => "--batch", seed => "--seed",
@@ -261,6 +265,12 @@ impl ConfigArgs {
         c.clip_grad = self.clip_grad;
         c.ema = self.ema;
         c.early_stop = self.early_stop;
+        if let Some(a) = &self.arch {
+            c.arch = match a.as_str() {
+                "conv" => ebm::config::Arch::Conv,
+                _ => ebm::config::Arch::Mlp,
+            };
+        }
         if let Some(a) = &self.activation {
             c.activation = a.parse().expect("clap checked the name");
         }
