@@ -238,6 +238,9 @@ fn run_cell(workload: &str, model_name: &str, args: &Args) -> serde_json::Value 
         out["gemm_gflops"] = serde_json::json!(rate);
         out["gemm_fraction_of_peak"] = serde_json::json!(rate.zip(peak).map(|(r, p)| r / p));
         out["matmul_share"] = serde_json::json!(mm_s / p.wall.as_secs_f64());
+        // this thread's GEMM work in the step (all of it on 1 thread): the steps/s bound of a
+        // step that were nothing but products at the FMA peak
+        out["matmul_gflop_per_step"] = serde_json::json!(p.matmul_flops() as f64 * 1e-9);
     }
     if let Some(p) = prof.filter(|_| args.profile) {
         out["profile"] = serde_json::json!({

@@ -5,8 +5,9 @@ use super::gemm::{gemm_path, GemmPath};
 
 /// Single-thread f32 FMA throughput in GFLOP/s at the vector width of the current
 /// [`gemm_path`] (16 lanes for AVX-512, 8 for AVX2 and the portable path on x86-64, whose
-/// `matrixmultiply` kernels use AVX2+FMA where present), measured by independent FMA chains
-/// for about 50 ms (best of 5). `None` where no vector FMA is measured (off x86-64, or an
+/// `matrixmultiply` kernels use AVX2+FMA where present), measured by independent FMA chains:
+/// the best of 40 runs of about 1 ms each, so that a run the scheduler interrupted on a
+/// shared machine does not count. `None` where no vector FMA is measured (off x86-64, or an
 /// x86-64 CPU without FMA).
 pub fn fma_peak_gflops() -> Option<f64> {
     #[cfg(target_arch = "x86_64")]
@@ -15,9 +16,9 @@ pub fn fma_peak_gflops() -> Option<f64> {
         if !wide && !std::arch::is_x86_feature_detected!("fma") {
             return None;
         }
-        let iters = 1_000_000u64;
+        let iters = 100_000u64;
         let mut best = 0.0f64;
-        for _ in 0..5 {
+        for _ in 0..40 {
             let t0 = std::time::Instant::now();
             // SAFETY: the features each loop enables were detected (AVX-512F by gemm_path,
             // FMA above; AVX2+FMA CPUs have AVX).
