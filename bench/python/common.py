@@ -126,11 +126,17 @@ def time_steps(step, sync, warmup: int, steps: int):
         if i == 0:
             first = time.perf_counter() - t0
     times = []
+    c0 = time.process_time()
     for _ in range(steps):
         t0 = time.perf_counter()
         sync(step())
         times.append(time.perf_counter() - t0)
+    _CPU["s"] = time.process_time() - c0
     return first, times
+
+
+# CPU seconds (all threads) of the last time_steps loop, for result_line
+_CPU = {"s": None}
 
 
 def result_line(framework: str, workload: str, model: str, threads: int, times, first_step_s,
@@ -148,6 +154,10 @@ def result_line(framework: str, workload: str, model: str, threads: int, times, 
         cfg = model_cfg(model)
         out["chain_steps_per_s"] = cfg["chains"] * cfg["langevin_steps"] / med
     out["timed_steps"] = len(times)
+    if _CPU["s"] is not None:
+        # CPU time of all the process's threads per timed step: what a step costs when other
+        # work takes turns on the CPUs (on 2 threads: the sum over both)
+        out["cpu_s_per_step"] = _CPU["s"] / len(times)
     out["min_step_s"] = min(times)  # least disturbed step; compare with the median on a busy machine
     out["first_step_s"] = first_step_s
     if final_loss is not None:

@@ -45,8 +45,11 @@ def main(argv) -> int:
         y = d.get("chain_steps_per_s") if d["workload"] == "langevin" else d.get("steps_per_s")
         if y is None:
             continue
-        if STAT == "min" and d.get("min_step_s") and d.get("median_step_s"):
-            y *= d["median_step_s"] / d["min_step_s"]
+        if STAT in ("min", "cpu") and d.get("median_step_s"):
+            t = d.get("min_step_s" if STAT == "min" else "cpu_s_per_step")
+            if not t:
+                continue
+            y *= d["median_step_s"] / t
         series.setdefault((d["framework"], d["workload"]), {})[x] = y
         if d["framework"] == "ebm":
             cpu = d.get("cpu", cpu)

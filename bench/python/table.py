@@ -31,8 +31,10 @@ TORCHEBM_A100_MS = {
 BUSY = 0.2  # others_cpu (CPUs kept busy by other processes during the run) that marks a cell
 
 
-# "median" (default) or "min": the step time the table compares. On a machine shared with other
-# work the least disturbed step ("min", TABLE_STAT=min) says more about the code than the median.
+# "median" (default), "min" or "cpu": the step time the table compares. On a machine shared with
+# other work the least disturbed step ("min") or the CPU time per step of all the process's
+# threads ("cpu"; at 1 thread the cost of a step whoever else takes turns on the CPU) say more
+# about the code than the median.
 STAT = os.environ.get("TABLE_STAT", "median")
 
 
@@ -44,8 +46,11 @@ def rate(line):
     v = line.get(key)
     if v is None:
         return None
-    if STAT == "min" and line.get("min_step_s") and line.get("median_step_s"):
-        return float(v) * line["median_step_s"] / line["min_step_s"]
+    if STAT in ("min", "cpu") and line.get("median_step_s"):
+        t = line.get("min_step_s" if STAT == "min" else "cpu_s_per_step")
+        if not t:
+            return None
+        return float(v) * line["median_step_s"] / t
     return float(v)
 
 

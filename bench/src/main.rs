@@ -113,6 +113,17 @@ fn load_digits() -> Tensor {
         .scaled(DType::F32)
 }
 
+/// On-CPU nanoseconds of all this process's threads so far (Linux: /proc/self/task/*/schedstat;
+/// None elsewhere).
+fn cpu_ns() -> Option<u64> {
+    let mut total = 0;
+    for t in std::fs::read_dir("/proc/self/task").ok()? {
+        let s = std::fs::read_to_string(t.ok()?.path().join("schedstat")).ok()?;
+        total += s.split_whitespace().next()?.parse::<u64>().ok()?;
+    }
+    Some(total)
+}
+
 fn median(v: &mut [f64]) -> f64 {
     v.sort_by(|a, b| a.total_cmp(b));
     let n = v.len();
@@ -195,6 +206,7 @@ fn run_cell(workload: &str, model_name: &str, args: &Args) -> serde_json::Value 
     }
     let first_step_s = t_first.elapsed().as_secs_f64() / args.warmup.max(1) as f64;
     let mut times = Vec::with_capacity(args.steps);
+    let cpu0 = cpu_ns();
     let mut prof = None;
     for k in 0..args.steps {
         let t0 = Instant::now();
@@ -209,6 +221,9 @@ fn run_cell(workload: &str, model_name: &str, args: &Args) -> serde_json::Value 
         }
         times.push(t0.elapsed().as_secs_f64());
     }
+    let cpu = cpu0
+        .zip(cpu_ns())
+        .map(|(a, b)| (b - a) as f64 * 1e-9 / args.steps as f64);
     let med = median(&mut times);
     let min = times.iter().copied().fold(f64::INFINITY, f64::min);
     let mut out = serde_json::json!({
@@ -226,6 +241,8 @@ fn run_cell(workload: &str, model_name: &str, args: &Args) -> serde_json::Value 
     // the least disturbed step, as bench/python/common.py reports it: on a busy shared machine
     // the median measures the scheduler as much as the step
     out["min_step_s"] = serde_json::json!(min);
+    // on-CPU time of all threads per timed step, as common.py's cpu_s_per_step
+    out["cpu_s_per_step"] = serde_json::json!(cpu);
     out["first_step_s"] = serde_json::json!(first_step_s);
     if let Some(l) = last {
         out["final_loss"] = serde_json::json!(l);
