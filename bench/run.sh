@@ -27,6 +27,7 @@
 #                                be idle (other processes using < 0.2 CPU over 2 s); 0: don't wait
 #   BENCH_NAME=latest            results go to bench/results/$BENCH_NAME.{jsonl,md} and _env.txt
 #   BENCH_TORCH_MODES="eager compile"   PyTorch modes to run (sweeps: eager)
+#   BENCH_FIRST_CPU=0            pin to CPUs from this one (1: a second driver beside a first)
 #   BENCH_NICE=-10               scheduling priority of the benchmark processes when run as root
 #                                (the machine is shared; "" to leave it alone)
 #
@@ -111,8 +112,9 @@ wait_quiet() {
 run_one() {
     local label="$1" w="$2" m="$3" t="$4"
     shift 4
-    local cpus="0"
-    [[ "$t" -ge 2 ]] && cpus="0-$((t - 1))"
+    local first="${BENCH_FIRST_CPU:-0}"
+    local cpus="$first"
+    [[ "$t" -ge 2 ]] && cpus="$first-$((first + t - 1))"
     local tmp
     tmp="$(mktemp)"
     wait_quiet

@@ -139,6 +139,25 @@ def time_steps(step, sync, warmup: int, steps: int):
 _CPU = {"s": None}
 
 
+def cpu_and_isa() -> tuple[str, str]:
+    """The CPU model and the widest x86 vector FMA set it lists ("avx512", "avx2" or the machine's
+    architecture), read from /proc/cpuinfo: the framework picks its own kernels within that."""
+    import platform
+    model, isa = platform.machine(), platform.machine()
+    try:
+        info = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return model, isa
+    for line in info.splitlines():
+        if line.startswith("model name"):
+            model = line.split(":", 1)[1].strip()
+        if line.startswith("flags"):
+            flags = set(line.split(":", 1)[1].split())
+            isa = "avx512" if "avx512f" in flags else "avx2" if {"avx2", "fma"} <= flags else isa
+            break
+    return model, isa
+
+
 def result_line(framework: str, workload: str, model: str, threads: int, times, first_step_s,
                 final_loss=None, **extra) -> dict:
     med = statistics.median(times)
@@ -154,6 +173,7 @@ def result_line(framework: str, workload: str, model: str, threads: int, times, 
         cfg = model_cfg(model)
         out["chain_steps_per_s"] = cfg["chains"] * cfg["langevin_steps"] / med
     out["timed_steps"] = len(times)
+    out["cpu"], out["isa"] = cpu_and_isa()
     if _CPU["s"] is not None:
         # CPU time of all the process's threads per timed step: what a step costs when other
         # work takes turns on the CPUs (on 2 threads: the sum over both)
