@@ -124,11 +124,14 @@ def render(results, checks) -> str:
     torchebm = [(w, m, t) for (w, m, t) in rows if (w, m) in TORCHEBM_A100_MS]
     if torchebm:
         out += ["", "torchebm shapes: ebm's CPU time per step beside torchebm's published eager "
-                "PyTorch time on an A100 GPU", "", "| workload | model | threads | ebm ms (CPU) | "
-                "JAX ms (CPU) | PyTorch ms (CPU) | torchebm A100 ms |", "|---|---|---|---:|---:|---:|---:|"]
+                "PyTorch time on an A100 GPU", "", "| workload | model | threads | ebm ms (median wall, "
+                "this CPU) | JAX ms | PyTorch ms | ebm on-CPU ms per step | torchebm A100 ms |",
+                "|---|---|---|---:|---:|---:|---:|---:|"]
         for w, m, t in torchebm:
             ms = [results.get((fw, w, m, t)) for fw in ("ebm", "jax", "torch")]
             ms = [f"{1e3 * v['median_step_s']:.3g}" if v and v.get("median_step_s") else "n/a" for v in ms]
+            e = results.get(("ebm", w, m, t)) or {}
+            ms.append(f"{1e3 * e['cpu_s_per_step']:.3g}" if e.get("cpu_s_per_step") else "n/a")
             out.append(f"| {w} | {m} | {t} | " + " | ".join(ms) + f" | {TORCHEBM_A100_MS[(w, m)]} |")
     notes = ["", f"Throughput in steps/s ({STAT} step time over the timed steps); `langevin`: millions of "
              "chain-steps/s (10,000 chains x 100 steps per timed step). Ratios > 1 mean ebm is faster. "
