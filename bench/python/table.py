@@ -95,7 +95,7 @@ def render(results, checks) -> str:
                   key=lambda r: (r[2], MODEL_ORDER.index(r[1]) if r[1] in MODEL_ORDER else 99,
                                  WORKLOAD_ORDER.index(r[0]) if r[0] in WORKLOAD_ORDER else 99))
     head = ["workload", "model", "threads"] + [name for _, name in FRAMEWORKS] + [
-        "ebm/JAX", "ebm/PyTorch", "ebm ISA", "ebm GEMM GFLOP/s (of peak)"]
+        "ebm/JAX", "ebm/PyTorch", "ebm ISA", "ebm GEMM GFLOP/s (of peak)", "GEMM at peak / step"]
     out = ["| " + " | ".join(head) + " |", "|" + "|".join(["---"] * 3 + ["---:"] * (len(head) - 3)) + "|"]
     for w, m, t in rows:
         cells, rates = [w, m, str(t)], {}
@@ -114,6 +114,10 @@ def render(results, checks) -> str:
         g, f = e.get("gemm_gflops"), e.get("gemm_fraction_of_peak")
         cells += [e.get("isa") or "n/a",
                   f"{g:.1f} ({f:.0%})" if g is not None and f is not None else "n/a"]
+        # the time the step's GEMM work would take at the FMA peak over the step's on-CPU time
+        # (1 thread: all the work is seen; robust to other processes taking turns on the CPU)
+        gw, pk, cs = e.get("matmul_gflop_per_step"), e.get("fma_peak_gflops"), e.get("cpu_s_per_step")
+        cells.append(f"{gw / pk / cs:.0%}" if gw and pk and cs and t == 1 else "n/a")
         out.append("| " + " | ".join(cells) + " |")
     cpus = sorted({v.get("cpu") for v in results.values() if v.get("cpu")})
     peaks = sorted({round(v["fma_peak_gflops"], 1) for v in results.values()
@@ -136,7 +140,9 @@ def render(results, checks) -> str:
     notes = ["", f"Throughput in steps/s ({STAT} step time over the timed steps); `langevin`: millions of "
              "chain-steps/s (10,000 chains x 100 steps per timed step). Ratios > 1 mean ebm is faster. "
              "GEMM GFLOP/s: FLOPs over time inside ebm's matrix products in one profiled step, and "
-             "its fraction of the measured FMA peak."]
+             "its fraction of the measured FMA peak (inflated by preemption inside a product on a busy "
+             "machine); GEMM at peak / step: the step's GEMM FLOPs at the FMA peak over its on-CPU "
+             "time (1 thread), the share of the step the products would need at the limit."]
     if any((v.get("others_cpu") or 0) >= BUSY for v in results.values()):
         notes.append(f"`*`: other processes kept >= {BUSY} CPU busy on average during that run (field "
                      "`others_cpu`); the 2 vCPUs share one core's vector units, so that number is low.")
