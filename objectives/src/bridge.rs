@@ -226,7 +226,11 @@ mod tests {
             let (e, s) = t.energy_and_score(&x);
             [e.to_vec_f64(), s.to_vec_f64()]
         };
-        assert_eq!(on(1, halves), on(2, halves), "halves: same bits on 1 and 2 threads");
+        assert_eq!(
+            on(1, halves),
+            on(2, halves),
+            "halves: same bits on 1 and 2 threads"
+        );
     }
 
     #[test]
