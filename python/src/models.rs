@@ -249,8 +249,8 @@ impl PyModel {
 /// level the `ebm` command reads them at is set by the run; an untrained net has none).
 pub fn density(net: &Net) -> ModelTarget<'_> {
     match net {
-        Net::Mlp(_) => ModelTarget::new(net),
-        Net::Cond(_) => ModelTarget::new(net).at(0.0),
+        Net::Mlp(_) | Net::Conv(_) => ModelTarget::new(net),
+        Net::Cond(_) | Net::UNet(_) => ModelTarget::new(net).at(0.0),
     }
 }
 

@@ -191,6 +191,7 @@ impl PyRun {
             sampler: Some(SamplerKind::parse(sampler).map_err(to_py)?),
             steps,
             step_size,
+            ..SampleOptions::default()
         };
         let mut rng = Rng::new(seed).stream(0x5A3);
         let (loaded, bounds) = (&self.loaded, self.data.bounds());
