@@ -46,6 +46,8 @@ enum Cmd {
     /// Train several objectives on the same data with the same budget; one table, one figure.
     #[command(allow_negative_numbers = true)]
     Compare(CompareArgs),
+    /// Reproduce the claims of Song & Kingma (2021): each experiment writes a PNG and a JSON.
+    Reproduce(ebm::reproduce::ReproduceArgs),
 }
 
 /// Model, optimizer and objective settings shared by `train` and `compare`.
@@ -697,6 +699,7 @@ fn main() {
         Cmd::Sample(a) => sample_cmd(a),
         Cmd::Eval(a) => eval_cmd(a),
         Cmd::Compare(a) => compare_cmd(a),
+        Cmd::Reproduce(a) => ebm::reproduce::command(a),
     };
     match result {
         Ok(code) => std::process::exit(code),

@@ -97,7 +97,8 @@ impl Grid {
     }
 }
 
-fn heat_panel(
+/// One heat map of `grid` (colour by √p) with `points` drawn over it.
+pub(crate) fn heat_panel(
     area: &DrawingArea<BitMapBackend, Shift>,
     grid: &Grid,
     title: &str,
