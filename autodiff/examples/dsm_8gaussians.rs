@@ -6,23 +6,11 @@
 
 use ebm_autodiff::{grad, grad_with, GradOpts, Tape, Var};
 use ebm_core::{DType, Rng, Tensor};
+use ebm_data::{Toy, TOY_TEST_ROWS, TOY_TEST_SEED};
 use std::time::Instant;
 
 const SIGMA: f64 = 0.1;
 const BATCH: usize = 1024;
-
-/// FFJORD's 8-Gaussians: centres 4·(cos kπ/4, sin kπ/4)/√2, standard deviation 0.5/√2.
-fn eight_gaussians(rng: &mut Rng, n: usize) -> Tensor {
-    let z = rng.normal_vec(2 * n);
-    let s = std::f64::consts::SQRT_2;
-    let mut v = Vec::with_capacity(2 * n);
-    for i in 0..n {
-        let k = rng.below(8) as f64 * std::f64::consts::FRAC_PI_4;
-        v.push((4.0 * k.cos() + 0.5 * z[2 * i]) / s);
-        v.push((4.0 * k.sin() + 0.5 * z[2 * i + 1]) / s);
-    }
-    Tensor::from_f64s(&v, &[n, 2], DType::F32)
-}
 
 fn init_params(rng: &mut Rng, widths: &[usize]) -> Vec<Tensor> {
     let mut ps = Vec::new();
@@ -107,7 +95,7 @@ fn main() {
     let t0 = Instant::now();
     let mut avg = 0.0;
     for step in 1..=steps {
-        let x = eight_gaussians(&mut rng, BATCH);
+        let x = Toy::EightGaussians.sample(BATCH, &mut rng);
         let z = rng.normal(&[BATCH, 2], DType::F32);
         let tape = Tape::new();
         let p: Vec<Var> = params.iter().map(|t| tape.var(t.clone())).collect();
@@ -139,7 +127,7 @@ fn main() {
             avg = 0.0;
         }
     }
-    let test = eight_gaussians(&mut Rng::new(12345), 20_000);
+    let test = Toy::EightGaussians.sample(TOY_TEST_ROWS, &mut Rng::new(TOY_TEST_SEED));
     let nll = test_nll(&params, &test);
     println!(
         "test NLL {nll:.3} nats (data entropy 2.831; gap {:.3}), {:.1} s",

@@ -14,11 +14,15 @@ use ebm_core::{DType, Rng, Tensor};
 /// Step and tolerances of a check. Passes when |numeric − analytic| ≤ atol + rtol·|numeric|.
 #[derive(Clone, Debug)]
 pub struct CheckOpts {
+    /// The finite-difference step.
     pub eps: f64,
+    /// Absolute tolerance.
     pub atol: f64,
+    /// Relative tolerance (of the numeric value).
     pub rtol: f64,
     /// Random directions per input (one more is taken over all inputs jointly).
     pub directions: usize,
+    /// Seed of the random cotangent and directions.
     pub seed: u64,
 }
 
@@ -37,10 +41,13 @@ impl Default for CheckOpts {
 /// A failed check: which derivative order and input, and the two numbers that disagreed.
 #[derive(Clone, Debug, PartialEq)]
 pub struct CheckError {
+    /// 1 for the gradient check, 2 for the check of the recorded backward pass.
     pub order: usize,
     /// The input perturbed alone, or `None` for the joint direction.
     pub input: Option<usize>,
+    /// The central finite difference.
     pub numeric: f64,
+    /// The directional derivative from autodiff.
     pub analytic: f64,
 }
 
@@ -135,6 +142,14 @@ fn require_f64(inputs: &[Tensor]) {
     }
 }
 
+/// The shape of `f`'s output, from one evaluation on leaves (not constants: `f` may take
+/// gradients with respect to its inputs, as a score function does).
+fn output_shape(f: &impl Fn(&[Var]) -> Var, inputs: &[Tensor]) -> Vec<usize> {
+    let tape = Tape::new();
+    let vars: Vec<Var> = inputs.iter().map(|x| tape.var(x.clone())).collect();
+    f(&vars).shape().to_vec()
+}
+
 /// Checks first derivatives of `f` at `inputs` (f64) against central finite differences.
 pub fn gradcheck(
     f: impl Fn(&[Var]) -> Var,
@@ -143,12 +158,7 @@ pub fn gradcheck(
 ) -> Result<(), CheckError> {
     require_f64(inputs);
     let mut rng = Rng::new(opts.seed);
-    let w = {
-        let tape = Tape::new();
-        let vars: Vec<Var> = inputs.iter().map(|x| tape.constant(x.clone())).collect();
-        let shape = f(&vars).shape().to_vec();
-        rng.normal(&shape, DType::F64)
-    };
+    let w = rng.normal(&output_shape(&f, inputs), DType::F64);
     let phi = |xs: &[Var]| f(xs).mul_const(&w).sum_all();
     check_scalar(&phi, inputs, opts, 1, &mut rng)
 }
@@ -162,17 +172,11 @@ pub fn gradgradcheck(
 ) -> Result<(), CheckError> {
     gradcheck(&f, inputs, opts)?;
     let mut rng = Rng::new(opts.seed ^ 0x5eed);
-    let (w, rs) = {
-        let tape = Tape::new();
-        let vars: Vec<Var> = inputs.iter().map(|x| tape.constant(x.clone())).collect();
-        let shape = f(&vars).shape().to_vec();
-        let w = rng.normal(&shape, DType::F64);
-        let rs: Vec<Tensor> = inputs
-            .iter()
-            .map(|x| rng.normal(x.shape(), DType::F64))
-            .collect();
-        (w, rs)
-    };
+    let w = rng.normal(&output_shape(&f, inputs), DType::F64);
+    let rs: Vec<Tensor> = inputs
+        .iter()
+        .map(|x| rng.normal(x.shape(), DType::F64))
+        .collect();
     let psi = |xs: &[Var]| {
         let phi = f(xs).mul_const(&w).sum_all();
         let refs: Vec<&Var> = xs.iter().collect();

@@ -161,7 +161,19 @@ fn ones_cotangent(output: &Var, what: &str) -> Var {
 
 /// Gradients of a one-element `output` with respect to `wrt` (zeros where it does not depend
 /// on an input).
+///
+/// Panics if an entry of `wrt` is a constant ([`crate::Tape::constant`], [`Var::detach`], or
+/// the result of ops on constants or under `no_grad`): it has no gradient, and zeros would
+/// hide the mistake.
 pub fn grad_with(output: &Var, wrt: &[&Var], opts: GradOpts) -> Vec<Var> {
+    for (i, w) in wrt.iter().enumerate() {
+        assert!(
+            w.is_tracked(),
+            "grad: wrt[{i}] (shape {:?}) is a constant, which has no gradient; \
+             take gradients with respect to leaves made by Tape::var",
+            w.shape()
+        );
+    }
     let ct = ones_cotangent(output, "grad");
     vjp(output, wrt, &ct, opts)
         .into_iter()
@@ -230,4 +242,31 @@ pub fn jvp(output: &Var, x: &Var, v: &Tensor, opts: GradOpts) -> Var {
     vjp(&s, &[&u], &s.constant(s.value.ones_like()), opts)
         .remove(0)
         .unwrap_or_else(|| output.constant(output.value.zeros_like()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Tape;
+
+    #[test]
+    fn unrelated_leaves_get_zeros() {
+        let tape = Tape::new();
+        let (x, y) = (
+            tape.var(Tensor::scalar(2.0, ebm_core::DType::F64)),
+            tape.var(Tensor::scalar(5.0, ebm_core::DType::F64)),
+        );
+        let g = grad(&x.square(), &[&x, &y]);
+        assert_eq!(g[0].item(), 4.0);
+        assert_eq!(g[1].item(), 0.0);
+    }
+
+    #[test]
+    #[should_panic(expected = "grad: wrt[1] (shape []) is a constant")]
+    fn a_constant_wrt_is_an_error_not_zeros() {
+        let tape = Tape::new();
+        let x = tape.var(Tensor::scalar(2.0, ebm_core::DType::F64));
+        let c = x.detach();
+        let _ = grad(&x.mul(&c), &[&x, &c]);
+    }
 }

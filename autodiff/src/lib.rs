@@ -25,6 +25,9 @@
 //! inputs, and rules skip cotangents nobody asked for. [`Tape::no_grad`] and [`Var::detach`]
 //! stop recording. [`gradcheck`] and [`gradgradcheck`] check a researcher's own energy.
 
+#![warn(missing_docs)]
+#![warn(clippy::undocumented_unsafe_blocks)]
+
 pub mod check;
 pub mod grad;
 pub mod ops;

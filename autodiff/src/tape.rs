@@ -42,6 +42,7 @@ impl Default for Tape {
 }
 
 impl Tape {
+    /// An empty tape, recording.
     pub fn new() -> Tape {
         Tape {
             inner: Rc::new(TapeInner {
@@ -85,6 +86,7 @@ impl Tape {
         self.inner.nodes.borrow().len()
     }
 
+    /// Whether nothing was recorded.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
@@ -166,22 +168,27 @@ impl Var {
         &self.value
     }
 
+    /// The value's shape.
     pub fn shape(&self) -> &[usize] {
         self.value.shape()
     }
 
+    /// The value's number of axes.
     pub fn rank(&self) -> usize {
         self.value.rank()
     }
 
+    /// The value's element type.
     pub fn dtype(&self) -> DType {
         self.value.dtype()
     }
 
+    /// The value's number of elements.
     pub fn numel(&self) -> usize {
         self.value.numel()
     }
 
+    /// The tape this Var is recorded on.
     pub fn tape(&self) -> &Tape {
         &self.tape
     }

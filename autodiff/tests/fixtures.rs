@@ -6,9 +6,12 @@
 //! f64 (weights and inputs upcast exactly from the stored f32) must agree to 1e-10 relative; f32
 //! (as stored, f32 arithmetic) within the README's f32 tolerances. Every measure is
 //! `max|a − b| / max|b|` over a whole tensor. `report_agreement` prints the table of all errors.
+//!
+//! Every check runs on every device ([`for_each_device!`]): the CPU always, the GPU when ebm-core
+//! has its `cuda` feature and a driver answers (same tolerances).
 
 use ebm_autodiff::{grad, grad_with, hessian_diag, hvp, GradOpts, Tape, Var};
-use ebm_core::{DType, Tensor};
+use ebm_core::{for_each_device, DType, Device, Tensor};
 use safetensors::{Dtype, SafeTensors};
 use std::collections::HashMap;
 
@@ -55,19 +58,22 @@ fn load(file: &str) -> HashMap<String, Tensor> {
         .collect()
 }
 
-/// Weights and inputs in `dtype` (f32 as stored, or its exact f64 upcast).
+/// Weights and inputs in `dtype` (f32 as stored, or its exact f64 upcast), on one device.
 struct Fixture {
     weights: Vec<Tensor>,
     inputs: HashMap<String, Tensor>,
 }
 
 impl Fixture {
-    fn load(dtype: DType) -> Fixture {
+    fn load(dtype: DType, dev: Device) -> Fixture {
         let w = load("M2_weights.safetensors");
-        let weights = PARAMS.iter().map(|&n| w[n].cast(dtype)).collect();
+        let weights = PARAMS
+            .iter()
+            .map(|&n| w[n].cast(dtype).to_device(dev))
+            .collect();
         let inputs = load("M2_inputs.safetensors")
             .into_iter()
-            .map(|(k, t)| (k, t.cast(dtype)))
+            .map(|(k, t)| (k, t.cast(dtype).to_device(dev)))
             .collect();
         Fixture { weights, inputs }
     }
@@ -181,9 +187,9 @@ fn adam1(p: &Tensor, g: &Tensor) -> Tensor {
     p.sub(&m.div(&denom).mul_scalar(lr / (1.0 - b1)))
 }
 
-/// Every checked quantity for `dtype`, named as in `M2_expected.safetensors`.
-fn compute(dtype: DType) -> Vec<(String, Tensor)> {
-    let f = Fixture::load(dtype);
+/// Every checked quantity for `dtype` on `dev`, named as in `M2_expected.safetensors`.
+fn compute(dtype: DType, dev: Device) -> Vec<(String, Tensor)> {
+    let f = Fixture::load(dtype, dev);
     let mut out: Vec<(String, Tensor)> = Vec::new();
 
     // Energy, score, Hessian diagonal, HVP, one Langevin step.
@@ -247,7 +253,7 @@ fn compute(dtype: DType) -> Vec<(String, Tensor)> {
 /// `max|a − b| / max|b|` in f64 (0 when both are exactly zero).
 fn rel_err(a: &Tensor, b: &Tensor) -> f64 {
     assert_eq!(a.shape(), b.shape(), "shapes differ");
-    let diff = a.cast(DType::F64).max_abs_diff(b);
+    let diff = a.to_cpu().cast(DType::F64).max_abs_diff(b);
     diff / b.max_abs().max(f64::MIN_POSITIVE)
 }
 
@@ -275,10 +281,11 @@ impl Row {
     }
 }
 
-/// Relative errors of every computed quantity whose name starts with `prefix` ("" for all).
-fn measure(dtype: DType, prefix: &str) -> Vec<Row> {
+/// Relative errors of every quantity computed on `dev` whose name starts with `prefix` ("" for
+/// all).
+fn measure(dtype: DType, dev: Device, prefix: &str) -> Vec<Row> {
     let expected = load("M2_expected.safetensors");
-    let rows: Vec<Row> = compute(dtype)
+    let rows: Vec<Row> = compute(dtype, dev)
         .into_iter()
         .filter(|(name, _)| name.starts_with(prefix))
         .map(|(name, got)| {
@@ -296,26 +303,34 @@ fn measure(dtype: DType, prefix: &str) -> Vec<Row> {
     rows
 }
 
-/// Checks every quantity starting with `prefix` in `dtype`, printing each error.
+/// Checks every quantity starting with `prefix` in `dtype` on every device, printing each error.
 fn check(dtype: DType, prefix: &str) {
-    let rows = measure(dtype, prefix);
-    let mut failed = Vec::new();
-    for r in &rows {
-        eprintln!(
-            "{dtype} {:<22} rel err {:.3e} (tol {:.0e})",
-            r.name, r.err, r.tol
-        );
-        if !r.ok() {
-            failed.push(format!("{}: {:.3e} > {:.0e}", r.name, r.err, r.tol));
+    for_each_device!(|dev| {
+        let rows = measure(dtype, dev, prefix);
+        let mut failed = Vec::new();
+        for r in &rows {
+            eprintln!(
+                "{dtype} {dev:?} {:<22} rel err {:.3e} (tol {:.0e})",
+                r.name, r.err, r.tol
+            );
+            if !r.ok() {
+                failed.push(format!("{}: {:.3e} > {:.0e}", r.name, r.err, r.tol));
+            }
         }
-    }
-    assert!(failed.is_empty(), "{dtype} disagreements: {failed:#?}");
+        assert!(
+            failed.is_empty(),
+            "{dtype} on {dev:?} disagreements: {failed:#?}"
+        );
+    });
 }
 
 #[test]
 fn reference_files_hold_every_quantity() {
     let expected = load("M2_expected.safetensors");
-    let names: Vec<String> = compute(DType::F64).into_iter().map(|(n, _)| n).collect();
+    let names: Vec<String> = compute(DType::F64, Device::Cpu)
+        .into_iter()
+        .map(|(n, _)| n)
+        .collect();
     let mut missing: Vec<&String> = expected.keys().filter(|k| !names.contains(k)).collect();
     missing.sort();
     assert!(
@@ -388,32 +403,34 @@ fn pcd_f32() {
     check(DType::F32, "pcd.");
 }
 
-/// Prints quantity → f64 and f32 relative error (run with `--nocapture`), and fails if any is
-/// outside its tolerance.
+/// Prints quantity → f64 and f32 relative error on every device (run with `--nocapture`), and
+/// fails if any is outside its tolerance.
 #[test]
 fn report_agreement() {
-    let r64 = measure(DType::F64, "");
-    let r32 = measure(DType::F32, "");
-    let mut table = format!(
-        "\n{:<22} {:>12} {:>12}\n{}\n",
-        "quantity",
-        "f64 rel err",
-        "f32 rel err",
-        "-".repeat(48)
-    );
-    for (a, b) in r64.iter().zip(&r32) {
-        assert_eq!(a.name, b.name);
-        table += &format!("{:<22} {:>12.3e} {:>12.3e}\n", a.name, a.err, b.err);
-    }
-    let worst = |rows: &[Row]| rows.iter().map(|r| r.err / r.tol).fold(0.0, f64::max);
-    table += &format!(
-        "worst err/tol: f64 {:.3e}, f32 {:.3e}\n",
-        worst(&r64),
-        worst(&r32)
-    );
-    eprintln!("{table}");
-    assert!(
-        r64.iter().chain(&r32).all(Row::ok),
-        "a quantity is outside its tolerance:{table}"
-    );
+    for_each_device!(|dev| {
+        let r64 = measure(DType::F64, dev, "");
+        let r32 = measure(DType::F32, dev, "");
+        let mut table = format!(
+            "\n{dev:?}\n{:<22} {:>12} {:>12}\n{}\n",
+            "quantity",
+            "f64 rel err",
+            "f32 rel err",
+            "-".repeat(48)
+        );
+        for (a, b) in r64.iter().zip(&r32) {
+            assert_eq!(a.name, b.name);
+            table += &format!("{:<22} {:>12.3e} {:>12.3e}\n", a.name, a.err, b.err);
+        }
+        let worst = |rows: &[Row]| rows.iter().map(|r| r.err / r.tol).fold(0.0, f64::max);
+        table += &format!(
+            "worst err/tol: f64 {:.3e}, f32 {:.3e}\n",
+            worst(&r64),
+            worst(&r32)
+        );
+        eprintln!("{table}");
+        assert!(
+            r64.iter().chain(&r32).all(Row::ok),
+            "a quantity is outside its tolerance:{table}"
+        );
+    });
 }

@@ -13,12 +13,15 @@
 //! tolerances than [`CheckOpts::default`] ([`exact`]); every other op uses the defaults
 //! ([`smooth`]). No op needs looser tolerances than the defaults.
 //!
+//! Every check runs on every device ([`for_each_device!`]): the CPU always, the GPU when ebm-core
+//! has its `cuda` feature and a driver answers.
+//!
 //! The last section shows the checker is not vacuous: a wrong first-order rule fails
 //! `gradcheck`, and a rule that is right at first order but not differentiable through (it
 //! detaches its input) passes `gradcheck` and fails `gradgradcheck`.
 
 use ebm_autodiff::{gradcheck, gradgradcheck, CheckOpts, Tape, Var};
-use ebm_core::Tensor;
+use ebm_core::{for_each_device, Tensor};
 use proptest::collection::vec;
 use proptest::prelude::*;
 use proptest::sample::Index;
@@ -169,21 +172,27 @@ fn smooth(seed: u64) -> CheckOpts {
     }
 }
 
-/// Runs `gradgradcheck` (first, then second order); a failure names the op and input shapes.
+/// Runs `gradgradcheck` (first, then second order) on every device ([`for_each_device!`]: the
+/// CPU, and the GPU when there is one); a failure names the op, the device and input shapes.
 fn check(
     name: &str,
     f: impl Fn(&[Var]) -> Var,
     inputs: &[Tensor],
     opts: CheckOpts,
 ) -> Result<(), TestCaseError> {
-    gradgradcheck(f, inputs, &opts).map_err(|e| {
-        let shapes: Vec<&[usize]> = inputs.iter().map(|t| t.shape()).collect();
-        let vals: Vec<Vec<f64>> = inputs.iter().map(|t| t.to_vec_f64()).collect();
-        TestCaseError::fail(format!(
-            "{name} on inputs of shapes {shapes:?} (check seed {}): {e}\ninput values: {vals:?}",
-            opts.seed
-        ))
-    })
+    for_each_device!(|dev| {
+        let on_dev: Vec<Tensor> = inputs.iter().map(|t| t.to_device(dev)).collect();
+        gradgradcheck(&f, &on_dev, &opts).map_err(|e| {
+            let shapes: Vec<&[usize]> = inputs.iter().map(|t| t.shape()).collect();
+            let vals: Vec<Vec<f64>> = inputs.iter().map(|t| t.to_vec_f64()).collect();
+            TestCaseError::fail(format!(
+                "{name} on {dev:?}, inputs of shapes {shapes:?} (check seed {}): {e}\n\
+                 input values: {vals:?}",
+                opts.seed
+            ))
+        })?;
+    });
+    Ok(())
 }
 
 // ------------------------------------------------------------------------------------------------
@@ -211,7 +220,9 @@ mod unary {
     unary_props! {
         neg: REAL, exact, |x| x.neg();
         exp: REAL, smooth, |x| x.exp();
+        expm1: REAL, smooth, |x| x.expm1();
         log: POSITIVE, smooth, |x| x.log();
+        log1p: Domain::Range(-0.8, 3.0), smooth, |x| x.log1p();
         sqrt: POSITIVE, smooth, |x| x.sqrt();
         square: REAL, exact, |x| x.square();
         recip: NONZERO, smooth, |x| x.recip();

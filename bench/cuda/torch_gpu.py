@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """PyTorch (eager, optionally torch.compile) on the same GPU workloads as ebm's CUDA benchmarks
-(cuda-kernels/bench: `langevin`, `matmul`, `train`), printing the same JSON lines so the ratios
+(package ebm-cuda-bench in this folder: `langevin`, `matmul`, `train`), printing the same JSON lines so the ratios
 can be read side by side (see run.sh in this folder).
 
   python bench/cuda/torch_gpu.py langevin [--chains 10000,100000,1000000] [--steps 10] [--compile]

@@ -10,8 +10,8 @@
 //! steps of 10,000 chains per timed step). Models: M2 = MLP 2-128-128-1 SiLU, batch 1024,
 //! 8-Gaussians; M64 = MLP 64-256-256-1 SiLU, batch 256, digits / 16.
 
-use ebm::toy::Toy;
 use ebm_core::{profile, DType, OpKind, Rng, Tensor};
+use ebm_data::{Digits, Toy};
 use ebm_nn::{Mlp, MlpConfig, Module, Optimizer};
 use ebm_objectives::{
     train_step, ChainInit, DenoisingScoreMatching, ExactScoreMatching, MaximumLikelihood,
@@ -100,22 +100,12 @@ fn parse_args() -> Args {
     a
 }
 
-/// data/digits.csv (see data/README.md) as pixels / 16, [1797, 64] f32: the benchmark trains on
-/// the raw pixels (no dequantisation, unlike `ebm train`), read with the CLI's own CSV reader.
+/// The built-in digits (data/README.md) as pixels / 16, [1797, 64] f32: the benchmark trains
+/// on the raw pixels (no dequantisation, unlike `ebm train`).
 fn load_digits() -> Tensor {
-    let path = std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../data/digits.csv"));
-    let (v, rows, cols) = ebm::data::read_file(path).unwrap_or_else(|e| usage(&e.to_string()));
-    if cols != 65 {
-        usage(&format!(
-            "{}: {cols} columns, expected 64 pixels and a label",
-            path.display()
-        ));
-    }
-    let pixels: Vec<f64> = v
-        .chunks(cols)
-        .flat_map(|r| r[..64].iter().map(|p| p / 16.0))
-        .collect();
-    Tensor::from_f64s(&pixels, &[rows, 64], DType::F32)
+    Digits::load()
+        .unwrap_or_else(|e| usage(&e.to_string()))
+        .scaled(DType::F32)
 }
 
 struct Spec {

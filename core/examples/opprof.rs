@@ -1,6 +1,6 @@
 //! Times single ops at the fixture MLP's shapes (batch 1024, width 128): a quick look at
 //! where a step's time goes, next to the criterion benches.
-use ebm_core::{BinaryOp, DType, Rng, Tensor};
+use ebm_core::{BinaryOp, DType, Rng, Tensor, UnaryOp};
 use std::time::Instant;
 
 fn t(name: &str, f: impl Fn()) {
@@ -64,6 +64,34 @@ fn main() {
     t("mul_silu_d1", || {
         g.binary(&x, ebm_core::BinaryOp::MulSiluD1);
     });
+    // a sample of the op tables' other rows: parametric, comparison and broadcast forms
+    for op in [
+        UnaryOp::MulScalar(0.37),
+        UnaryOp::AddScalar(0.37),
+        UnaryOp::Affine(0.5, 2.0),
+        UnaryOp::Powf(3.0),
+        UnaryOp::Sigmoid,
+        UnaryOp::Softplus,
+        UnaryOp::Tanh,
+    ] {
+        t(&format!("{op:?}"), || {
+            x.unary(op);
+        });
+    }
+    let row = r.normal(&[1, 128], DType::F32);
+    for op in [
+        BinaryOp::Add,
+        BinaryOp::Div,
+        BinaryOp::Gt,
+        BinaryOp::Maximum,
+    ] {
+        t(&format!("{op:?}"), || {
+            x.binary(&g, op);
+        });
+        t(&format!("{op:?} with a broadcast row"), || {
+            x.binary(&row, op);
+        });
+    }
     for rows in [256usize, 512, 1024, 2048] {
         let x = r.normal(&[rows, 128], DType::F32);
         let g = r.normal(&[rows, 128], DType::F32);

@@ -165,62 +165,9 @@ pub(crate) fn cast(t: &Tensor, dtype: DType) -> Option<Tensor> {
     Some(wrap(ok(b.cast(ec_dtype(dtype)), "cast"), t.shape()))
 }
 
-fn unary_kernel(op: UnaryOp) -> ec::Unary {
-    use ec::Unary as K;
-    match op {
-        UnaryOp::Neg => K::Neg,
-        UnaryOp::Exp => K::Exp,
-        UnaryOp::Log => K::Log,
-        UnaryOp::Sqrt => K::Sqrt,
-        UnaryOp::Tanh => K::Tanh,
-        UnaryOp::Sigmoid => K::Sigmoid,
-        UnaryOp::Softplus => K::Softplus,
-        UnaryOp::Silu => K::Silu,
-        UnaryOp::SiluD1 => K::SiluD1,
-        UnaryOp::SiluD2 => K::SiluD2,
-        UnaryOp::Relu => K::Relu,
-        UnaryOp::Abs => K::Abs,
-        UnaryOp::Sign => K::Sign,
-        UnaryOp::Step => K::Step,
-        UnaryOp::Sin => K::Sin,
-        UnaryOp::Cos => K::Cos,
-        UnaryOp::Recip => K::Recip,
-        UnaryOp::Square => K::Square,
-        // the CPU's special cases, so both devices take the same route
-        UnaryOp::Powf(2.0) => K::Square,
-        UnaryOp::Powf(1.0) => K::Copy,
-        UnaryOp::Powf(0.5) => K::Sqrt,
-        UnaryOp::Powf(p) if p.fract() == 0.0 && p.abs() <= 16.0 => K::PowInt(p as i32),
-        UnaryOp::Powf(p) => K::Powf(p),
-        UnaryOp::AddScalar(c) => K::AddScalar(c),
-        UnaryOp::MulScalar(c) => K::MulScalar(c),
-        UnaryOp::Affine(a, b) => K::Affine(a, b),
-    }
-}
-
 pub(crate) fn unary(t: &Tensor, op: UnaryOp) -> Option<Tensor> {
     let b = device_buffer(t)?;
-    Some(wrap(ok(b.unary(unary_kernel(op)), "unary"), t.shape()))
-}
-
-fn binary_kernel(op: BinaryOp) -> ec::Binary {
-    use ec::Binary as K;
-    match op {
-        BinaryOp::Add => K::Add,
-        BinaryOp::Sub => K::Sub,
-        BinaryOp::Mul => K::Mul,
-        BinaryOp::Div => K::Div,
-        BinaryOp::Maximum => K::Maximum,
-        BinaryOp::Minimum => K::Minimum,
-        BinaryOp::Gt => K::Gt,
-        BinaryOp::Ge => K::Ge,
-        BinaryOp::Lt => K::Lt,
-        BinaryOp::Le => K::Le,
-        BinaryOp::Eq => K::Eq,
-        BinaryOp::MulSiluD1 => K::MulSiluD1,
-        BinaryOp::MulSiluD2 => K::MulSiluD2,
-        BinaryOp::MulSiluD3 => K::MulSiluD3,
-    }
+    Some(wrap(ok(b.unary(op), "unary"), t.shape()))
 }
 
 pub(crate) fn binary(a: &Tensor, b: &Tensor, op: BinaryOp, out_shape: &[usize]) -> Option<Tensor> {
@@ -228,7 +175,7 @@ pub(crate) fn binary(a: &Tensor, b: &Tensor, op: BinaryOp, out_shape: &[usize]) 
     let gpu = gpu_of(&name, &[a, b])?;
     check_dtypes(&name, a, b);
     let (x, y) = (operand(a, &gpu), operand(b, &gpu));
-    let r = x.binary(a.shape(), &y, b.shape(), out_shape, binary_kernel(op));
+    let r = x.binary(a.shape(), &y, b.shape(), out_shape, op);
     Some(wrap(ok(r, &name), out_shape))
 }
 

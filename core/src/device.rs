@@ -83,6 +83,46 @@ impl Rng {
     }
 }
 
+/// Every device this build and machine can run on: the CPU, and GPU 0 when ebm-core has its
+/// `cuda` feature and a driver answers. Meant for tests and benchmarks (see
+/// [`for_each_device!`](crate::for_each_device)): the first call prints one SKIP line saying
+/// why there is no GPU.
+pub fn test_devices() -> &'static [Device] {
+    static DEVICES: std::sync::OnceLock<Vec<Device>> = std::sync::OnceLock::new();
+    DEVICES.get_or_init(|| {
+        #[cfg(feature = "cuda")]
+        match crate::cuda::available(0) {
+            Ok(()) => return vec![Device::Cpu, Device::Cuda(0)],
+            Err(e) => eprintln!("SKIP the GPU runs of device-parametric tests: {e}"),
+        }
+        #[cfg(not(feature = "cuda"))]
+        eprintln!(
+            "SKIP the GPU runs of device-parametric tests: ebm-core was built without its \
+             `cuda` feature"
+        );
+        vec![Device::Cpu]
+    })
+}
+
+/// Runs a test body once per device of [`test_devices`]: on the CPU always, and on GPU 0 when
+/// the `cuda` feature is on and a driver answers (otherwise one SKIP line says why).
+///
+/// ```
+/// use ebm_core::{for_each_device, DType, Tensor};
+/// for_each_device!(|dev| {
+///     let x = Tensor::full_on(&[3], 2.0, DType::F64, dev);
+///     assert_eq!(x.mul(&x).to_vec_f64(), vec![4.0; 3], "on {dev:?}");
+/// });
+/// ```
+#[macro_export]
+macro_rules! for_each_device {
+    (|$dev:ident| $body:expr) => {
+        for &$dev in $crate::device::test_devices() {
+            $body
+        }
+    };
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -5,7 +5,9 @@ use std::fmt::Debug;
 /// The element type of a tensor.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum DType {
+    /// 32-bit IEEE float: training.
     F32,
+    /// 64-bit IEEE float: gradient checks and references.
     F64,
 }
 

@@ -23,6 +23,9 @@
 //! (`Add: shapes [2, 3] and [2] do not broadcast`). [`live_tensor_bytes`] counts the bytes held
 //! by all live buffers, so tests can prove that loops do not leak.
 
+#![warn(missing_docs)]
+#![warn(clippy::undocumented_unsafe_blocks)]
+
 #[cfg(feature = "cuda")]
 pub mod cuda;
 pub mod device;

@@ -11,9 +11,13 @@ use std::time::{Duration, Instant};
 /// The families of kernels timed separately.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum OpKind {
+    /// Matrix products.
     Matmul = 0,
+    /// Element-wise maps and broadcasting binary ops.
     Elementwise = 1,
+    /// Reductions over axes.
     Reduce = 2,
+    /// Copies that move elements: transposes, broadcasts, gathers, concatenations.
     Layout = 3,
 }
 
@@ -29,8 +33,11 @@ thread_local! {
 /// Calls and time of one op at one set of operand shapes, e.g. `matmul [1024, 128]ᵀ·[1024, 2]`.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct OpStat {
+    /// The op and its operand shapes.
     pub label: String,
+    /// How many times it ran.
     pub calls: u64,
+    /// Time spent in it, in nanoseconds.
     pub nanos: u64,
     /// Floating-point operations done (products: 2·m·k·n per call; 0 where not counted).
     pub flops: u64,
@@ -39,17 +46,22 @@ pub struct OpStat {
 /// Time and call counts per op kind, accumulated while profiling was on.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Profile {
+    /// Nanoseconds per [`OpKind`] (indexed by its discriminant).
     pub nanos: [u64; KINDS],
+    /// Calls per [`OpKind`].
     pub calls: [u64; KINDS],
+    /// Wall-clock time of the profiled closure.
     pub wall: Duration,
     /// Per op label (op and operand shapes), most time first.
     pub ops: Vec<OpStat>,
 }
 
 impl Profile {
+    /// Time spent in ops of `kind`.
     pub fn time(&self, kind: OpKind) -> Duration {
         Duration::from_nanos(self.nanos[kind as usize])
     }
+    /// Calls of ops of `kind`.
     pub fn calls(&self, kind: OpKind) -> u64 {
         self.calls[kind as usize]
     }

@@ -4,6 +4,9 @@
 //! Element `i` of a draw depends only on (seed, stream, counter + i/2), never on how the work
 //! is split across threads, so results are identical on 1 or N threads and on any device that
 //! implements the same function. The whole state is three integers: checkpoints store it.
+//!
+//! `Rng` implements `rand_core`'s `Rng` (formerly `RngCore`) and `SeedableRng` on the same
+//! stream, so every `rand_distr` distribution samples from it reproducibly.
 
 use crate::dtype::DType;
 use crate::shape::numel;
@@ -214,6 +217,54 @@ impl Rng {
     }
 }
 
+/// The `rand` ecosystem's view of the same stream (rand_core 0.10, as `rand` 0.10 uses: its
+/// `Rng`, formerly `RngCore`, comes from this impl), so any `rand_distr` distribution samples
+/// from an `ebm_core::Rng`. Every call takes the next Philox block, like [`Rng::next_f64`] and
+/// [`Rng::below`], and keeps no buffer: [`Rng::state`] still resumes the stream exactly, and
+/// trait draws interleave with tensor draws on one counter. `next_u64` is the 64 bits `below`
+/// uses (words 0 and 1 of the block), `next_u32` word 0, and `fill_bytes` the blocks' words in
+/// order, little-endian, 16 bytes per block.
+impl rand_core::TryRng for Rng {
+    type Error = core::convert::Infallible;
+
+    fn try_next_u32(&mut self) -> Result<u32, Self::Error> {
+        Ok(self.next_block()[0])
+    }
+
+    fn try_next_u64(&mut self) -> Result<u64, Self::Error> {
+        let b = self.next_block();
+        Ok(((b[0] as u64) << 32) | b[1] as u64)
+    }
+
+    fn try_fill_bytes(&mut self, dst: &mut [u8]) -> Result<(), Self::Error> {
+        for chunk in dst.chunks_mut(16) {
+            for (bytes, w) in chunk.chunks_mut(4).zip(self.next_block()) {
+                bytes.copy_from_slice(&w.to_le_bytes()[..bytes.len()]);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Seeding through `rand_core`: 16 bytes are (seed, stream) little-endian, at the start of
+/// the sequence; `seed_from_u64(s)` is [`Rng::new`]`(s)`, the same stream ebm seeds everywhere.
+impl rand_core::SeedableRng for Rng {
+    type Seed = [u8; 16];
+
+    fn from_seed(seed: [u8; 16]) -> Rng {
+        let (s, t) = seed.split_at(8);
+        Rng {
+            seed: u64::from_le_bytes(s.try_into().expect("8 bytes")),
+            stream: u64::from_le_bytes(t.try_into().expect("8 bytes")),
+            counter: 0,
+        }
+    }
+
+    fn seed_from_u64(seed: u64) -> Rng {
+        Rng::new(seed)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -292,6 +343,39 @@ mod tests {
         let mut adv = r.clone();
         adv.normal_vec(n);
         assert_eq!(adv.state()[2], r.state()[2] + n.div_ceil(2) as u64);
+    }
+
+    #[test]
+    fn rand_core_words_are_the_blocks_of_the_one_stream() {
+        use rand_core::{Rng as _, SeedableRng};
+        let mut r = Rng::seed_from_u64(11);
+        assert_eq!(r, Rng::new(11));
+        r.normal_vec(3); // a tensor draw first: two blocks
+        let mut blocks = r.clone();
+        let b0 = blocks.next_block();
+        let b1 = blocks.next_block();
+        let b2 = blocks.next_block();
+        assert_eq!(r.next_u64(), ((b0[0] as u64) << 32) | b0[1] as u64);
+        assert_eq!(r.next_u32(), b1[0]);
+        let mut bytes = [0u8; 20];
+        r.fill_bytes(&mut bytes);
+        let want: Vec<u8> = b2
+            .iter()
+            .chain(&blocks.next_block())
+            .flat_map(|w| w.to_le_bytes())
+            .take(20)
+            .collect();
+        assert_eq!(bytes.to_vec(), want);
+        // one block per call, no buffer: the state resumes the stream after trait draws too
+        assert_eq!(r.state(), blocks.state());
+        assert_eq!(
+            r.clone().below(1000),
+            Rng::from_state(r.state()).below(1000)
+        );
+        let mut seed = [0u8; 16];
+        seed[..8].copy_from_slice(&7u64.to_le_bytes());
+        seed[8..].copy_from_slice(&9u64.to_le_bytes());
+        assert_eq!(Rng::from_seed(seed).state(), [7, 9, 0]);
     }
 
     #[test]

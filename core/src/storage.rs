@@ -21,6 +21,7 @@ pub fn live_tensor_buffers() -> i64 {
 /// The device a tensor's storage lives on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Device {
+    /// Host memory.
     Cpu,
     /// A CUDA GPU by ordinal (feature `cuda`).
     #[cfg(feature = "cuda")]
@@ -30,23 +31,28 @@ pub enum Device {
 /// Host memory, one variant per element type.
 #[derive(Clone, Debug)]
 pub enum CpuStorage {
+    /// f32 elements.
     F32(Vec<f32>),
+    /// f64 elements.
     F64(Vec<f64>),
 }
 
 impl CpuStorage {
+    /// The element type.
     pub fn dtype(&self) -> DType {
         match self {
             CpuStorage::F32(_) => DType::F32,
             CpuStorage::F64(_) => DType::F64,
         }
     }
+    /// The number of elements.
     pub fn len(&self) -> usize {
         match self {
             CpuStorage::F32(v) => v.len(),
             CpuStorage::F64(v) => v.len(),
         }
     }
+    /// Whether there are no elements.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
@@ -54,8 +60,12 @@ impl CpuStorage {
 
 /// Conversion between a typed `Vec` and the untyped storage.
 pub trait HostVec: Elem + crate::pool::Pooled {
+    /// The vector as untyped storage.
     fn wrap(v: Vec<Self>) -> CpuStorage;
+    /// The storage's elements, if they are of this type.
     fn view(s: &CpuStorage) -> Option<&[Self]>;
+    /// The storage's elements for writing, if they are of this type.
+    fn view_mut(s: &mut CpuStorage) -> Option<&mut [Self]>;
 }
 
 impl HostVec for f32 {
@@ -63,6 +73,12 @@ impl HostVec for f32 {
         CpuStorage::F32(v)
     }
     fn view(s: &CpuStorage) -> Option<&[Self]> {
+        match s {
+            CpuStorage::F32(v) => Some(v),
+            _ => None,
+        }
+    }
+    fn view_mut(s: &mut CpuStorage) -> Option<&mut [Self]> {
         match s {
             CpuStorage::F32(v) => Some(v),
             _ => None,
@@ -80,6 +96,12 @@ impl HostVec for f64 {
             _ => None,
         }
     }
+    fn view_mut(s: &mut CpuStorage) -> Option<&mut [Self]> {
+        match s {
+            CpuStorage::F64(v) => Some(v),
+            _ => None,
+        }
+    }
 }
 
 /// The storage of one tensor buffer: an enum over devices.
@@ -88,6 +110,7 @@ impl HostVec for f64 {
 /// dispatch of `ops/`; nothing above `ebm-core` sees which variant a tensor holds.
 #[derive(Debug)]
 pub enum Storage {
+    /// Host memory.
     Cpu(CpuStorage),
     /// Device memory on a GPU (feature `cuda`); kernels in `ebm-cuda`, dispatch in `cuda.rs`.
     #[cfg(feature = "cuda")]
@@ -111,6 +134,7 @@ pub struct Buffer {
 }
 
 impl Buffer {
+    /// Wraps storage, counting its bytes as live.
     pub fn new(storage: Storage) -> Self {
         let bytes = match &storage {
             Storage::Cpu(c) => (c.len() * c.dtype().size()) as i64,
@@ -126,9 +150,11 @@ impl Buffer {
             transposed: std::sync::OnceLock::new(),
         }
     }
+    /// The elements.
     pub fn storage(&self) -> &Storage {
         &self.storage
     }
+    /// The elements for writing; drops what was kept about the old contents (σ, transpose).
     pub fn storage_mut(&mut self) -> &mut Storage {
         self.sigmoid = std::sync::OnceLock::new();
         self.transposed = std::sync::OnceLock::new();
@@ -151,6 +177,7 @@ impl Buffer {
     pub fn set_sigmoid_cache(&self, s: crate::tensor::Tensor) {
         let _ = self.sigmoid.set(s);
     }
+    /// The device the elements live on.
     pub fn device(&self) -> Device {
         match &self.storage {
             Storage::Cpu(_) => Device::Cpu,

@@ -104,10 +104,12 @@ impl Tensor {
         }
     }
 
+    /// Zeros of `shape`.
     pub fn zeros(shape: &[usize], dtype: DType) -> Tensor {
         Self::full(shape, 0.0, dtype)
     }
 
+    /// Ones of `shape`.
     pub fn ones(shape: &[usize], dtype: DType) -> Tensor {
         Self::full(shape, 1.0, dtype)
     }
@@ -142,10 +144,12 @@ impl Tensor {
         Self::full(&self.shape, value, self.dtype())
     }
 
+    /// The size of every axis.
     pub fn shape(&self) -> &[usize] {
         &self.shape
     }
 
+    /// The number of axes.
     pub fn rank(&self) -> usize {
         self.shape.len()
     }
@@ -160,10 +164,12 @@ impl Tensor {
         self.shape[axis]
     }
 
+    /// The number of elements.
     pub fn numel(&self) -> usize {
         numel(&self.shape)
     }
 
+    /// The element type.
     pub fn dtype(&self) -> DType {
         match self.buf.storage() {
             Storage::Cpu(c) => c.dtype(),
@@ -172,6 +178,7 @@ impl Tensor {
         }
     }
 
+    /// The device the elements live on.
     pub fn device(&self) -> Device {
         self.buf.device()
     }
@@ -207,17 +214,11 @@ impl Tensor {
         #[cfg(feature = "cuda")]
         let _ = self.cpu(); // a clear panic for device tensors
         let buf = Arc::make_mut(&mut self.buf);
-        match (buf.storage_mut(), T::DTYPE) {
-            (Storage::Cpu(CpuStorage::F32(v)), DType::F32) => {
-                // SAFETY-free cast: T is f32 here, checked by the DTYPE tag.
-                let s: &mut [f32] = v;
-                unsafe { &mut *(s as *mut [f32] as *mut [T]) }
-            }
-            (Storage::Cpu(CpuStorage::F64(v)), DType::F64) => {
-                let s: &mut [f64] = v;
-                unsafe { &mut *(s as *mut [f64] as *mut [T]) }
-            }
-            _ => panic!("data_mut: tensor holds {dt}, not {}", T::DTYPE),
+        match buf.storage_mut() {
+            Storage::Cpu(c) => T::view_mut(c)
+                .unwrap_or_else(|| panic!("data_mut: tensor holds {dt}, not {}", T::DTYPE)),
+            #[cfg(feature = "cuda")]
+            Storage::Cuda(_) => unreachable!("checked by self.cpu() above"),
         }
     }
 

@@ -1,8 +1,11 @@
 //! Property tests of `Tensor` kernels against naive index-by-index references: broadcasting
 //! binary ops and `where_`, reductions, permute, narrow/concat, matmul with transpose flags,
 //! the index_select/index_add adjoint pair, and the split-invariance of `Rng` draws.
+//!
+//! Every property is checked on every device ([`for_each_device!`]): the CPU always, the GPU
+//! when ebm-core has its `cuda` feature and a driver answers.
 
-use ebm_core::{BinaryOp, DType, Rng, Tensor};
+use ebm_core::{for_each_device, BinaryOp, DType, Device, Rng, Tensor};
 use proptest::collection::vec;
 use proptest::prelude::*;
 use proptest::sample::Index;
@@ -189,8 +192,8 @@ proptest! {
     ) {
         let out_shape = broadcast_shape(a.shape(), b.shape());
         let (av, bv) = (a.to_vec_f64(), b.to_vec_f64());
-        for dtype in [DType::F64, DType::F32] {
-            let (ac, bc) = (a.cast(dtype), b.cast(dtype));
+        for_each_device!(|dev| for dtype in [DType::F64, DType::F32] {
+            let (ac, bc) = (a.cast(dtype).to_device(dev), b.cast(dtype).to_device(dev));
             // the f32 reference reads the rounded inputs
             let (av, bv) = if dtype == DType::F32 { (ac.to_vec_f64(), bc.to_vec_f64()) } else { (av.clone(), bv.clone()) };
             for (op, naive, tol64, tol32) in BINARY_OPS {
@@ -209,12 +212,12 @@ proptest! {
                     }
                     prop_assert!(
                         same(g, want) || (g - want).abs() <= tol * (1.0 + want.abs()),
-                        "{:?} {} {:?} with {:?} at {:?}: {} vs {}",
-                        op, dtype, a.shape(), b.shape(), idx, g, want
+                        "{:?} {} on {:?}, {:?} with {:?} at {:?}: {} vs {}",
+                        op, dtype, dev, a.shape(), b.shape(), idx, g, want
                     );
                 }
             }
-        }
+        });
     }
 
     /// `where_(cond, a, b)` with all three broadcast together.
@@ -233,18 +236,20 @@ proptest! {
             }),
     ) {
         let out_shape = broadcast_shape(&broadcast_shape(c.shape(), a.shape()), b.shape());
-        let got = Tensor::where_(&c, &a, &b);
-        prop_assert_eq!(got.shape(), out_shape.as_slice());
-        let (cv, av, bv, gv) = (c.to_vec_f64(), a.to_vec_f64(), b.to_vec_f64(), got.to_vec_f64());
-        for (flat, &g) in gv.iter().enumerate() {
-            let idx = unravel(flat, &out_shape);
-            let want = if cv[broadcast_flat(&idx, c.shape())] != 0.0 {
-                av[broadcast_flat(&idx, a.shape())]
-            } else {
-                bv[broadcast_flat(&idx, b.shape())]
-            };
-            prop_assert_eq!(g, want, "at {:?}", idx);
-        }
+        let (cv, av, bv) = (c.to_vec_f64(), a.to_vec_f64(), b.to_vec_f64());
+        for_each_device!(|dev| {
+            let got = Tensor::where_(&c.to_device(dev), &a.to_device(dev), &b.to_device(dev));
+            prop_assert_eq!(got.shape(), out_shape.as_slice());
+            for (flat, &g) in got.to_vec_f64().iter().enumerate() {
+                let idx = unravel(flat, &out_shape);
+                let want = if cv[broadcast_flat(&idx, c.shape())] != 0.0 {
+                    av[broadcast_flat(&idx, a.shape())]
+                } else {
+                    bv[broadcast_flat(&idx, b.shape())]
+                };
+                prop_assert_eq!(g, want, "at {:?} on {:?}", idx, dev);
+            }
+        });
     }
 
     /// broadcast_to materialises the naive broadcast, and sum_to is its adjoint:
@@ -253,17 +258,23 @@ proptest! {
     fn broadcast_to_and_sum_to_are_adjoint(
         (x, y) in shape(0..=4).prop_flat_map(|s| (broadcast_of(s.clone()).prop_flat_map(values), values(s))),
     ) {
-        let bx = x.broadcast_to(y.shape());
-        prop_assert_eq!(bx.shape(), y.shape());
         let xv = x.to_vec_f64();
-        for (flat, &g) in bx.to_vec_f64().iter().enumerate() {
-            let idx = unravel(flat, y.shape());
-            prop_assert_eq!(g, xv[broadcast_flat(&idx, x.shape())]);
-        }
-        let sy = y.sum_to(x.shape());
-        prop_assert_eq!(sy.shape(), x.shape());
-        let (lhs, rhs) = (dot(&bx, &y), dot(&x, &sy));
-        prop_assert!((lhs - rhs).abs() <= 1e-12 * (1.0 + abs_dot(&bx, &y)), "{} vs {}", lhs, rhs);
+        for_each_device!(|dev| {
+            let (x, y) = (x.to_device(dev), y.to_device(dev));
+            let bx = x.broadcast_to(y.shape());
+            prop_assert_eq!(bx.shape(), y.shape());
+            for (flat, &g) in bx.to_vec_f64().iter().enumerate() {
+                let idx = unravel(flat, y.shape());
+                prop_assert_eq!(g, xv[broadcast_flat(&idx, x.shape())], "on {:?}", dev);
+            }
+            let sy = y.sum_to(x.shape());
+            prop_assert_eq!(sy.shape(), x.shape());
+            let (lhs, rhs) = (dot(&bx, &y), dot(&x, &sy));
+            prop_assert!(
+                (lhs - rhs).abs() <= 1e-12 * (1.0 + abs_dot(&bx, &y)),
+                "{} vs {} on {:?}", lhs, rhs, dev
+            );
+        });
     }
 }
 
@@ -321,28 +332,34 @@ proptest! {
 
     #[test]
     fn sum_axes_matches_naive((x, axes, keepdim) in axes_and_keepdim()) {
-        let got = x.sum_axes(&axes, keepdim);
         let (want, kshape) = naive_reduce(&x, &axes, 0.0, |a, v| a + v);
         let (scale, _) = naive_reduce(&x, &axes, 0.0, |a, v| a + v.abs());
         let want_shape = reduced_shape(&kshape, &axes, keepdim);
-        prop_assert_eq!(got.shape(), want_shape.as_slice());
-        for ((g, w), s) in got.to_vec_f64().iter().zip(&want).zip(&scale) {
-            prop_assert!((g - w).abs() <= 1e-12 * s, "{} vs {}", g, w);
-        }
-        let mean = x.mean_axes(&axes, keepdim).to_vec_f64();
         let n: usize = axes.iter().map(|&a| x.shape()[a]).product();
-        for ((m, w), s) in mean.iter().zip(&want).zip(&scale) {
-            prop_assert!((m - w / n as f64).abs() <= 1e-12 * s, "mean {} vs {}", m, w / n as f64);
-        }
+        for_each_device!(|dev| {
+            let x = x.to_device(dev);
+            let got = x.sum_axes(&axes, keepdim);
+            prop_assert_eq!(got.shape(), want_shape.as_slice());
+            for ((g, w), s) in got.to_vec_f64().iter().zip(&want).zip(&scale) {
+                prop_assert!((g - w).abs() <= 1e-12 * s, "{} vs {} on {:?}", g, w, dev);
+            }
+            let mean = x.mean_axes(&axes, keepdim).to_vec_f64();
+            for ((m, w), s) in mean.iter().zip(&want).zip(&scale) {
+                let w = w / n as f64;
+                prop_assert!((m - w).abs() <= 1e-12 * s, "mean {} vs {} on {:?}", m, w, dev);
+            }
+        });
     }
 
     #[test]
     fn max_axes_matches_naive((x, axes, keepdim) in axes_and_keepdim()) {
-        let got = x.max_axes(&axes, keepdim);
         let (want, kshape) = naive_reduce(&x, &axes, f64::NEG_INFINITY, f64::max);
         let want_shape = reduced_shape(&kshape, &axes, keepdim);
-        prop_assert_eq!(got.shape(), want_shape.as_slice());
-        prop_assert_eq!(got.to_vec_f64(), want);
+        for_each_device!(|dev| {
+            let got = x.to_device(dev).max_axes(&axes, keepdim);
+            prop_assert_eq!(got.shape(), want_shape.as_slice());
+            prop_assert_eq!(got.to_vec_f64(), want.clone(), "on {:?}", dev);
+        });
     }
 }
 
@@ -362,25 +379,28 @@ proptest! {
             (values(s), Just((0..r).collect::<Vec<_>>()).prop_shuffle())
         }),
     ) {
-        let p = x.permute(&perm);
-        let pshape: Vec<usize> = perm.iter().map(|&k| x.shape()[k]).collect();
-        prop_assert_eq!(p.shape(), pshape.as_slice());
-        let (xv, pv) = (x.to_vec_f64(), p.to_vec_f64());
-        for (flat, &v) in pv.iter().enumerate() {
-            let i = unravel(flat, &pshape);
-            let mut j = vec![0; perm.len()];
-            for (k, &pk) in perm.iter().enumerate() {
-                j[pk] = i[k];
+        for_each_device!(|dev| {
+            let x = x.to_device(dev);
+            let p = x.permute(&perm);
+            let pshape: Vec<usize> = perm.iter().map(|&k| x.shape()[k]).collect();
+            prop_assert_eq!(p.shape(), pshape.as_slice());
+            let (xv, pv) = (x.to_vec_f64(), p.to_vec_f64());
+            for (flat, &v) in pv.iter().enumerate() {
+                let i = unravel(flat, &pshape);
+                let mut j = vec![0; perm.len()];
+                for (k, &pk) in perm.iter().enumerate() {
+                    j[pk] = i[k];
+                }
+                prop_assert_eq!(v, xv[ravel(&j, x.shape())]);
             }
-            prop_assert_eq!(v, xv[ravel(&j, x.shape())]);
-        }
-        let mut inv = vec![0; perm.len()];
-        for (i, &pi) in perm.iter().enumerate() {
-            inv[pi] = i;
-        }
-        let back = p.permute(&inv);
-        prop_assert_eq!(back.shape(), x.shape());
-        prop_assert_eq!(back.to_vec_f64(), xv);
+            let mut inv = vec![0; perm.len()];
+            for (i, &pi) in perm.iter().enumerate() {
+                inv[pi] = i;
+            }
+            let back = p.permute(&inv);
+            prop_assert_eq!(back.shape(), x.shape());
+            prop_assert_eq!(back.to_vec_f64(), xv);
+        });
     }
 
     /// Cutting an axis into pieces with narrow and joining them with concat gives x back;
@@ -391,24 +411,27 @@ proptest! {
         axis in any::<Index>(),
         cuts in vec(any::<Index>(), 0..=3),
     ) {
-        let axis = axis.index(x.rank());
-        let d = x.shape()[axis];
-        let mut bounds: Vec<usize> = cuts.iter().map(|c| c.index(d + 1)).collect();
-        bounds.extend([0, d]);
-        bounds.sort_unstable();
-        bounds.dedup();
-        let pieces: Vec<Tensor> = bounds
-            .windows(2)
-            .map(|w| x.narrow(axis, w[0], w[1] - w[0]))
-            .collect();
-        let joined = Tensor::concat(&pieces, axis);
-        prop_assert_eq!(joined.shape(), x.shape());
-        prop_assert_eq!(joined.to_vec_f64(), x.to_vec_f64());
-        let mut acc = x.zeros_like();
-        for (piece, w) in pieces.iter().zip(bounds.windows(2)) {
-            acc = acc.add(&x.zeros_like().narrow_assign(axis, w[0], piece));
-        }
-        prop_assert_eq!(acc.to_vec_f64(), x.to_vec_f64());
+        for_each_device!(|dev| {
+            let x = x.to_device(dev);
+            let axis = axis.index(x.rank());
+            let d = x.shape()[axis];
+            let mut bounds: Vec<usize> = cuts.iter().map(|c| c.index(d + 1)).collect();
+            bounds.extend([0, d]);
+            bounds.sort_unstable();
+            bounds.dedup();
+            let pieces: Vec<Tensor> = bounds
+                .windows(2)
+                .map(|w| x.narrow(axis, w[0], w[1] - w[0]))
+                .collect();
+            let joined = Tensor::concat(&pieces, axis);
+            prop_assert_eq!(joined.shape(), x.shape());
+            prop_assert_eq!(joined.to_vec_f64(), x.to_vec_f64());
+            let mut acc = x.zeros_like();
+            for (piece, w) in pieces.iter().zip(bounds.windows(2)) {
+                acc = acc.add(&x.zeros_like().narrow_assign(axis, w[0], piece));
+            }
+            prop_assert_eq!(acc.to_vec_f64(), x.to_vec_f64());
+        });
     }
 
     /// ⟨index_select(x, idx), y⟩ = ⟨x, index_add(0, idx, y)⟩ for indices with repeats.
@@ -421,17 +444,21 @@ proptest! {
             (values(s), Just(idx), values(ys))
         }),
     ) {
-        let sel = x.index_select(&idx);
-        prop_assert_eq!(sel.shape(), y.shape());
-        let added = x.zeros_like().index_add(&idx, &y);
-        let (lhs, rhs) = (dot(&sel, &y), dot(&x, &added));
-        prop_assert!((lhs - rhs).abs() <= 1e-12 * (1.0 + abs_dot(&sel, &y)), "{} vs {}", lhs, rhs);
-        // and index_select is the naive row gather
-        let row = numel(&x.shape()[1..]);
-        let (xv, sv) = (x.to_vec_f64(), sel.to_vec_f64());
-        for (k, &i) in idx.iter().enumerate() {
-            prop_assert_eq!(&sv[k * row..(k + 1) * row], &xv[i * row..(i + 1) * row]);
-        }
+        for_each_device!(|dev| {
+            let x = x.to_device(dev);
+            let y = y.to_device(dev);
+            let sel = x.index_select(&idx);
+            prop_assert_eq!(sel.shape(), y.shape());
+            let added = x.zeros_like().index_add(&idx, &y);
+            let (lhs, rhs) = (dot(&sel, &y), dot(&x, &added));
+            prop_assert!((lhs - rhs).abs() <= 1e-12 * (1.0 + abs_dot(&sel, &y)), "{} vs {}", lhs, rhs);
+            // and index_select is the naive row gather
+            let row = numel(&x.shape()[1..]);
+            let (xv, sv) = (x.to_vec_f64(), sel.to_vec_f64());
+            for (k, &i) in idx.iter().enumerate() {
+                prop_assert_eq!(&sv[k * row..(k + 1) * row], &xv[i * row..(i + 1) * row]);
+            }
+        });
     }
 }
 
@@ -508,7 +535,7 @@ proptest! {
     #[test]
     fn matmul_t_matches_naive_for_all_flags((a, b) in matmul_operands()) {
         let (want, scale, shape) = naive_matmul(&a, &b);
-        for dtype in [DType::F64, DType::F32] {
+        for_each_device!(|dev| for dtype in [DType::F64, DType::F32] {
             let tol = if dtype == DType::F64 { 1e-12 } else { 1e-5 };
             // the f32 product is compared with the f64 product of the same rounded inputs
             let (ac, bc) = (a.cast(dtype), b.cast(dtype));
@@ -518,20 +545,20 @@ proptest! {
                 (want.clone(), scale.clone(), shape.clone())
             };
             for (ta, tb) in [(false, false), (true, false), (false, true), (true, true)] {
-                let a_in = if ta { ac.t() } else { ac.clone() };
-                let b_in = if tb { bc.t() } else { bc.clone() };
+                let a_in = if ta { ac.t() } else { ac.clone() }.to_device(dev);
+                let b_in = if tb { bc.t() } else { bc.clone() }.to_device(dev);
                 let got = a_in.matmul_t(&b_in, ta, tb);
                 prop_assert_eq!(got.shape(), shape.as_slice());
                 prop_assert_eq!(got.dtype(), dtype);
                 for (e, ((g, w), s)) in got.to_vec_f64().iter().zip(&want).zip(&scale).enumerate() {
                     prop_assert!(
                         (g - w).abs() <= tol * (s + f64::MIN_POSITIVE),
-                        "{} ta={} tb={} {:?}×{:?}, element {}: {} vs {}",
-                        dtype, ta, tb, a.shape(), b.shape(), e, g, w
+                        "{} on {:?} ta={} tb={} {:?}×{:?}, element {}: {} vs {}",
+                        dtype, dev, ta, tb, a.shape(), b.shape(), e, g, w
                     );
                 }
             }
-        }
+        });
     }
 }
 
@@ -557,14 +584,18 @@ proptest! {
             r.uniform_vec(skip);
             r
         };
-        type Draw = fn(&mut Rng, usize) -> Vec<f64>;
-        let draws: [(&str, Draw); 4] = [
-            ("normal_vec", |r, n| r.normal_vec(n)),
-            ("uniform_vec", |r, n| r.uniform_vec(n)),
-            ("normal", |r, n| r.normal(&[n], DType::F64).to_vec_f64()),
-            ("rademacher", |r, n| r.rademacher(&[n], DType::F64).to_vec_f64()),
+        type Draw = fn(&mut Rng, usize, Device) -> Vec<f64>;
+        let draws: [(&str, Draw); 6] = [
+            ("normal_vec", |r, n, _| r.normal_vec(n)),
+            ("uniform_vec", |r, n, _| r.uniform_vec(n)),
+            ("normal", |r, n, _| r.normal(&[n], DType::F64).to_vec_f64()),
+            ("rademacher", |r, n, _| r.rademacher(&[n], DType::F64).to_vec_f64()),
+            // the same draws made on a device
+            ("normal_on", |r, n, dev| r.normal_on(&[n], DType::F32, dev).to_vec_f64()),
+            ("uniform_on", |r, n, dev| r.uniform_on(&[n], -1.0, 2.0, DType::F64, dev).to_vec_f64()),
         ];
-        for (name, draw) in draws {
+        for_each_device!(|dev| for (name, draw) in draws {
+            let draw = |r: &mut Rng, n: usize| draw(r, n, dev);
             let (mut whole, mut split) = (start(), start());
             let all = draw(&mut whole, n);
             let mut parts = draw(&mut split, first);
@@ -572,7 +603,7 @@ proptest! {
             prop_assert_eq!(&all, &parts, "{}: {} split as {} + {}", name, n, first, n - first);
             prop_assert_eq!(whole.state(), split.state(), "{}: the generators end in step", name);
             // and the next draw agrees too
-            prop_assert_eq!(draw(&mut whole, 3), draw(&mut split, 3), "{}", name);
-        }
+            prop_assert_eq!(draw(&mut whole, 3), draw(&mut split, 3), "{} on {:?}", name, dev);
+        });
     }
 }

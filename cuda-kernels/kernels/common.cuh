@@ -85,6 +85,20 @@ template <> __device__ __forceinline__ double ebm_neg_inf<double>() {
     return __longlong_as_double((long long)0xfff0000000000000ull);
 }
 
+// x^n by repeated squaring, the same sequence of roundings as Rust's powi (compiler-rt's
+// __powisf2 / __powidf2).
+template <typename T> __device__ __forceinline__ T ebm_powi(T a, int b) {
+    const bool recip = b < 0;
+    T r = T(1);
+    while (true) {
+        if (b & 1) r *= a;
+        b /= 2;
+        if (b == 0) break;
+        a *= a;
+    }
+    return recip ? T(1) / r : r;
+}
+
 // σ(x) = 1/(1 + e^{-x}); for x ≪ 0, e^{-x} = inf gives exactly 0.
 template <typename T> __device__ __forceinline__ T ebm_sigmoid(T x) { return T(1) / (T(1) + ebm_exp(-x)); }
 // silu′(x) = σ(x)(1 + x(1 − σ(x)))

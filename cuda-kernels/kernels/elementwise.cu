@@ -1,88 +1,17 @@
 // Element-wise maps, broadcasting binary ops, `where`, casts and fills.
 //
-// Op codes mirror `Unary` / `Binary` in src/ops.rs (and through them ebm_core's UnaryOp /
-// BinaryOp); a test there checks the two tables agree.
+// The ops themselves (`unary_apply`, `binary_apply` and their code enums) are generated from
+// ebm-optable's tables, the same rows that define ebm_core's UnaryOp / BinaryOp and their CPU
+// loops; the two headers exist only in memory (NVRTC gets them by textual expansion, the shim
+// tests write them out for g++).
 #include "common.cuh"
-
-enum UnaryCode {
-    U_NEG = 0, U_EXP = 1, U_LOG = 2, U_SQRT = 3, U_TANH = 4, U_SIGMOID = 5, U_SOFTPLUS = 6,
-    U_SILU = 7, U_SILU_D1 = 8, U_SILU_D2 = 9, U_RELU = 10, U_ABS = 11, U_SIGN = 12, U_STEP = 13,
-    U_SIN = 14, U_COS = 15, U_RECIP = 16, U_SQUARE = 17, U_POWF = 18, U_POWI = 19,
-    U_ADD_SCALAR = 20, U_MUL_SCALAR = 21, U_AFFINE = 22, U_COPY = 23
-};
-
-// x^n by repeated squaring, the same sequence of roundings as Rust's powi (compiler-rt's
-// __powisf2 / __powidf2).
-template <typename T> __device__ __forceinline__ T ebm_powi(T a, int b) {
-    const bool recip = b < 0;
-    T r = T(1);
-    while (true) {
-        if (b & 1) r *= a;
-        b /= 2;
-        if (b == 0) break;
-        a *= a;
-    }
-    return recip ? T(1) / r : r;
-}
-
-template <typename T> __device__ __forceinline__ T unary_apply(int op, T x, T p, T q, int n) {
-    switch (op) {
-    case U_NEG: return -x;
-    case U_EXP: return ebm_exp(x);
-    case U_LOG: return ebm_log(x);
-    case U_SQRT: return ebm_sqrt(x);
-    case U_TANH: return ebm_tanh(x);
-    case U_SIGMOID: return ebm_sigmoid(x);
-    case U_SOFTPLUS: return ebm_max(x, T(0)) + ebm_log1p(ebm_exp(-ebm_abs(x)));
-    case U_SILU: return x * ebm_sigmoid(x);
-    case U_SILU_D1: return ebm_silu_d1(x);
-    case U_SILU_D2: return ebm_silu_d2(x);
-    case U_RELU: return ebm_max(x, T(0));
-    case U_ABS: return ebm_abs(x);
-    case U_SIGN: return x > T(0) ? T(1) : (x < T(0) ? T(-1) : T(0));
-    case U_STEP: return x > T(0) ? T(1) : T(0);
-    case U_SIN: return ebm_sin(x);
-    case U_COS: return ebm_cos(x);
-    case U_RECIP: return T(1) / x;
-    case U_SQUARE: return x * x;
-    case U_POWF: return ebm_pow(x, p);
-    case U_POWI: return ebm_powi(x, n);
-    case U_ADD_SCALAR: return ebm_add_rn(x, p);
-    case U_MUL_SCALAR: return ebm_mul_rn(x, p);
-    case U_AFFINE: return ebm_add_rn(ebm_mul_rn(p, x), q);
-    default: return x; // U_COPY
-    }
-}
+#include "unary_ops.cuh"
+#include "binary_ops.cuh"
 
 template <typename T>
 __device__ __forceinline__ void unary_kernel(const T* x, T* y, u32 n, int op, double p, double q) {
     const T pt = (T)p, qt = (T)q;
-    const int pi = (int)p;
-    for (u32 i = ebm_global_id(); i < n; i += ebm_grid_stride()) y[i] = unary_apply(op, x[i], pt, qt, pi);
-}
-
-enum BinaryCode {
-    B_ADD = 0, B_SUB = 1, B_MUL = 2, B_DIV = 3, B_MAXIMUM = 4, B_MINIMUM = 5, B_GT = 6, B_GE = 7,
-    B_LT = 8, B_LE = 9, B_EQ = 10, B_MUL_SILU_D1 = 11, B_MUL_SILU_D2 = 12, B_MUL_SILU_D3 = 13
-};
-
-template <typename T> __device__ __forceinline__ T binary_apply(int op, T a, T b) {
-    switch (op) {
-    case B_ADD: return a + b;
-    case B_SUB: return a - b;
-    case B_MUL: return a * b;
-    case B_DIV: return a / b;
-    case B_MAXIMUM: return ebm_max(a, b);
-    case B_MINIMUM: return ebm_min(a, b);
-    case B_GT: return a > b ? T(1) : T(0);
-    case B_GE: return a >= b ? T(1) : T(0);
-    case B_LT: return a < b ? T(1) : T(0);
-    case B_LE: return a <= b ? T(1) : T(0);
-    case B_EQ: return a == b ? T(1) : T(0);
-    case B_MUL_SILU_D1: return a * ebm_silu_d1(b);
-    case B_MUL_SILU_D2: return a * ebm_silu_d2(b);
-    default: return a * ebm_silu_d3(b); // B_MUL_SILU_D3
-    }
+    for (u32 i = ebm_global_id(); i < n; i += ebm_grid_stride()) y[i] = unary_apply(op, x[i], pt, qt);
 }
 
 // Same shapes: y[i] = a[i] op b[i].

@@ -8,7 +8,9 @@ use std::sync::Arc;
 /// The element type of a device buffer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum DType {
+    /// 32-bit float.
     F32,
+    /// 64-bit float.
     F64,
 }
 
@@ -25,7 +27,9 @@ impl DType {
 /// The typed allocation inside a [`DeviceBuffer`].
 #[derive(Debug)]
 pub enum DeviceData {
+    /// f32 elements.
     F32(CudaSlice<f32>),
+    /// f64 elements.
     F64(CudaSlice<f64>),
 }
 
@@ -52,6 +56,7 @@ impl std::fmt::Debug for DeviceBuffer {
 
 /// An element type kernels exist for.
 pub trait Float: DeviceRepr + ValidAsZeroBits + Copy + Default + Send + Sync + 'static {
+    /// The matching runtime tag.
     const DTYPE: DType;
     #[doc(hidden)]
     fn wrap(s: CudaSlice<Self>) -> DeviceData;
@@ -195,18 +200,22 @@ impl DeviceBuffer {
         Ok(out)
     }
 
+    /// The GPU whose memory holds the elements.
     pub fn gpu(&self) -> &Arc<Gpu> {
         &self.gpu
     }
 
+    /// The typed allocation (for kernel launches).
     pub fn data(&self) -> &DeviceData {
         &self.data
     }
 
+    /// The typed allocation for kernels that write it.
     pub fn data_mut(&mut self) -> &mut DeviceData {
         &mut self.data
     }
 
+    /// The element type.
     pub fn dtype(&self) -> DType {
         match self.data {
             DeviceData::F32(_) => DType::F32,
@@ -214,6 +223,7 @@ impl DeviceBuffer {
         }
     }
 
+    /// The number of elements.
     pub fn len(&self) -> usize {
         match &self.data {
             DeviceData::F32(s) => s.len(),
@@ -221,6 +231,7 @@ impl DeviceBuffer {
         }
     }
 
+    /// Whether there are no elements.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }

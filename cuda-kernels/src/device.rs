@@ -17,6 +17,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 pub(crate) fn guarded<T>(
     f: impl FnOnce() -> Result<T, cudarc::driver::DriverError>,
 ) -> Result<T, CudaError> {
+    // SAFETY: `is_culib_present` only tries to dlopen libcuda; a loader panic is caught.
     let present =
         catch_unwind(|| unsafe { cudarc::driver::sys::is_culib_present() }).unwrap_or(false);
     if !present {
@@ -110,6 +111,8 @@ impl Gpu {
         let ctx = guarded(|| CudaContext::new(ordinal))?;
         // One stream for everything: ordering is the stream's, so per-buffer events (cudarc's
         // multi-stream tracking, two events per allocation) would be pure overhead.
+        // SAFETY: cudarc requires that no other stream use this context's buffers without
+        // events; every launch and copy here goes to the one stream below.
         unsafe { ctx.disable_event_tracking() };
         let stream = ctx.default_stream();
         if ctx.has_async_alloc() {
@@ -134,6 +137,7 @@ impl Gpu {
         })
     }
 
+    /// The device's ordinal (`cuda:N`).
     pub fn ordinal(&self) -> usize {
         self.ordinal
     }
@@ -148,6 +152,7 @@ impl Gpu {
         self.arch
     }
 
+    /// Number of streaming multiprocessors.
     pub fn sm_count(&self) -> u32 {
         self.sm_count
     }
@@ -157,10 +162,12 @@ impl Gpu {
         self.smem_optin
     }
 
+    /// The cudarc context.
     pub fn context(&self) -> &Arc<CudaContext> {
         &self.ctx
     }
 
+    /// The one stream all work on this GPU goes to.
     pub fn stream(&self) -> &Arc<CudaStream> {
         &self.stream
     }
@@ -217,6 +224,7 @@ impl Gpu {
     pub fn blas(&self) -> Result<Arc<cudarc::cublas::CudaBlas>, CudaError> {
         self.blas
             .get_or_init(|| {
+                // SAFETY: only tries to dlopen libcublas; a loader panic is caught.
                 let present = catch_unwind(|| unsafe { cudarc::cublas::sys::is_culib_present() })
                     .unwrap_or(false);
                 if !present {

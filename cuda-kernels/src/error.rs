@@ -8,15 +8,23 @@ pub enum CudaError {
     NoDriver(String),
     /// The driver is present but there is no device with this ordinal.
     #[error("no CUDA device {ordinal} ({count} present)")]
-    NoDevice { ordinal: usize, count: usize },
+    NoDevice {
+        /// The ordinal asked for.
+        ordinal: usize,
+        /// How many devices the driver sees.
+        count: usize,
+    },
     /// NVRTC (run-time compiler) could not be loaded.
     #[error("no NVRTC: {0}")]
     NoNvrtc(String),
     /// NVRTC rejected a kernel module.
     #[error("NVRTC failed to compile {module}.cu for {arch}: {log}")]
     Compile {
+        /// The module (`.cu` file) that failed.
         module: &'static str,
+        /// The target architecture (`compute_90`, `sm_90`).
         arch: String,
+        /// NVRTC's log.
         log: String,
     },
     /// A kernel name is not in the table of `kernels.rs`.

@@ -11,10 +11,15 @@ pub const MAX_RANK: usize = 8;
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Strided3 {
+    /// Number of axes used.
     pub rank: u32,
+    /// The output's shape (first `rank` entries).
     pub shape: [u32; MAX_RANK],
+    /// Element strides of operand 0 along each output axis (0 where broadcast).
     pub s0: [u32; MAX_RANK],
+    /// Element strides of operand 1.
     pub s1: [u32; MAX_RANK],
+    /// Element strides of operand 2.
     pub s2: [u32; MAX_RANK],
 }
 

@@ -18,9 +18,11 @@
 //! ## Conventions
 //! Element counts are 32-bit inside kernels ([`CudaError::Unsupported`] past 2³²). All work
 //! goes to one stream per GPU. Random numbers: element i of a draw from state (seed, stream,
-//! counter) is the CPU's element i (kernels/philox.cuh documents the mapping); uniforms are
-//! bit-identical, normals go through CUDA's f64 `log`/`sin`/`cos`, which may differ from
-//! glibc's in the last f64 bit (so, rarely, an f32 normal differs by one ulp).
+//! counter) is the CPU's element i, bit for bit, for uniforms and normals in f32 and f64
+//! (kernels/philox.cuh says how).
+
+#![warn(missing_docs)]
+#![warn(clippy::undocumented_unsafe_blocks)]
 
 pub mod buffer;
 pub mod device;
@@ -35,10 +37,11 @@ pub mod philox;
 
 pub use buffer::{DType, DeviceBuffer, DeviceData, Float};
 pub use device::{default_gpu, device_count, gpu, Gpu};
+pub use ebm_optable::{BinaryOp, UnaryOp};
 pub use error::CudaError;
 pub use matmul::MatmulEngine;
 pub use mlp::FusedMlpSampler;
-pub use ops::{Binary, Random, Reduce, Unary};
+pub use ops::{Random, Reduce};
 pub use philox::PhiloxState;
 
 /// The line GPU tests and benchmarks print when they cannot run here.

@@ -192,8 +192,9 @@ fn cublas(
                 beta: 0.0,
                 ldc: i(d.n)?,
             };
-            // SAFETY: the dimensions and strides describe the buffers' extents (checked above).
             let r = if d.batch == 1 {
+                // SAFETY: the dimensions and strides describe the buffers' extents (checked
+                // above).
                 unsafe { blas.gemm(gemm, $y, $x, $z) }
             } else {
                 let cfg = StridedBatchedConfig {
@@ -203,6 +204,7 @@ fn cublas(
                     stride_b: d.sa as i64,
                     stride_c: (d.m * d.n) as i64,
                 };
+                // SAFETY: as above, batch strides included (a shared operand has stride 0).
                 unsafe { blas.gemm_strided_batched(cfg, $y, $x, $z) }
             };
             r.map_err(|e| CudaError::Blas(format!("{e:?}")))

@@ -22,17 +22,30 @@ pub const XREG: usize = 4;
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct MlpDesc {
+    /// Number of linear layers.
     pub n_layers: u32,
+    /// Layer widths, input first (`n_layers + 1` used).
     pub widths: [u32; MAX_LAYERS + 1],
+    /// Offset of each layer's weight in the packed global parameters.
     pub g_w_off: [u32; MAX_LAYERS],
+    /// Offset of each layer's bias in the packed global parameters.
     pub g_b_off: [u32; MAX_LAYERS],
+    /// Offset of each layer's weight where the kernel reads it (shared memory when
+    /// `weights_in_smem`, else global).
     pub w_off: [u32; MAX_LAYERS],
+    /// Offset of each layer's bias where the kernel reads it.
     pub b_off: [u32; MAX_LAYERS],
+    /// Row pitch of each layer's weight there.
     pub pitch: [u32; MAX_LAYERS],
+    /// Offset of each hidden layer's pre-activations in shared memory.
     pub z_off: [u32; MAX_LAYERS],
+    /// Offset of the block's chain coordinates in shared memory.
     pub x_off: u32,
+    /// Offset of the activations (forward) / input gradients (backward) in shared memory.
     pub ag_off: u32,
+    /// Chains each block advances.
     pub chains_per_block: u32,
+    /// 1 when the weights are copied to shared memory, 0 when read from global memory.
     pub weights_in_smem: u32,
 }
 
@@ -65,8 +78,11 @@ impl MlpDesc {
 /// A launch plan: the descriptor, dynamic shared memory and block size.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct MlpPlan {
+    /// The kernel's descriptor.
     pub desc: MlpDesc,
+    /// Dynamic shared memory per block.
     pub smem_bytes: usize,
+    /// Threads per block.
     pub threads: u32,
 }
 
@@ -250,6 +266,7 @@ impl FusedMlpSampler {
         Ok(self)
     }
 
+    /// The launch plan in use.
     pub fn plan(&self) -> &MlpPlan {
         &self.plan
     }

@@ -30,6 +30,7 @@ impl Target {
 
 /// Whether libnvrtc can be loaded (never panics).
 pub fn available() -> Result<(), CudaError> {
+    // SAFETY: only tries to dlopen libnvrtc; a loader panic is caught.
     let present = std::panic::catch_unwind(|| unsafe { sys::is_culib_present() }).unwrap_or(false);
     if present {
         Ok(())
@@ -46,6 +47,7 @@ pub fn available() -> Result<(), CudaError> {
 pub fn version() -> Result<(i32, i32), CudaError> {
     available()?;
     let (mut major, mut minor) = (0, 0);
+    // SAFETY: libnvrtc is loaded (checked above); the out-pointers are live locals.
     unsafe { sys::nvrtcVersion(&mut major, &mut minor) }
         .result()
         .map_err(|e| CudaError::NoNvrtc(format!("nvrtcVersion: {e:?}")))?;
@@ -83,9 +85,13 @@ pub fn compile_with(
     let out = (|| {
         let mut opts = options(target);
         opts.extend(extra.iter().map(|s| s.to_string()));
+        // SAFETY: `prog` is a live program, created above and destroyed only after this
+        // closure returns.
         let compiled = unsafe { result::compile_program(prog, &opts) };
+        // SAFETY: as above.
         let log = unsafe { result::get_program_log(prog) }
             .map(|l| {
+                // SAFETY: NVRTC's log is a NUL-terminated buffer that `l` owns.
                 unsafe { CStr::from_ptr(l.as_ptr()) }
                     .to_string_lossy()
                     .into_owned()
@@ -105,16 +111,20 @@ pub fn compile_with(
         };
         match target {
             Target::Ptx(_) => {
+                // SAFETY: `prog` is live and compiled.
                 let ptx = unsafe { result::get_ptx(prog) }.map_err(|e| fail("nvrtcGetPTX", e))?;
+                // SAFETY: the PTX is a NUL-terminated buffer that `ptx` owns.
                 let bytes = unsafe { CStr::from_ptr(ptx.as_ptr()) }.to_bytes().to_vec();
                 Ok((bytes, log))
             }
             Target::Cubin(_) => {
                 let mut size = 0usize;
+                // SAFETY: `prog` is live and compiled; `size` is a live local.
                 unsafe { sys::nvrtcGetCUBINSize(prog, &mut size) }
                     .result()
                     .map_err(|e| fail("nvrtcGetCUBINSize", e))?;
                 let mut bin = vec![0u8; size];
+                // SAFETY: `bin` holds the `size` bytes NVRTC reported for this program.
                 unsafe { sys::nvrtcGetCUBIN(prog, bin.as_mut_ptr() as *mut c_char) }
                     .result()
                     .map_err(|e| fail("nvrtcGetCUBIN", e))?;
@@ -122,6 +132,7 @@ pub fn compile_with(
             }
         }
     })();
+    // SAFETY: `prog` was created above and is not used after this.
     unsafe { result::destroy_program(prog) }.ok();
     out
 }

@@ -8,12 +8,16 @@ use ebm_philox::{box_muller, open_unit};
 /// (seed, stream, counter) of a Philox4x32-10 generator, as `ebm_core::Rng::state()` gives it.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub struct PhiloxState {
+    /// The key.
     pub seed: u64,
+    /// The high half of the counter: the sub-stream.
     pub stream: u64,
+    /// The low half of the counter: blocks drawn so far.
     pub counter: u64,
 }
 
 impl PhiloxState {
+    /// The state (seed, stream, counter).
     pub fn new(seed: u64, stream: u64, counter: u64) -> PhiloxState {
         PhiloxState {
             seed,

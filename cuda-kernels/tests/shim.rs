@@ -8,7 +8,7 @@
 //! Needs g++ (C++20). Without it the tests print a skip line, except under CI=true (or
 //! EBM_REQUIRE_CUDA_TOOLS=1), where they fail.
 
-use ebm_core::{DType, Rng, Tensor};
+use ebm_core::{BinaryOp, DType, Rng, Tensor, UnaryOp};
 use ebm_cuda::mlp;
 use ebm_cuda::PhiloxState;
 use std::path::{Path, PathBuf};
@@ -39,7 +39,12 @@ fn build(name: &str) -> Option<Driver> {
         std::process::id(),
         N.fetch_add(1, Ordering::Relaxed)
     ));
-    std::fs::create_dir_all(&dir).unwrap();
+    // every header NVRTC gets, including the op tables ebm-optable generates (not files)
+    let include = dir.join("include");
+    std::fs::create_dir_all(&include).unwrap();
+    for (name, text) in ebm_cuda::kernels::HEADERS {
+        std::fs::write(include.join(name), text).unwrap();
+    }
     let cxx = std::env::var("CXX").unwrap_or_else(|_| "g++".into());
     let bin = dir.join(name);
     let root = crate_dir();
@@ -55,6 +60,8 @@ fn build(name: &str) -> Option<Driver> {
         .arg(root.join("shim"))
         .arg("-I")
         .arg(root.join("kernels"))
+        .arg("-I")
+        .arg(&include)
         .arg(root.join("shim/drivers").join(format!("{name}.cpp")))
         .arg("-o")
         .arg(&bin)
@@ -127,6 +134,11 @@ fn read_le<T: Le>(p: &Path) -> Vec<T> {
         .chunks_exact(T::N)
         .map(T::from_le)
         .collect()
+}
+
+/// Equal, both NaN, or within `rel` of 1 + |want|.
+fn same_or_close(got: f64, want: f64, rel: f64) -> bool {
+    got == want || (got.is_nan() && want.is_nan()) || (got - want).abs() <= rel * (1.0 + want.abs())
 }
 
 fn bits32(v: &[f32]) -> Vec<u32> {
@@ -378,84 +390,40 @@ fn elementwise_and_layout_kernels_match_core() {
     drv.write("a.f64", a.as_slice::<f64>());
     drv.write("b.f64", b.as_slice::<f64>());
     drv.write("c.f64", c.as_slice::<f64>());
+    let u = Tensor::concat(&[a.reshape(&[24]), a.abs().reshape(&[24])], 0);
+    drv.write("u.f64", u.as_slice::<f64>());
+    let unary_ops: Vec<f64> = UnaryOp::EXAMPLES
+        .iter()
+        .flat_map(|op| {
+            let (code, p, q) = op.lowered().kernel_args();
+            [code as f64, p, q]
+        })
+        .collect();
+    drv.write("unary_ops.f64", &unary_ops);
+    let binary_ops: Vec<u32> = BinaryOp::ALL.iter().map(|op| op.code() as u32).collect();
+    drv.write("binary_ops.u32", &binary_ops);
     drv.write("idx.u32", &idx.map(|i| i as u32));
     drv.write("scatter.u32", &sc);
     drv.run();
 
-    use ebm_core::{BinaryOp as B, UnaryOp as U};
-    // op codes as the driver passes them (p = 0.37, or 1.7 for powf, -3 for powi; q = -1.25)
-    let unary: Vec<(i32, Tensor)> = vec![
-        (0, a.unary(U::Neg)),
-        (1, a.unary(U::Exp)),
-        (2, a.abs().unary(U::Log)),
-        (4, a.unary(U::Tanh)),
-        (5, a.unary(U::Sigmoid)),
-        (6, a.unary(U::Softplus)),
-        (7, a.unary(U::Silu)),
-        (8, a.unary(U::SiluD1)),
-        (9, a.unary(U::SiluD2)),
-        (10, a.unary(U::Relu)),
-        (11, a.unary(U::Abs)),
-        (12, a.unary(U::Sign)),
-        (13, a.unary(U::Step)),
-        (14, a.unary(U::Sin)),
-        (15, a.unary(U::Cos)),
-        (16, a.unary(U::Recip)),
-        (17, a.unary(U::Square)),
-        (18, a.abs().unary(U::Powf(1.7))),
-        (19, a.unary(U::Powf(-3.0))),
-        (20, a.unary(U::AddScalar(0.37))),
-        (21, a.unary(U::MulScalar(0.37))),
-        (22, a.unary(U::Affine(0.37, -1.25))),
-        (23, a.clone()),
-    ];
-    for (code, want) in unary {
-        let mut got = drv.read::<f64>(&format!("unary_{code}.f64"));
-        if code == 2 || code == 18 {
-            // log and powf of negative inputs are NaN in both; compare on |a| instead
-            let arg = a.abs();
-            let alt = if code == 2 { arg.log() } else { arg.powf(1.7) };
-            got = got
-                .iter()
-                .zip(a.to_vec_f64())
-                .zip(alt.to_vec_f64())
-                .map(|((&g, x), w)| if x < 0.0 { w } else { g })
-                .collect();
-        }
-        for (g, w) in got.iter().zip(want.to_vec_f64()) {
+    // every op of the tables: unary ones on a and |a| (so log, sqrt and powers see both
+    // signs), binary ones on a and b broadcast
+    for (k, op) in UnaryOp::EXAMPLES.iter().enumerate() {
+        let want = u.unary(*op).to_vec_f64();
+        let got = drv.read::<f64>(&format!("unary_{k}.f64"));
+        assert_eq!(got.len(), want.len(), "{op:?}");
+        for (g, w) in got.iter().zip(want) {
             assert!(
-                (g - w).abs() <= 1e-15 * (1.0 + w.abs()),
-                "unary {code}: {g} vs {w}"
+                same_or_close(*g, w, 1e-15),
+                "{op:?} (code {}): {g} vs {w}",
+                op.code()
             );
         }
     }
-    let ops = [
-        B::Add,
-        B::Sub,
-        B::Mul,
-        B::Div,
-        B::Maximum,
-        B::Minimum,
-        B::Gt,
-        B::Ge,
-        B::Lt,
-        B::Le,
-        B::Eq,
-        B::MulSiluD1,
-        B::MulSiluD2,
-        B::MulSiluD3,
-    ];
-    for (code, op) in ops.into_iter().enumerate() {
-        let want = a.binary(&b.reshape(&[3, 1]), op).to_vec_f64();
-        for (g, w) in drv
-            .read::<f64>(&format!("binary_{code}.f64"))
-            .iter()
-            .zip(want)
-        {
-            assert!(
-                (g - w).abs() <= 1e-15 * (1.0 + w.abs()),
-                "{op:?}: {g} vs {w}"
-            );
+    for (k, op) in BinaryOp::ALL.iter().enumerate() {
+        let want = a.binary(&b, *op).to_vec_f64();
+        for (g, w) in drv.read::<f64>(&format!("binary_{k}.f64")).iter().zip(want) {
+            assert!(same_or_close(*g, w, 1e-15), "{op:?}: {g} vs {w}");
         }
     }
     assert_eq!(

@@ -14,6 +14,7 @@ fn moments(x: &Tensor) -> Tensor {
     Tensor::concat(&[x.clone(), x.square()], 1)
 }
 
+/// Runs the example (also called by `ebm/tests/examples.rs`).
 pub fn main() {
     let model = CustomEnergy::new(&[("m", M)], |x: &Var, p: &ParamVars| {
         let (x0, x1_sq) = (x.narrow(1, 0, 1), x.narrow(1, 1, 1).square());

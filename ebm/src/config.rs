@@ -5,110 +5,31 @@
 use crate::data::{DataOptions, DataSpec};
 use crate::error::Error;
 use ebm_nn::{Activation, AdamConfig, OptimizerConfig, Schedule, SgdConfig};
+use ebm_objectives::factory::{self, BuildError, ObjectiveInfo};
+use ebm_objectives::{names, ObjectiveOptions};
 use serde::{Deserialize, Serialize};
 
-/// A training method, by its command-line name.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub enum ObjectiveKind {
-    /// Denoising score matching (Vincent 2011).
-    #[serde(rename = "dsm")]
-    Dsm,
-    /// DSM with a control variate (Wang et al. 2020).
-    #[serde(rename = "dsm-cv")]
-    DsmCv,
-    /// Exact score matching (Hyvärinen 2005).
-    #[serde(rename = "esm")]
-    Esm,
-    /// Sliced score matching (Song et al. 2019).
-    #[serde(rename = "ssm")]
-    Ssm,
-    /// Sliced score matching, variance reduced.
-    #[serde(rename = "ssm-vr")]
-    SsmVr,
-    /// Noise contrastive estimation (Gutmann & Hyvärinen 2010).
-    #[serde(rename = "nce")]
-    Nce,
-    /// Persistent contrastive divergence with a replay buffer.
-    #[serde(rename = "pcd")]
-    Pcd,
-    /// Contrastive divergence, chains started at the data.
-    #[serde(rename = "cd")]
-    Cd,
-    /// Multi-scale DSM over geometric σ levels (NCSN).
-    #[serde(rename = "ncsn")]
-    Ncsn,
-    /// Multi-scale DSM on the variance-exploding SDE.
-    #[serde(rename = "ve")]
-    Ve,
-    /// Multi-scale DSM on the variance-preserving SDE.
-    #[serde(rename = "vp")]
-    Vp,
+/// The row of the objective called `name` in [`factory::OBJECTIVES`], or a usage error
+/// listing the names.
+pub fn objective_info(name: &str) -> Result<&'static ObjectiveInfo, Error> {
+    factory::find(name)
+        .ok_or_else(|| Error::usage(BuildError::UnknownObjective(name.to_string()).to_string()))
 }
 
-impl ObjectiveKind {
-    pub const ALL: [ObjectiveKind; 11] = [
-        ObjectiveKind::Dsm,
-        ObjectiveKind::DsmCv,
-        ObjectiveKind::Esm,
-        ObjectiveKind::Ssm,
-        ObjectiveKind::SsmVr,
-        ObjectiveKind::Nce,
-        ObjectiveKind::Pcd,
-        ObjectiveKind::Cd,
-        ObjectiveKind::Ncsn,
-        ObjectiveKind::Ve,
-        ObjectiveKind::Vp,
-    ];
-
-    pub fn name(self) -> &'static str {
-        match self {
-            ObjectiveKind::Dsm => "dsm",
-            ObjectiveKind::DsmCv => "dsm-cv",
-            ObjectiveKind::Esm => "esm",
-            ObjectiveKind::Ssm => "ssm",
-            ObjectiveKind::SsmVr => "ssm-vr",
-            ObjectiveKind::Nce => "nce",
-            ObjectiveKind::Pcd => "pcd",
-            ObjectiveKind::Cd => "cd",
-            ObjectiveKind::Ncsn => "ncsn",
-            ObjectiveKind::Ve => "ve",
-            ObjectiveKind::Vp => "vp",
-        }
-    }
-
-    pub fn parse(s: &str) -> Result<ObjectiveKind, Error> {
-        ObjectiveKind::ALL
-            .into_iter()
-            .find(|o| o.name() == s)
-            .ok_or_else(|| {
-                let names: Vec<&str> = ObjectiveKind::ALL.iter().map(|o| o.name()).collect();
-                Error::usage(format!(
-                    "unknown objective `{s}`: expected one of {}",
-                    names.join(", ")
-                ))
-            })
-    }
-
-    /// Whether the model is a noise-conditional network (the multi-scale objectives).
-    pub fn noise_conditional(self) -> bool {
-        matches!(
-            self,
-            ObjectiveKind::Ncsn | ObjectiveKind::Ve | ObjectiveKind::Vp
-        )
-    }
-
-    /// Whether the objective samples negatives by Langevin dynamics.
-    pub fn mcmc(self) -> bool {
-        matches!(self, ObjectiveKind::Pcd | ObjectiveKind::Cd)
-    }
+/// An option's command-line flag: `sigma_min` → `--sigma-min`.
+pub fn flag(option: &str) -> String {
+    format!("--{}", option.replace('_', "-"))
 }
 
 /// The optimizer family.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum OptimKind {
+    /// Adam (Kingma & Ba 2015).
     Adam,
+    /// Adam with decoupled weight decay (Loshchilov & Hutter 2019).
     AdamW,
+    /// SGD with momentum.
     Sgd,
 }
 
@@ -116,90 +37,57 @@ pub enum OptimKind {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum ScheduleKind {
+    /// The peak rate throughout.
     Constant,
+    /// Cosine decay from the peak to `min_lr_factor` of it.
     Cosine,
+    /// Linear warm-up over `warmup` steps, then the cosine.
     WarmupCosine,
-}
-
-/// Hyperparameters of the objectives (each uses the ones it needs).
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct ObjectiveParams {
-    /// Noise scale of DSM and DSM-CV.
-    pub sigma: f64,
-    /// Largest and smallest noise of NCSN and the VE SDE.
-    pub sigma_max: f64,
-    pub sigma_min: f64,
-    /// NCSN noise levels.
-    pub levels: usize,
-    /// VP SDE β range.
-    pub beta_min: f64,
-    pub beta_max: f64,
-    /// Smallest diffusion time of VE/VP training (and the time the density is evaluated at).
-    pub t_min: f64,
-    /// Langevin steps per CD/PCD update, and the tied step ε (x ← x + ε²/2·s + ε·z).
-    pub langevin_steps: usize,
-    pub langevin_eps: f64,
-    /// PCD replay buffer rows, and the share restarted from noise each batch.
-    pub buffer_size: usize,
-    pub reinit: f64,
-    /// CD/PCD energy-magnitude regulariser α(E₊² + E₋²).
-    pub alpha: f64,
-    /// NCE noise samples per data sample, and the inflation of the fitted Gaussian noise.
-    pub nce_ratio: f64,
-    pub nce_inflate: f64,
-    /// SSM projections per sample.
-    pub projections: usize,
-}
-
-impl Default for ObjectiveParams {
-    fn default() -> Self {
-        ObjectiveParams {
-            sigma: 0.1,
-            sigma_max: 2.0,
-            sigma_min: 0.1,
-            levels: 10,
-            beta_min: 0.1,
-            beta_max: 20.0,
-            t_min: 1e-3,
-            langevin_steps: 20,
-            langevin_eps: 0.3,
-            buffer_size: 10_000,
-            reinit: 0.05,
-            alpha: 0.1,
-            nce_ratio: 1.0,
-            nce_inflate: 1.2,
-            projections: 1,
-        }
-    }
 }
 
 /// Everything that defines a training run.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct TrainConfig {
+    /// The training data.
     pub data: DataSpec,
+    /// How the data are split and transformed.
     pub data_options: DataOptions,
-    pub objective: ObjectiveKind,
-    pub params: ObjectiveParams,
+    /// The objective's name, one of [`ebm_objectives::NAMES`].
+    pub objective: String,
+    /// The objective's options (each objective reads the ones it needs).
+    pub params: ObjectiveOptions,
     /// Hidden widths of the MLP (input and output widths come from the data and the model).
     pub hidden: Vec<usize>,
+    /// The activation between layers.
     pub activation: Activation,
+    /// The optimizer family.
     pub optimizer: OptimKind,
+    /// The peak learning rate.
     pub lr: f64,
+    /// Weight decay (L2 for Adam and SGD, decoupled for AdamW).
     pub weight_decay: f64,
+    /// SGD momentum.
     pub momentum: f64,
+    /// The learning-rate schedule.
     pub schedule: ScheduleKind,
+    /// Warm-up steps of the warm-up cosine schedule.
     pub warmup: u64,
     /// The schedule's final learning rate as a share of `lr`.
     pub min_lr_factor: f64,
+    /// Training steps.
     pub steps: u64,
+    /// Rows per minibatch.
     pub batch: usize,
+    /// The seed of initialisation, minibatches, noise and split.
     pub seed: u64,
     /// Clip the global gradient norm to this value.
     pub clip_grad: Option<f64>,
     /// Keep an exponential moving average of the weights with this decay (evaluated and
     /// sampled instead of the raw weights).
     pub ema: Option<f64>,
+    /// Write the checkpoint every this many steps (and at the end).
     pub checkpoint_every: u64,
+    /// Write a metrics line every this many steps.
     pub log_every: u64,
     /// Measure the held-out (validation) figure every this many steps (0 = only at the end).
     pub eval_every: u64,
@@ -216,8 +104,8 @@ impl Default for TrainConfig {
                 name: "8gaussians".into(),
             },
             data_options: DataOptions::default(),
-            objective: ObjectiveKind::DsmCv,
-            params: ObjectiveParams::default(),
+            objective: names::DSM_CV.into(),
+            params: ObjectiveOptions::default(),
             hidden: vec![128, 128],
             activation: Activation::Silu,
             optimizer: OptimKind::Adam,
@@ -241,6 +129,12 @@ impl Default for TrainConfig {
 }
 
 impl TrainConfig {
+    /// The objective's row in the table of objectives (an unknown name, which
+    /// [`TrainConfig::validate`] refuses, panics here).
+    pub fn objective_info(&self) -> &'static ObjectiveInfo {
+        objective_info(&self.objective).expect("a validated configuration")
+    }
+
     /// Checks every value a user can set; the message names the flag.
     pub fn validate(&self) -> Result<(), Error> {
         let u = |m: String| Err(Error::usage(m));
@@ -295,76 +189,20 @@ impl TrainConfig {
                 return u(format!("--ema decay must be in [0, 1), got {d}"));
             }
         }
-        if !self.activation.is_smooth()
-            && !matches!(
-                self.objective,
-                ObjectiveKind::Nce | ObjectiveKind::Cd | ObjectiveKind::Pcd
-            )
-        {
+        let info = objective_info(&self.objective)?;
+        if !self.activation.is_smooth() && info.second_order {
             return u(format!(
                 "--activation relu has no second derivative, which {} needs; use silu, softplus, elu, tanh or gelu",
-                self.objective.name()
+                self.objective
             ));
         }
+        info.check(&self.params, &flag).map_err(Error::usage)?;
         let p = &self.params;
-        match self.objective {
-            ObjectiveKind::Dsm | ObjectiveKind::DsmCv => pos("sigma", p.sigma)?,
-            ObjectiveKind::Ncsn | ObjectiveKind::Ve => {
-                pos("sigma-min", p.sigma_min)?;
-                pos("sigma-max", p.sigma_max)?;
-                if p.sigma_min >= p.sigma_max {
-                    return u(format!(
-                        "--sigma-min ({}) must be below --sigma-max ({})",
-                        p.sigma_min, p.sigma_max
-                    ));
-                }
-                if self.objective == ObjectiveKind::Ncsn && p.levels < 2 {
-                    return u(format!("--levels must be at least 2, got {}", p.levels));
-                }
-            }
-            ObjectiveKind::Vp => {
-                pos("beta-min", p.beta_min)?;
-                pos("beta-max", p.beta_max)?;
-                if p.beta_min >= p.beta_max {
-                    return u(format!(
-                        "--beta-min ({}) must be below --beta-max ({})",
-                        p.beta_min, p.beta_max
-                    ));
-                }
-            }
-            ObjectiveKind::Cd | ObjectiveKind::Pcd => {
-                pos("langevin-eps", p.langevin_eps)?;
-                if p.langevin_steps == 0 {
-                    return u("--langevin-steps must be at least 1".into());
-                }
-                if !(0.0..=1.0).contains(&p.reinit) {
-                    return u(format!("--reinit must be in [0, 1], got {}", p.reinit));
-                }
-                if self.objective == ObjectiveKind::Pcd && p.buffer_size < self.batch {
-                    return u(format!(
-                        "--buffer-size ({}) must be at least --batch ({})",
-                        p.buffer_size, self.batch
-                    ));
-                }
-                if !(p.alpha.is_finite() && p.alpha >= 0.0) {
-                    return u(format!("--alpha must be ≥ 0, got {}", p.alpha));
-                }
-            }
-            ObjectiveKind::Nce => {
-                pos("nce-ratio", p.nce_ratio)?;
-                pos("nce-inflate", p.nce_inflate)?;
-            }
-            ObjectiveKind::Ssm | ObjectiveKind::SsmVr => {
-                if p.projections == 0 {
-                    return u("--projections must be at least 1".into());
-                }
-            }
-            ObjectiveKind::Esm => {}
-        }
-        if matches!(self.objective, ObjectiveKind::Ve | ObjectiveKind::Vp)
-            && !(p.t_min > 0.0 && p.t_min < 1.0)
-        {
-            return u(format!("--t-min must be in (0, 1), got {}", p.t_min));
+        if self.objective == names::PCD && p.buffer_size < self.batch {
+            return u(format!(
+                "--buffer-size ({}) must be at least --batch ({})",
+                p.buffer_size, self.batch
+            ));
         }
         Ok(())
     }

@@ -1,5 +1,6 @@
 //! The one error type of the `ebm` command: each variant is a sentence for the user.
 
+use ebm_data::DataError;
 use ebm_nn::CheckpointError;
 
 /// Why a command could not do what it was asked. Every variant but [`Error::Diverged`] is the
@@ -27,15 +28,19 @@ pub enum Error {
 }
 
 impl Error {
+    /// An [`Error::Usage`].
     pub fn usage(msg: impl Into<String>) -> Error {
         Error::Usage(msg.into())
     }
+    /// An [`Error::Data`].
     pub fn data(msg: impl Into<String>) -> Error {
         Error::Data(msg.into())
     }
+    /// An [`Error::Checkpoint`].
     pub fn checkpoint(msg: impl Into<String>) -> Error {
         Error::Checkpoint(msg.into())
     }
+    /// An [`Error::Io`].
     pub fn io(msg: impl Into<String>) -> Error {
         Error::Io(msg.into())
     }
@@ -60,6 +65,16 @@ impl Error {
         match self {
             Error::Diverged(_) => 1,
             _ => 2,
+        }
+    }
+}
+
+impl From<DataError> for Error {
+    fn from(e: DataError) -> Error {
+        match e {
+            DataError::Usage(m) => Error::Usage(m),
+            DataError::Data(m) => Error::Data(m),
+            DataError::Io(m) => Error::Io(m),
         }
     }
 }

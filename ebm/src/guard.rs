@@ -11,9 +11,8 @@
 
 use crate::data::Dataset;
 use crate::model::Noise;
-use crate::train::{Obj, Trainer};
+use crate::train::Trainer;
 use ebm_core::{DType, Rng, Tensor};
-use ebm_objectives::Objective;
 use ebm_samplers::Target;
 
 /// A mean absolute energy above this, on data or probes, counts as divergence.
@@ -37,44 +36,50 @@ fn first_non_finite<'a>(tensors: impl IntoIterator<Item = (String, &'a Tensor)>)
 }
 
 /// The first tensor of the run's state holding NaN or ∞, described; None when all are
-/// finite. Covers the parameters, the optimizer's moments, the EMA weights, NCE's log Z and
-/// its optimizer, and PCD's replay buffer.
+/// finite. Covers the parameters, the optimizer's moments, the EMA weights, and the
+/// objective's own parameters, their optimizer and its state (NCE's log Z, PCD's replay
+/// buffer).
 pub fn state_problem(t: &Trainer) -> Option<String> {
-    if let Some(n) = first_non_finite(t.net.params().iter().map(|(n, v)| (n.to_string(), v))) {
-        return Some(format!("parameter `{n}` is not finite"));
-    }
-    let moments = t.opt.state_tensors();
-    if let Some(n) = first_non_finite(moments.iter().map(|(n, v)| (n.clone(), v))) {
-        return Some(format!("optimizer state `{n}` is not finite"));
-    }
-    if let Some(e) = &t.ema {
-        if let Some(n) = first_non_finite(e.params().iter().map(|(n, v)| (n.to_string(), v))) {
-            return Some(format!("EMA weight `{n}` is not finite"));
-        }
-    }
-    match &t.obj {
-        Obj::Nce(o) => {
-            let q = o.params().into_iter().flat_map(|q| q.iter());
-            if let Some(n) = first_non_finite(q.map(|(n, v)| (n.to_string(), v))) {
-                return Some(format!("NCE parameter `{n}` is not finite"));
-            }
-            let qm = t
-                .opt_q
+    let named = |(n, v): (&str, &Tensor)| (n.to_string(), v.clone());
+    let step = &t.train_step;
+    let groups: [(&str, Vec<(String, Tensor)>); 6] = [
+        ("parameter", t.net.params().iter().map(named).collect()),
+        ("optimizer state", step.optimizer.state_tensors()),
+        (
+            "EMA weight",
+            step.ema
+                .iter()
+                .flat_map(|e| e.params().iter().map(named))
+                .collect(),
+        ),
+        (
+            "objective parameter",
+            t.objective
+                .params()
+                .iter()
+                .flat_map(|q| q.iter().map(named))
+                .collect(),
+        ),
+        (
+            "objective optimizer state",
+            step.objective_optimizer
                 .iter()
                 .flat_map(|o| o.state_tensors())
-                .collect::<Vec<_>>();
-            if let Some(n) = first_non_finite(qm.iter().map(|(n, v)| (n.clone(), v))) {
-                return Some(format!("NCE optimizer state `{n}` is not finite"));
-            }
+                .collect(),
+        ),
+        (
+            "objective state",
+            t.objective
+                .state()
+                .into_iter()
+                .map(|(n, v)| (n.to_string(), v))
+                .collect(),
+        ),
+    ];
+    for (what, tensors) in &groups {
+        if let Some(n) = first_non_finite(tensors.iter().map(|(n, v)| (n.clone(), v))) {
+            return Some(format!("{what} `{n}` is not finite"));
         }
-        Obj::Mle(_) => {
-            if let Some(b) = t.obj.buffer() {
-                if first_non_finite([("buffer".to_string(), b.data())]).is_some() {
-                    return Some("the PCD replay buffer holds non-finite chains".into());
-                }
-            }
-        }
-        _ => {}
     }
     if !t.window.0.is_finite() {
         return Some("the running loss is not finite".into());
@@ -116,16 +121,14 @@ pub fn energy_problem(t: &Trainer, x: &Tensor) -> Option<String> {
         ));
     }
     // CD/PCD: the gap between data and negative energies is what the loss pushes on
-    if let Obj::Mle(ml) = &t.obj {
-        if let Some(neg) = ml.negatives() {
-            let en = density.energy(neg).to_vec_f64();
-            let mean = |t: &[f64]| t.iter().sum::<f64>() / t.len().max(1) as f64;
-            let gap = mean(&e) - mean(&en);
-            if !gap.is_finite() || gap.abs() > ENERGY_LIMIT {
-                return Some(format!(
-                    "energy gap between data and negatives exploded ({gap:.3e})"
-                ));
-            }
+    if let Some(neg) = t.objective.negatives() {
+        let en = density.energy(neg).to_vec_f64();
+        let mean = |t: &[f64]| t.iter().sum::<f64>() / t.len().max(1) as f64;
+        let gap = mean(&e) - mean(&en);
+        if !gap.is_finite() || gap.abs() > ENERGY_LIMIT {
+            return Some(format!(
+                "energy gap between data and negatives exploded ({gap:.3e})"
+            ));
         }
     }
     None

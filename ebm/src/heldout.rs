@@ -12,14 +12,13 @@
 //! The monitor's state is stored in every checkpoint, so a resumed or rolled-back run goes
 //! on exactly as an uninterrupted one would.
 
-use crate::config::ObjectiveKind;
 use crate::data::Dataset;
-use crate::model::{Net, Noise};
-use crate::train::{Obj, Trainer};
+use crate::model::Noise;
+use crate::train::Trainer;
 use crate::verify::{hex_f64, unhex_f64};
 use ebm_autodiff::Tape;
 use ebm_core::{DType, Rng};
-use ebm_objectives::Objective;
+use ebm_objectives::factory::ObjectiveInfo;
 
 /// The checkpoint of the best validation figure, beside `checkpoint.safetensors`.
 pub const BEST: &str = "best.safetensors";
@@ -44,12 +43,12 @@ pub enum Figure {
 
 impl Figure {
     /// Which figure `data` and `objective` allow, if any.
-    pub fn of(data: &Dataset, objective: ObjectiveKind) -> Option<Figure> {
+    pub fn of(data: &Dataset, objective: &ObjectiveInfo) -> Option<Figure> {
         if data.val.shape()[0] == 0 {
             None
         } else if data.dim <= 2 {
             Some(Figure::Nll)
-        } else if objective.mcmc() {
+        } else if objective.mcmc {
             None
         } else {
             Some(Figure::Loss)
@@ -92,7 +91,7 @@ fn fell(before: f64, now: f64) -> bool {
 /// The figure under the weights the run evaluates (the EMA's when kept).
 pub fn measure(t: &mut Trainer, figure: Figure) -> Option<f64> {
     let mut net = t.net.clone();
-    if let Some(e) = &t.ema {
+    if let Some(e) = &t.train_step.ema {
         e.copy_to(net.params_mut());
     }
     let n = t.data.val.shape()[0];
@@ -116,17 +115,9 @@ pub fn measure(t: &mut Trainer, figure: Figure) -> Option<f64> {
             let mut rng = Rng::new(t.config.seed).stream(VAL_STREAM);
             let tape = Tape::new();
             let p = net.params().bind(&tape);
-            match (&mut t.obj, &net) {
-                (Obj::Multi(ms), Net::Cond(m)) => {
-                    ms.loss(&tape, m, &p, &[], &rows, &mut rng).item()
-                }
-                (obj, Net::Mlp(m)) => {
-                    let o = obj.energy()?;
-                    let q = o.params().map(|q| q.constants(&tape)).unwrap_or_default();
-                    o.loss(&tape, m, &p, &q, &rows, &mut rng).item()
-                }
-                _ => return None,
-            }
+            let o = t.objective.as_mut();
+            let q = o.params().map(|q| q.constants(&tape)).unwrap_or_default();
+            o.loss(&tape, &net, &p, &q, &rows, &mut rng).item()
         }
     };
     v.is_finite().then_some(v)

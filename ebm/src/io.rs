@@ -1,4 +1,4 @@
-//! Small file helpers: atomic writes of bytes and JSON, JSON-lines appends.
+//! Small file helpers: atomic writes of bytes, JSON and `.npy` arrays.
 
 use crate::error::Error;
 use std::path::Path;
@@ -27,4 +27,11 @@ pub fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, Error
 pub fn create_dir(path: &Path) -> Result<(), Error> {
     std::fs::create_dir_all(path)
         .map_err(|e| Error::io(format!("cannot create directory {}: {e}", path.display())))
+}
+
+/// Writes `x` as a float32 `.npy` file, atomically.
+pub fn write_npy(path: &Path, x: &ebm_core::Tensor) -> Result<(), Error> {
+    let bytes = ebm_data::npy::to_npy_bytes(x)
+        .map_err(|e| Error::io(format!("cannot write {}: {e}", path.display())))?;
+    write_atomic(path, &bytes)
 }

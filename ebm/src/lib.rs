@@ -4,16 +4,16 @@
 //! [`core`] (tensors, RNG), [`autodiff`] (tape, any-order gradients), [`nn`] (MLPs,
 //! noise-conditional nets, your own energies, optimizers, checkpoints), [`samplers`] (Langevin
 //! to NUTS and PF-ODE) and [`objectives`] (CD/PCD, score matching, DSM, NCE, multi-scale DSM;
-//! evaluation) — plus a [`prelude`] and the [`toy`] data sets. With the default `cli` feature
-//! it also holds the pieces of the `ebm` command: `data` (toy sets, digits, CSV/`.npy`),
-//! `train` (the loop with exact resume and a divergence guard), `sample`, `report`
+//! evaluation) — plus [`data`] (the `ebm-data` crate: toy sets, digits, hardened CSV and, with
+//! the `cli` feature, `.npy` readers) and a [`prelude`]. With the default `cli` feature it also
+//! holds the pieces of the `ebm` command: `train` (the loop with exact resume and a divergence guard), `sample`, `report`
 //! (evaluation and output files) and `plot` (PNG figures with an embedded font); without it
 //! (`default-features = false`) the crate is the library alone, with none of the command's
 //! dependencies.
 //!
 //! What keeps the command reliable lives in its own modules (all under `cli`): `verify` (every value of a
-//! checkpoint checked before use), `limits` (bounds on every size), `values` (what a data
-//! file's values and declared shapes must satisfy), `guard` (the divergence guard's checks of
+//! checkpoint checked before use), `limits` (bounds on every size), `data::values` (what a
+//! data file's values and declared shapes must satisfy), `guard` (the divergence guard's checks of
 //! the whole state), `heldout` (validation figure, best checkpoint, overfitting warning,
 //! early stop), `rundir` (one writer per run directory), `console` (output a closed pipe
 //! cannot kill), `canvas` (PNGs written atomically) and `plot1d` (figures of 1-D data).
@@ -47,7 +47,7 @@ pub use ebm_nn as nn;
 pub use ebm_objectives as objectives;
 pub use ebm_samplers as samplers;
 
-pub mod toy;
+pub use ebm_data as data;
 
 #[cfg(feature = "cli")]
 pub mod canvas;
@@ -55,8 +55,6 @@ pub mod canvas;
 pub mod config;
 #[cfg(feature = "cli")]
 pub mod console;
-#[cfg(feature = "cli")]
-pub mod data;
 #[cfg(feature = "cli")]
 pub mod error;
 #[cfg(feature = "cli")]
@@ -99,8 +97,6 @@ pub mod sample;
 #[cfg(feature = "cli")]
 pub mod train;
 #[cfg(feature = "cli")]
-pub mod values;
-#[cfg(feature = "cli")]
 pub mod verify;
 
 /// The names a researcher's first program uses: tensors and the RNG, the tape and derivative
@@ -108,12 +104,11 @@ pub mod verify;
 /// step, optimizers and schedules, samplers and the model bridge, and evaluation.
 pub mod prelude {
     #[cfg(feature = "cli")]
-    pub use crate::config::{ObjectiveKind, TrainConfig};
-    #[cfg(feature = "cli")]
+    pub use crate::config::TrainConfig;
+    pub use crate::data::Toy;
     pub use crate::data::{DataSpec, Dataset};
     #[cfg(feature = "cli")]
     pub use crate::model::{Density, Net, Noise};
-    pub use crate::toy::Toy;
     pub use ebm_autodiff::{
         grad, grad_with, gradcheck, gradgradcheck, hessian_diag, hvp, CheckOpts, GradOpts, Tape,
         Var,

@@ -9,6 +9,10 @@
 use crate::config::TrainConfig;
 use crate::error::Error;
 use ebm_nn::NoiseConditionalConfig;
+use ebm_objectives::{names, ModelKind};
+
+/// Columns of a data set (the data crate's readers hold every file to it).
+pub use ebm_data::MAX_DIM;
 
 /// Rows in one minibatch.
 pub const MAX_BATCH: usize = 1 << 20;
@@ -16,8 +20,6 @@ pub const MAX_BATCH: usize = 1 << 20;
 pub const MAX_WIDTH: usize = 1 << 14;
 /// Hidden layers.
 pub const MAX_LAYERS: usize = 64;
-/// Columns of a data set.
-pub const MAX_DIM: usize = 1 << 16;
 /// Parameters of a network (1 GiB in f32).
 pub const MAX_PARAMS: u64 = 1 << 28;
 /// Floats in one activation, buffer or sample set (rows × width; 1 GiB in f32).
@@ -95,7 +97,7 @@ pub fn check_with_dim(c: &TrainConfig, dim: usize) -> Result<(), Error> {
             c.hidden
         )));
     }
-    if c.objective == crate::config::ObjectiveKind::Pcd
+    if c.objective == names::PCD
         && (c.params.buffer_size as u64).saturating_mul(dim as u64) > MAX_ELEMENTS
     {
         return Err(Error::usage(format!(
@@ -124,7 +126,9 @@ pub fn check_with_dim(c: &TrainConfig, dim: usize) -> Result<(), Error> {
 pub fn param_count(c: &TrainConfig, dim: usize) -> Option<u64> {
     let mut total = 0u64;
     let mut width = dim as u64;
-    let embed = if c.objective.noise_conditional() {
+    let conditional = ebm_objectives::factory::find(&c.objective)
+        .is_some_and(|o| o.model_kind != ModelKind::Energy);
+    let embed = if conditional {
         NoiseConditionalConfig::new(dim, &c.hidden).embed_dim() as u64
     } else {
         0
@@ -171,16 +175,15 @@ pub fn check_sampling(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::ObjectiveKind;
     use crate::model::Net;
     use ebm_core::Rng;
 
     #[test]
     fn the_count_formula_matches_the_built_networks() {
-        for objective in [ObjectiveKind::Dsm, ObjectiveKind::Ncsn, ObjectiveKind::Vp] {
+        for objective in [names::DSM, names::NCSN, names::VP] {
             for (dim, hidden) in [(1, vec![3]), (2, vec![5, 7]), (9, vec![4, 1, 6])] {
                 let c = TrainConfig {
-                    objective,
+                    objective: objective.into(),
                     hidden: hidden.clone(),
                     ..TrainConfig::default()
                 };

@@ -1,14 +1,15 @@
 //! The trained network: an MLP energy, or a noise-conditional energy for the multi-scale
 //! objectives; views of it as a sampler target; loading from a run directory.
 
-use crate::config::{ObjectiveKind, TrainConfig};
+use crate::config::TrainConfig;
 use crate::error::Error;
 use ebm_core::Rng;
 use ebm_nn::{
-    Checkpoint, Conditioning, Mlp, MlpConfig, Model, ModelRef, Module, NoiseConditionalConfig,
+    Checkpoint, Mlp, MlpConfig, Model, ModelRef, Module, NoiseConditionalConfig,
     NoiseConditionalNet, Params,
 };
-use ebm_objectives::ModelTarget;
+use ebm_objectives::factory::noise_schedule;
+use ebm_objectives::{ModelKind, ModelTarget, NoiseSchedule};
 use ebm_samplers::{VeSde, VpSde};
 use std::path::{Path, PathBuf};
 
@@ -22,29 +23,29 @@ pub enum Net {
 }
 
 impl Net {
-    /// A freshly initialised network for `config` on `dim`-dimensional data.
+    /// A freshly initialised network for `config` on `dim`-dimensional data, of the kind
+    /// its objective trains.
     pub fn new(config: &TrainConfig, dim: usize, rng: &mut Rng) -> Net {
-        if config.objective.noise_conditional() {
-            let cond = if config.objective == ObjectiveKind::Ncsn {
-                Conditioning::LogSigma
-            } else {
-                Conditioning::Time
-            };
-            let c = NoiseConditionalConfig::new(dim, &config.hidden)
-                .activation(config.activation)
-                .conditioning(cond);
-            Net::Cond(NoiseConditionalNet::new(c, rng))
-        } else {
-            let mut widths = vec![dim];
-            widths.extend(&config.hidden);
-            widths.push(1);
-            Net::Mlp(Mlp::new(
-                MlpConfig::new(&widths).activation(config.activation),
-                rng,
-            ))
+        match config.objective_info().model_kind {
+            ModelKind::NoiseConditional(cond) => {
+                let c = NoiseConditionalConfig::new(dim, &config.hidden)
+                    .activation(config.activation)
+                    .conditioning(cond);
+                Net::Cond(NoiseConditionalNet::new(c, rng))
+            }
+            ModelKind::Energy => {
+                let mut widths = vec![dim];
+                widths.extend(&config.hidden);
+                widths.push(1);
+                Net::Mlp(Mlp::new(
+                    MlpConfig::new(&widths).activation(config.activation),
+                    rng,
+                ))
+            }
         }
     }
 
+    /// The network as a module (its parameters and configuration).
     pub fn module(&self) -> &dyn Module {
         match self {
             Net::Mlp(m) => m,
@@ -52,10 +53,12 @@ impl Net {
         }
     }
 
+    /// The parameters.
     pub fn params(&self) -> &Params {
         self.module().params()
     }
 
+    /// The parameters, to update.
     pub fn params_mut(&mut self) -> &mut Params {
         match self {
             Net::Mlp(m) => m.params_mut(),
@@ -96,26 +99,43 @@ pub enum Noise {
     None,
     /// NCSN: levels σ_max → σ_min (geometric).
     Levels {
+        /// The largest σ.
         sigma_max: f64,
+        /// The smallest σ, at which the network is read as the data density.
         sigma_min: f64,
+        /// The number of levels.
         levels: usize,
     },
+    /// The variance-exploding SDE, read at time t_min.
     Ve(VeSde, f64),
+    /// The variance-preserving SDE, read at time t_min.
     Vp(VpSde, f64),
 }
 
 impl Noise {
+    /// How the network of `config` is read: from its objective's noise schedule.
     pub fn of(config: &TrainConfig) -> Noise {
-        let p = &config.params;
-        match config.objective {
-            ObjectiveKind::Ncsn => Noise::Levels {
-                sigma_max: p.sigma_max,
-                sigma_min: p.sigma_min,
-                levels: p.levels,
+        match noise_schedule(&config.objective, &config.params) {
+            None => Noise::None,
+            Some(NoiseSchedule::Geometric {
+                sigma_max,
+                sigma_min,
+                levels,
+            }) => Noise::Levels {
+                sigma_max,
+                sigma_min,
+                levels,
             },
-            ObjectiveKind::Ve => Noise::Ve(VeSde::new(p.sigma_min, p.sigma_max), p.t_min),
-            ObjectiveKind::Vp => Noise::Vp(VpSde::new(p.beta_min, p.beta_max), p.t_min),
-            _ => Noise::None,
+            Some(NoiseSchedule::Ve {
+                sigma_min,
+                sigma_max,
+                t_min,
+            }) => Noise::Ve(VeSde::new(sigma_min, sigma_max), t_min),
+            Some(NoiseSchedule::Vp {
+                beta_min,
+                beta_max,
+                t_min,
+            }) => Noise::Vp(VpSde::new(beta_min, beta_max), t_min),
         }
     }
 
@@ -158,8 +178,11 @@ pub type Density<'a> = ModelTarget<'a>;
 
 /// A trained model loaded from a run directory or checkpoint file.
 pub struct Loaded {
+    /// The run's configuration.
     pub config: TrainConfig,
+    /// The network (its EMA weights when the run kept an EMA).
     pub net: Net,
+    /// The steps the checkpoint had taken.
     pub step: u64,
     /// Columns of the data it was trained on.
     pub dim: usize,
@@ -167,14 +190,17 @@ pub struct Loaded {
     pub dir: PathBuf,
     /// The checkpoint file.
     pub file: PathBuf,
+    /// The checkpoint itself.
     pub checkpoint: Checkpoint,
 }
 
 impl Loaded {
+    /// How the network is read as a density.
     pub fn noise(&self) -> Noise {
         Noise::of(&self.config)
     }
 
+    /// The network read as a density over x.
     pub fn density(&self) -> Density<'_> {
         self.net.density(self.noise())
     }

@@ -45,9 +45,13 @@ pub(crate) fn normalised(e: &[f64], cell: f64) -> Vec<f64> {
 }
 
 /// The normalised density exp(−E)/Z on an n×n grid over `bounds` (row-major, y outer).
+#[derive(Clone, Debug)]
 pub struct Grid {
+    /// Cells per side.
     pub n: usize,
+    /// The box: (x range, y range).
     pub bounds: [(f64, f64); 2],
+    /// The density at each cell's centre.
     pub p: Vec<f64>,
 }
 

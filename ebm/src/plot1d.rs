@@ -10,8 +10,11 @@ use std::path::Path;
 
 /// The normalised density exp(−E)/Z at `n` midpoints of [lo, hi].
 pub struct Curve {
+    /// The interval.
     pub bounds: (f64, f64),
+    /// The midpoints.
     pub x: Vec<f64>,
+    /// The density at each midpoint.
     pub p: Vec<f64>,
 }
 

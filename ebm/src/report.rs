@@ -16,10 +16,15 @@ use std::time::Instant;
 /// Numbers of one evaluation, as written to eval.json.
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct Report {
+    /// The step of the checkpoint evaluated.
     pub step: u64,
+    /// The data set's label.
     pub data: String,
+    /// The objective's name.
     pub objective: String,
+    /// Features per row.
     pub dim: usize,
+    /// Test rows the NLL was taken over.
     pub test_rows: usize,
     /// The checkpoint evaluated (`checkpoint.safetensors`, or `best.safetensors`).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -31,11 +36,13 @@ pub struct Report {
     pub nll_units: String,
     /// log Z and how it was computed ("grid" quadrature or "ais").
     pub log_z: Option<f64>,
+    /// How log Z was computed ("grid" or "ais").
     pub log_z_method: Option<String>,
     /// Quadrature: change when the grid is halved (an error bar). AIS: standard error.
     pub log_z_error: Option<f64>,
     /// The data's entropy when known, and NLL − entropy (≥ 0 up to estimation error).
     pub entropy: Option<f64>,
+    /// NLL − entropy.
     pub gap: Option<f64>,
     /// Squared MMD (Gaussian kernel, median bandwidth) between samples and test rows.
     pub mmd2: Option<f64>,
@@ -43,12 +50,16 @@ pub struct Report {
     /// as an unbiased U-statistic: near zero for a good model, and it can be slightly
     /// negative (like MMD²).
     pub ksd2: Option<f64>,
+    /// How the samples were drawn.
     pub sampler: Option<SampleInfo>,
+    /// Model samples drawn.
     pub samples: usize,
+    /// Wall-clock seconds of training.
     pub train_seconds: Option<f64>,
     /// Steps trained in `train_seconds` (fewer than `step` after a resume).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub train_steps: Option<u64>,
+    /// Wall-clock seconds of this evaluation.
     pub eval_seconds: f64,
     /// The checkpoint with the best validation figure: file, step and figure.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -65,6 +76,7 @@ pub struct Report {
 pub const NLL_UNITS: &str = "nats per row, in the data file's units";
 
 impl Report {
+    /// A report of no evaluation (a run with `--no-report`).
     pub fn empty(step: u64, train_seconds: f64) -> Report {
         Report {
             step,
@@ -84,7 +96,9 @@ pub struct EvalOptions {
     pub samples: usize,
     /// AIS temperatures (d > 2).
     pub ais_temps: usize,
+    /// The seed of the evaluation's draws.
     pub seed: u64,
+    /// How model samples are drawn.
     pub sample: SampleOptions,
 }
 
@@ -253,7 +267,7 @@ pub fn final_report(
     notes: &crate::train::RunNotes,
 ) -> Result<Report, Error> {
     let mut net = t.net.clone();
-    if let Some(e) = &t.ema {
+    if let Some(e) = &t.train_step.ema {
         e.copy_to(net.params_mut());
     }
     let noise = Noise::of(&t.config);
@@ -267,7 +281,7 @@ pub fn final_report(
     }
     let (mut r, samples) = evaluate(&net, noise, &t.data, log_det, &opts)?;
     r.step = t.step;
-    r.objective = t.config.objective.name().into();
+    r.objective = t.config.objective.clone();
     r.train_seconds = Some(train_secs);
     r.train_steps = Some(notes.end_step - notes.start_step);
     r.checkpoint = Some(if notes.early_stopped {
@@ -311,7 +325,7 @@ pub fn write_outputs(
         Some(s) => s.invert(samples),
         None => samples.clone(),
     };
-    crate::data::write_npy(&dir.join("samples.npy"), &out)?;
+    crate::io::write_npy(&dir.join("samples.npy"), &out)?;
     r.files.push("samples.npy".into());
     let title = match (r.test_nll, r.gap) {
         (Some(v), Some(g)) => format!(

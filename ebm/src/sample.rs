@@ -11,8 +11,11 @@ pub enum SamplerKind {
     /// The model's natural sampler: MALA for an energy, annealed Langevin for NCSN, the
     /// predictor–corrector reverse SDE for VE/VP.
     Auto,
+    /// Unadjusted Langevin dynamics.
     Ula,
+    /// Metropolis-adjusted Langevin, step size adapted.
     Mala,
+    /// Hamiltonian Monte Carlo, step size adapted.
     Hmc,
     /// Annealed Langevin dynamics over the NCSN levels.
     Annealed,
@@ -25,9 +28,11 @@ pub enum SamplerKind {
 }
 
 impl SamplerKind {
+    /// Every sampler's name, as `--sampler` takes it.
     pub const NAMES: [&'static str; 8] =
         ["auto", "ula", "mala", "hmc", "annealed", "sde", "pc", "ode"];
 
+    /// The sampler named `s`.
     pub fn parse(s: &str) -> Result<SamplerKind, Error> {
         Ok(match s {
             "auto" => SamplerKind::Auto,
@@ -47,6 +52,7 @@ impl SamplerKind {
         })
     }
 
+    /// The sampler's name.
     pub fn name(self) -> &'static str {
         Self::NAMES[self as usize]
     }
@@ -55,6 +61,7 @@ impl SamplerKind {
 /// Sampler settings (None: the sampler's default).
 #[derive(Clone, Debug, Default)]
 pub struct SampleOptions {
+    /// The sampler (None: auto).
     pub sampler: Option<SamplerKind>,
     /// Sampling steps (per noise level for annealed Langevin).
     pub steps: Option<usize>,
@@ -65,9 +72,13 @@ pub struct SampleOptions {
 /// What a sampling run did.
 #[derive(Clone, Debug, serde::Serialize)]
 pub struct SampleInfo {
+    /// The sampler's name.
     pub sampler: String,
+    /// Steps taken (per noise level for annealed Langevin).
     pub steps: usize,
+    /// The step size (after adaptation).
     pub step_size: Option<f64>,
+    /// The mean acceptance rate (MALA, HMC).
     pub accept_rate: Option<f64>,
 }
 

@@ -107,7 +107,7 @@ pub fn tensors_fit(
             format!(
                 "its configuration ({dim} inputs, hidden {:?}, {}) needs {} parameter values, but it holds {have}",
                 config.hidden,
-                config.objective.name(),
+                config.objective,
                 want.map_or("too many".to_string(), |w| w.to_string()),
             ),
         ));

@@ -1,7 +1,7 @@
 //! Fuzzing everything the `ebm` command reads from the outside world: checkpoints (with
 //! byte-level corruption, and with re-signed, checksum-valid but impossible contents: edited
-//! stored configurations, dimensions, learning-rate scales, objective state, tensors,
-//! headers) and data files (CSV and `.npy`, corrupted bytes and crafted headers, values and
+//! stored configurations, dimensions, learning-rate scales, the objective's tensors (NCE's
+//! log Z and its optimizer, PCD's replay buffer), parameters, headers) and data files (CSV and `.npy`, corrupted bytes and crafted headers, values and
 //! shapes). Each case runs the command's own code path in-process — `ebm eval`/`ebm sample`'s
 //! loading and a tiny evaluation, `ebm train --resume`'s restoration and one step, or, for a
 //! data file, loading, a training step and (for some) the final report's evaluation and
@@ -19,7 +19,7 @@
 mod common;
 
 use common::npy_raw;
-use ebm::config::{ObjectiveKind, TrainConfig};
+use ebm::config::TrainConfig;
 use ebm::data::{DataOptions, DataSpec, Dataset};
 use ebm::nn::checkpoint::{edit_header, resign};
 use ebm::nn::Checkpoint;
@@ -277,23 +277,18 @@ fn base_runs() -> &'static Vec<(String, PathBuf, Vec<u8>)> {
         let data = root().join("base-data");
         base_data();
         let mut out = Vec::new();
-        let runs: [(&str, ObjectiveKind, Option<&str>, Option<f64>); 7] = [
-            ("dsm-cv", ObjectiveKind::DsmCv, None, None),
-            ("pcd", ObjectiveKind::Pcd, None, None),
-            ("nce", ObjectiveKind::Nce, Some("two.csv"), None),
-            ("ncsn", ObjectiveKind::Ncsn, None, Some(0.9)),
-            ("esm-1d", ObjectiveKind::Esm, Some("one.csv"), None),
-            ("vp-3d", ObjectiveKind::Vp, Some("three.csv"), None),
-            (
-                "ssm-vr-3d",
-                ObjectiveKind::SsmVr,
-                Some("three.csv"),
-                Some(0.5),
-            ),
+        let runs: [(&str, &str, Option<&str>, Option<f64>); 7] = [
+            ("dsm-cv", "dsm-cv", None, None),
+            ("pcd", "pcd", None, None),
+            ("nce", "nce", Some("two.csv"), None),
+            ("ncsn", "ncsn", None, Some(0.9)),
+            ("esm-1d", "esm", Some("one.csv"), None),
+            ("vp-3d", "vp", Some("three.csv"), None),
+            ("ssm-vr-3d", "ssm-vr", Some("three.csv"), Some(0.5)),
         ];
         for (name, objective, file, ema) in runs {
             let mut c = TrainConfig {
-                objective,
+                objective: objective.into(),
                 hidden: vec![8],
                 batch: 16,
                 steps: 4,
@@ -372,35 +367,28 @@ fn crafted_checkpoint(bytes: &[u8], rng: &mut Rng) -> Vec<u8> {
                 }
             }
             // one of the stored strings
-            4..=6 => {
+            4..=5 => {
                 let keys = [
                     "dim",
                     "lr_scale",
                     "loss_window",
-                    "nce_state",
-                    "replay_buffer",
                     "standardization",
                     "heldout",
                     "train_config",
                     "unknown",
+                    // the keys of earlier versions' base64 state
+                    "nce_state",
+                    "replay_buffer",
                 ];
                 let k = pick(rng, &keys).to_string();
                 if rng.below(5) == 0 {
                     c.extra.remove(&k);
-                } else if (k == "nce_state" || k == "replay_buffer") && rng.below(2) == 0 {
-                    // a structurally valid inner file of another shape
-                    let t = ebm_core::Tensor::full(
-                        &[1 + rng.below(3), 1 + rng.below(3)],
-                        *pick(rng, &[0.0, 1.0, f64::NAN, f64::INFINITY, 1e30]),
-                        ebm_core::DType::F32,
-                    );
-                    let inner = ebm::nn::tensors_to_bytes(&[("buffer".into(), t)], None)
-                        .unwrap_or_default();
-                    c.extra.insert(k, b64(&inner));
                 } else {
                     c.extra.insert(k, nasty_string(rng));
                 }
             }
+            // the objective's tensors: its state, its parameters, their optimizer
+            6 => craft_objective(&mut c, rng),
             // the model's own config
             7 => mutate_json(&mut c.model, rng),
             // a parameter replaced by another shape
@@ -474,23 +462,74 @@ fn crafted_checkpoint(bytes: &[u8], rng: &mut Rng) -> Vec<u8> {
     out
 }
 
-/// Standard base64 with padding (as the trainer stores binary state).
-fn b64(bytes: &[u8]) -> String {
-    const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::new();
-    for c in bytes.chunks(3) {
-        let n = (c[0] as u32) << 16
-            | (*c.get(1).unwrap_or(&0) as u32) << 8
-            | *c.get(2).unwrap_or(&0) as u32;
-        for i in 0..4 {
-            out.push(if i <= c.len() {
-                A[(n >> (18 - 6 * i) & 63) as usize] as char
+/// A tensor of a random small shape filled with one of a few values (some beyond what a
+/// checkpoint may hold: the writer then refuses, and the case runs on the original bytes).
+fn odd_tensor(rng: &mut Rng, like: Option<&ebm_core::Tensor>) -> ebm_core::Tensor {
+    let shape: Vec<usize> = match like {
+        Some(t) if rng.below(2) == 0 => t.shape().to_vec(),
+        _ => (0..rng.below(3)).map(|_| rng.below(4)).collect(),
+    };
+    let dtype = match like {
+        Some(t) if rng.below(4) != 0 => t.dtype(),
+        _ => *pick(rng, &[ebm_core::DType::F32, ebm_core::DType::F64]),
+    };
+    let v = *pick(rng, &[0.0, 1.0, -1e30, 1e30, f64::NAN, f64::INFINITY]);
+    ebm_core::Tensor::full(&shape, v, dtype)
+}
+
+/// Edits the objective's tensors of a checkpoint: PCD's replay buffer and NCE's log Z
+/// replaced, removed or renamed, their optimizer dropped, a state the objective does not
+/// keep added.
+fn craft_objective(c: &mut Checkpoint, rng: &mut Rng) {
+    match rng.below(6) {
+        0 => {
+            let names: Vec<String> = c.objective_state.keys().cloned().collect();
+            let name = names
+                .first()
+                .cloned()
+                .unwrap_or_else(|| "replay_buffer".into());
+            let t = odd_tensor(rng, c.objective_state.get(&name));
+            c.objective_state.insert(name, t);
+        }
+        1 => {
+            if rng.below(2) == 0 {
+                c.objective_state.clear();
             } else {
-                '='
-            });
+                let t = odd_tensor(rng, None);
+                c.objective_state.insert(nasty_string(rng), t);
+            }
+        }
+        2 => {
+            let mut q = ebm::nn::Params::new();
+            for (n, t) in c.objective_params.iter() {
+                q.push(n, odd_tensor(rng, Some(t)));
+            }
+            if q.is_empty() || rng.below(4) == 0 {
+                q = ebm::nn::Params::new();
+                q.push("log_z", odd_tensor(rng, None));
+            }
+            c.objective_params = q;
+            // an optimizer of the old parameters no longer fits: drop it, or keep it (the
+            // loader then refuses its tensors' shapes)
+            if rng.below(2) == 0 {
+                c.objective_optimizer = None;
+            }
+        }
+        3 => {
+            c.objective_params = ebm::nn::Params::new();
+            c.objective_optimizer = None;
+        }
+        4 => c.objective_optimizer = None,
+        _ => {
+            // the state of one run grafted onto another's
+            let donor = &base_runs()[rng.below(base_runs().len())].2;
+            if let Ok(d) = Checkpoint::from_bytes(donor) {
+                c.objective_state = d.objective_state;
+                c.objective_params = d.objective_params;
+                c.objective_optimizer = d.objective_optimizer;
+            }
         }
     }
-    out
 }
 
 /// A mutated CSV file.
@@ -722,20 +761,11 @@ fn run_data_case(kind: &str, index: u64, seed: u64) -> Result<(), String> {
         let spec = DataSpec::File { path: path.clone() };
         let ds = Dataset::load(&spec, &opts, index).map_err(|e| e.to_string())?;
         assert!(ds.train.shape()[0] >= 2 && ds.test.shape()[0] >= 1);
-        let objective = *pick(
-            &mut rng,
-            &[
-                ObjectiveKind::DsmCv,
-                ObjectiveKind::Nce,
-                ObjectiveKind::SsmVr,
-                ObjectiveKind::Cd,
-                ObjectiveKind::Ncsn,
-            ],
-        );
+        let objective = *pick(&mut rng, &["dsm-cv", "nce", "ssm-vr", "cd", "ncsn"]);
         let mut c = TrainConfig {
             data: spec,
             data_options: opts,
-            objective,
+            objective: objective.into(),
             hidden: vec![8],
             batch: 16,
             steps: 2,

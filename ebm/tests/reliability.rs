@@ -596,9 +596,24 @@ fn checksummed_checkpoints_with_impossible_contents_are_refused() {
             "learning-rate scale inf is not in (0, 1]",
         ),
         (
-            "replay buffer ====",
-            vec![extra("replay_buffer", "====")],
-            "no replay buffer",
+            "replay buffer of another shape",
+            vec![Box::new(|c: &mut Checkpoint| {
+                c.objective_state.insert(
+                    "replay_buffer".into(),
+                    ebm_core::Tensor::zeros(&[3, 3], ebm_core::DType::F32),
+                );
+            })],
+            "`objective.state.replay_buffer` has shape [3, 3], but the model expects [64, 2]",
+        ),
+        (
+            "replay buffer missing",
+            vec![Box::new(|c: &mut Checkpoint| c.objective_state.clear())],
+            "no tensor `objective.state.replay_buffer`",
+        ),
+        (
+            "replay buffer as base64 text (earlier versions)",
+            vec![extra("replay_buffer", "AAAA")],
+            "keeps the objective's state as base64 text",
         ),
         (
             "data path /dev/zero",

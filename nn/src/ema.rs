@@ -57,6 +57,7 @@ impl Ema {
         }
     }
 
+    /// The decay and warm-up.
     pub fn config(&self) -> EmaConfig {
         self.config
     }

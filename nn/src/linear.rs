@@ -68,7 +68,9 @@ impl Init {
 /// them from the bound `Var`s of the current step.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Linear {
+    /// Input width.
     pub in_features: usize,
+    /// Output width.
     pub out_features: usize,
     weight: usize,
     bias: Option<usize>,

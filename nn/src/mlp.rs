@@ -36,16 +36,19 @@ impl MlpConfig {
         }
     }
 
+    /// With activation `a` between layers.
     pub fn activation(mut self, a: Activation) -> Self {
         self.activation = a;
         self
     }
 
+    /// With weights initialised by `init`.
     pub fn init(mut self, init: Init) -> Self {
         self.init = init;
         self
     }
 
+    /// With the output layer zeroed (E ≡ 0 at the start) when `on`.
     pub fn zero_last(mut self, on: bool) -> Self {
         self.zero_last = on;
         self

@@ -38,18 +38,22 @@ pub struct NoiseConditionalConfig {
     pub dim: usize,
     /// Hidden widths (at least one).
     pub hidden: Vec<usize>,
+    /// The activation between layers.
     pub activation: Activation,
+    /// What the condition c is (log σ or time t).
     pub conditioning: Conditioning,
     /// Number of Fourier frequencies k: the embedding of c is
     /// `[c, sin(ω₀c), …, sin(ω_{k−1}c), cos(ω₀c), …, cos(ω_{k−1}c)]`, 2k + 1 features.
     pub frequencies: usize,
     /// ω ranges geometrically from 1 to `max_frequency`.
     pub max_frequency: f64,
+    /// Whether the net outputs an energy or a score.
     pub output: NetOutput,
     /// NCSNv2's output scaling s(x, σ) = s_θ(x, σ)/σ (for an energy: E_θ/σ). Needs
     /// [`Conditioning::LogSigma`]; for SDE time conditioning, divide by the marginal standard
     /// deviation in the objective instead.
     pub scale_by_sigma: bool,
+    /// How weights are initialised.
     pub init: Init,
     /// Zero the output layer (the model starts at s ≡ 0).
     pub zero_last: bool,
@@ -73,37 +77,44 @@ impl NoiseConditionalConfig {
         }
     }
 
+    /// With activation `a`.
     pub fn activation(mut self, a: Activation) -> Self {
         self.activation = a;
         self
     }
 
+    /// With conditioning `c`.
     pub fn conditioning(mut self, c: Conditioning) -> Self {
         self.conditioning = c;
         self
     }
 
+    /// With output `o`.
     pub fn output(mut self, o: NetOutput) -> Self {
         self.output = o;
         self
     }
 
+    /// With NCSNv2's 1/σ output scaling when `on`.
     pub fn scale_by_sigma(mut self, on: bool) -> Self {
         self.scale_by_sigma = on;
         self
     }
 
+    /// With `frequencies` Fourier features up to `max_frequency`.
     pub fn fourier(mut self, frequencies: usize, max_frequency: f64) -> Self {
         self.frequencies = frequencies;
         self.max_frequency = max_frequency;
         self
     }
 
+    /// With weights initialised by `init`.
     pub fn init(mut self, init: Init) -> Self {
         self.init = init;
         self
     }
 
+    /// With the output layer zeroed when `on`.
     pub fn zero_last(mut self, on: bool) -> Self {
         self.zero_last = on;
         self

@@ -4,8 +4,9 @@ use ebm_autodiff::{grad, Tape, Var};
 use ebm_core::{DType, Tensor};
 use std::ops::Index;
 
-/// Name prefixes that checkpoints reserve for optimizer state and EMA weights.
-pub const RESERVED_PREFIXES: [&str; 3] = ["optim.", "ema.", "__"];
+/// Name prefixes that checkpoints reserve for optimizer state, EMA weights and the
+/// objective's tensors.
+pub const RESERVED_PREFIXES: [&str; 4] = ["optim.", "ema.", "objective.", "__"];
 
 /// An ordered list of named parameter tensors (dotted names such as `l0.weight`).
 ///
@@ -25,7 +26,7 @@ impl Params {
     }
 
     /// Appends a parameter and returns its index; panics on an empty, duplicate or reserved
-    /// name (`optim.…`, `ema.…`, `__…` belong to checkpoints).
+    /// name (`optim.…`, `ema.…`, `objective.…`, `__…` belong to checkpoints).
     pub fn push(&mut self, name: impl Into<String>, value: Tensor) -> usize {
         let name = name.into();
         if let Err(e) = self.check_name(&name) {
@@ -52,10 +53,12 @@ impl Params {
         Ok(())
     }
 
+    /// The number of parameters.
     pub fn len(&self) -> usize {
         self.tensors.len()
     }
 
+    /// Whether there are none.
     pub fn is_empty(&self) -> bool {
         self.tensors.is_empty()
     }

@@ -13,17 +13,33 @@ pub enum Schedule {
     /// Half a cosine from 1 down to `min_factor` over `steps` steps, then `min_factor`
     /// (PyTorch's `CosineAnnealingLR` with η_min = min_factor·lr):
     /// `min + (1 − min)(1 + cos(π·min(step, steps)/steps))/2`.
-    Cosine { steps: u64, min_factor: f64 },
+    Cosine {
+        /// The length of the decay.
+        steps: u64,
+        /// The final factor.
+        min_factor: f64,
+    },
     /// Linear ramp `(step + 1)/steps` over `steps` steps, then 1 (the first update already
     /// moves).
-    LinearWarmup { steps: u64 },
+    LinearWarmup {
+        /// The length of the ramp.
+        steps: u64,
+    },
     /// Linear from 1 to `end_factor` over `steps` steps, then `end_factor`.
-    LinearDecay { steps: u64, end_factor: f64 },
+    LinearDecay {
+        /// The length of the decay.
+        steps: u64,
+        /// The final factor.
+        end_factor: f64,
+    },
     /// `first` for the first `first_steps` steps, then `then` with its step count restarted
     /// at 0 (PyTorch's `SequentialLR`).
     Chain {
+        /// The schedule of the first phase.
         first: Box<Schedule>,
+        /// The first phase's length.
         first_steps: u64,
+        /// The schedule after it.
         then: Box<Schedule>,
     },
 }

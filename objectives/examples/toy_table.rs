@@ -9,7 +9,8 @@
 #[path = "../tests/common/mod.rs"]
 mod common;
 
-use common::{train, Data};
+use common::train;
+use ebm_data::Toy;
 use ebm_objectives::names;
 
 const NEW: [&str; 9] = [
@@ -36,16 +37,13 @@ fn main() {
     println!("| objective | data | test NLL (nats) | gap to entropy | steps | batch | time | grid error |");
     println!("| --- | --- | --- | --- | --- | --- | --- | --- |");
     for name in &chosen {
-        for data in [Data::EightGaussians, Data::Checkerboard] {
+        for data in [Toy::EightGaussians, Toy::Checkerboard] {
             let run = train(name, data, steps, batch);
             println!(
                 "| {name} | {} | {:.3} | {:+.3} | {steps} | {batch} | {:.1} s | {:.1e} |",
-                match data {
-                    Data::EightGaussians => "8gaussians",
-                    Data::Checkerboard => "checkerboard",
-                },
+                data.name(),
                 run.nll,
-                run.nll - data.entropy(),
+                run.nll - data.entropy().expect("a known entropy"),
                 run.seconds,
                 run.grid_error
             );

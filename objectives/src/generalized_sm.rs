@@ -37,7 +37,10 @@ pub enum BoundaryWeight {
     /// The distance to the boundary capped at c: h = min(x, c) on [0, ∞) and
     /// min(x, 1 − x, c) on [0, 1] (Yu, Drton & Shojaie 2019, whose truncation keeps large
     /// values from dominating the loss).
-    Truncated { c: f64 },
+    Truncated {
+        /// The cap c > 0.
+        c: f64,
+    },
 }
 
 impl BoundaryWeight {

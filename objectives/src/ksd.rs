@@ -10,10 +10,18 @@ use ebm_nn::Model;
 pub enum SteinKernel {
     /// Gaussian φ(r²) = exp(−r²/(2h²)); `bandwidth` None takes the median pairwise distance
     /// of each batch (Gretton et al. 2012).
-    Rbf { bandwidth: Option<f64> },
+    Rbf {
+        /// The bandwidth h (None: the median heuristic).
+        bandwidth: Option<f64>,
+    },
     /// Inverse multiquadric φ(r²) = (c² + r²)^β with β ∈ (−1, 0): Gorham & Mackey (2017)
     /// show its KSD detects non-convergence where the Gaussian kernel's does not.
-    Imq { c: f64, beta: f64 },
+    Imq {
+        /// The offset c > 0.
+        c: f64,
+        /// The exponent β ∈ (−1, 0).
+        beta: f64,
+    },
 }
 
 impl Default for SteinKernel {

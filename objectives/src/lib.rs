@@ -28,13 +28,15 @@
 //! | [`DiffusionRecoveryLikelihood`] | likelihood of data given a noisy copy, short-run MCMC | Gao et al. 2021 |
 //!
 //! [`ModelTarget`] is the one bridge from a model to the samplers (PCD's chains, AIS, `ebm
-//! sample`, `ebm eval`).
+//! sample`, `ebm eval`). [`factory`] builds any objective from its name and named options
+//! (one table, [`factory::OBJECTIVES`], read by the `ebm` command and library users alike).
 
 pub mod bridge;
 pub mod cnce;
 pub mod drl;
 pub mod energy_discrepancy;
 pub mod eval;
+pub mod factory;
 pub mod fce;
 pub mod generalized_sm;
 pub mod ksd;
@@ -53,6 +55,7 @@ pub use bridge::{ModelTarget, CHUNK_ROWS};
 pub use cnce::ConditionalNce;
 pub use drl::DiffusionRecoveryLikelihood;
 pub use energy_discrepancy::EnergyDiscrepancy;
+pub use factory::{ObjectiveOptions, NAMES};
 pub use fce::{FceOptions, FlowContrastive};
 pub use generalized_sm::{BoundaryWeight, Domain, GeneralizedScoreMatching};
 pub use ksd::{KernelSteinDiscrepancy, SteinKernel};
@@ -61,7 +64,6 @@ pub use min_velocity::MinimumVelocity;
 pub use mle::{ChainInit, MaximumLikelihood};
 pub use mpf::MinimumProbabilityFlow;
 pub use multiscale::{MultiScaleDsm, NoiseSchedule};
-pub use names::NAMES;
 pub use nce::{Nce, NoiseDistribution};
 pub use ratio_matching::RatioMatching;
 pub use score_matching::{
@@ -153,13 +155,18 @@ pub trait Objective {
 pub enum StateError {
     /// The objective keeps no state of that name.
     Unknown {
+        /// The objective's name.
         objective: &'static str,
+        /// The state asked for.
         name: String,
     },
     /// The tensor does not have the state's shape.
     Shape {
+        /// The state's name.
         name: String,
+        /// Its shape.
         expected: Vec<usize>,
+        /// The tensor's.
         found: Vec<usize>,
     },
 }

@@ -26,7 +26,9 @@ pub enum ChainInit {
 /// α·mean(E(x⁺)² + E(x⁻)²) of Du & Mordatch (2019), which keeps energies near 0.
 #[derive(Clone, Debug)]
 pub struct MaximumLikelihood {
+    /// The Langevin dynamics that draw the negatives.
     pub langevin: Ula,
+    /// Where the chains start.
     pub init: ChainInit,
     /// Weight α of the energy regulariser (0 to disable).
     pub alpha: f64,
@@ -34,6 +36,7 @@ pub struct MaximumLikelihood {
 }
 
 impl MaximumLikelihood {
+    /// CD or PCD (by `init`) with `langevin` and regulariser weight `alpha`.
     pub fn new(langevin: Ula, init: ChainInit, alpha: f64) -> MaximumLikelihood {
         MaximumLikelihood {
             langevin,

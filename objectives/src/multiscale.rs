@@ -12,23 +12,32 @@ pub enum NoiseSchedule {
     /// NCSN (Song & Ermon 2019): σ₁ > … > σ_L geometric from `sigma_max` to `sigma_min`,
     /// a level drawn uniformly per row; the model is conditioned on σ.
     Geometric {
+        /// The largest level σ₁.
         sigma_max: f64,
+        /// The smallest level σ_L.
         sigma_min: f64,
+        /// The number of levels L.
         levels: usize,
     },
     /// Variance-exploding SDE (Song et al. 2021): t ~ U(t_min, 1),
     /// σ(t) = σ_min (σ_max/σ_min)ᵗ, x_t = x + σ(t)z; the model is conditioned on t.
     Ve {
+        /// σ(0).
         sigma_min: f64,
+        /// σ(1).
         sigma_max: f64,
+        /// The smallest time drawn.
         t_min: f64,
     },
     /// Variance-preserving SDE (DDPM's continuous limit): β(t) = β_min + t(β_max − β_min),
     /// x_t = α(t)x + σ(t)z with α(t) = exp(−¼t²(β_max − β_min) − ½tβ_min),
     /// σ(t) = √(1 − α(t)²); the model is conditioned on t.
     Vp {
+        /// β(0).
         beta_min: f64,
+        /// β(1).
         beta_max: f64,
+        /// The smallest time drawn.
         t_min: f64,
     },
 }
@@ -97,6 +106,7 @@ impl NoiseSchedule {
 /// Song et al. 2021, eq. 7).
 #[derive(Clone, Debug)]
 pub struct MultiScaleDsm {
+    /// How noise levels are drawn.
     pub schedule: NoiseSchedule,
 }
 

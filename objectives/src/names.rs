@@ -1,5 +1,5 @@
-//! The objectives' names: the one list that [`crate::Objective::name`], the CLI's
-//! `--objective` and its configuration files share.
+//! The objectives' names, as [`crate::Objective::name`] returns them and the table of
+//! [`crate::factory::OBJECTIVES`] lists them (the CLI's `--objective`, configuration files).
 
 /// Denoising score matching.
 pub const DSM: &str = "dsm";
@@ -44,28 +44,3 @@ pub const RATIO_MATCHING: &str = "ratio-matching";
 pub const ED: &str = "ed";
 /// Diffusion recovery likelihood.
 pub const DRL: &str = "drl";
-
-/// Every objective's name, in the order the CLI lists them.
-pub const NAMES: [&str; 21] = [
-    DSM,
-    DSM_CV,
-    ESM,
-    SSM,
-    SSM_VR,
-    NCE,
-    PCD,
-    CD,
-    NCSN,
-    VE,
-    VP,
-    CNCE,
-    FCE,
-    MPF,
-    MVL,
-    KSD,
-    LSD,
-    GSM,
-    RATIO_MATCHING,
-    ED,
-    DRL,
-];

@@ -63,6 +63,7 @@ impl NoiseDistribution {
         NoiseDistribution { mean, chol, dim: d }
     }
 
+    /// The dimension d.
     pub fn dim(&self) -> usize {
         self.dim
     }
@@ -147,6 +148,7 @@ impl NoiseDistribution {
 /// density when the family contains it, normaliser included.
 #[derive(Clone, Debug)]
 pub struct Nce {
+    /// The noise distribution q.
     pub noise: NoiseDistribution,
     /// Noise samples per data sample (ν).
     pub nu: f64,

@@ -88,9 +88,11 @@ impl Projection {
 /// E[vvᵀ] = I). Each projection costs one Hessian-vector product instead of ESM's d.
 #[derive(Clone, Debug)]
 pub struct SlicedScoreMatching {
+    /// The distribution of the projections v.
     pub projection: Projection,
     /// Projections per data point (M).
     pub n_projections: usize,
+    /// Replace ½(vᵀs)² by ½‖s‖² (SSM-VR).
     pub variance_reduced: bool,
 }
 

@@ -1,10 +1,13 @@
 //! The one training step every objective, model and caller shares (`ebm train`, the
-//! benchmark, library loops).
+//! benchmark, library loops), and the checkpoint of everything it updates.
 
-use crate::{ModelKind, Objective};
+use crate::{ModelKind, Objective, StateError};
 use ebm_autodiff::Tape;
 use ebm_core::{Rng, Tensor};
-use ebm_nn::{clip_grad_norm, param_grads, Ema, Model, ModelRef, Optimizer};
+use ebm_nn::checkpoint::OBJECTIVE_STATE_PREFIX;
+use ebm_nn::{
+    clip_grad_norm, param_grads, Checkpoint, CheckpointError, Ema, Model, ModelRef, Optimizer,
+};
 
 /// Rows per block when [`train_step`] splits a batch ([`Objective::row_blocks_allowed`]): a
 /// 512×128 f32 activation is 256 KiB, so an element-wise op's operands stay near L2 (on the
@@ -61,6 +64,108 @@ impl TrainStep {
     pub fn with_clip_grad_norm(mut self, max_norm: f64) -> TrainStep {
         self.clip_grad_norm = Some(max_norm);
         self
+    }
+
+    /// A checkpoint of everything this step updates, as tensors: `model` with the optimizer
+    /// and the EMA, and `objective`'s own parameters (with their optimizer) and state (PCD's
+    /// replay buffer). Add the step count, the generator and any metadata of the caller's.
+    pub fn checkpoint(&self, model: &dyn Model, objective: &dyn Objective) -> Checkpoint {
+        let mut c = Checkpoint::new(model).with_optimizer(&self.optimizer);
+        if let Some(e) = &self.ema {
+            c = c.with_ema(e);
+        }
+        if let Some(q) = objective.params() {
+            c = c.with_objective_params(q, self.objective_optimizer.as_ref());
+        }
+        for (name, t) in objective.state() {
+            c = c.with_objective_state(name, t);
+        }
+        c
+    }
+
+    /// Puts `model`, the optimizers, the EMA and `objective` back into the state of `ckpt`
+    /// (written by [`TrainStep::checkpoint`] for the same model and objective). Every tensor
+    /// is checked against what it restores into; the objective's are checked before any of
+    /// them is set. A checkpoint without the objective's optimizer leaves this step's.
+    pub fn restore(
+        &mut self,
+        ckpt: &Checkpoint,
+        model: &mut dyn Model,
+        objective: &mut dyn Objective,
+    ) -> Result<(), CheckpointError> {
+        let state_name = |n: &str| format!("{OBJECTIVE_STATE_PREFIX}{n}");
+        let current = objective.state();
+        let wanted: Vec<&'static str> = current.iter().map(|(n, _)| *n).collect();
+        for (n, now) in &current {
+            let saved =
+                ckpt.objective_state
+                    .get(*n)
+                    .ok_or_else(|| CheckpointError::MissingTensor {
+                        name: state_name(n),
+                    })?;
+            if saved.dtype() != now.dtype() {
+                return Err(CheckpointError::WrongDtype {
+                    name: state_name(n),
+                    expected: format!("{:?}", now.dtype()),
+                    found: format!("{:?}", saved.dtype()),
+                });
+            }
+            if saved.shape() != now.shape() {
+                return Err(CheckpointError::WrongShape {
+                    name: state_name(n),
+                    expected: now.shape().to_vec(),
+                    found: saved.shape().to_vec(),
+                });
+            }
+        }
+        drop(current);
+        if let Some(n) = ckpt
+            .objective_state
+            .keys()
+            .find(|n| !wanted.contains(&n.as_str()))
+        {
+            return Err(CheckpointError::UnexpectedTensor {
+                name: state_name(n),
+            });
+        }
+        if objective.params().is_none() && !ckpt.objective_params.is_empty() {
+            return Err(CheckpointError::UnexpectedTensor {
+                name: format!(
+                    "{}{}",
+                    ebm_nn::checkpoint::OBJECTIVE_PARAM_PREFIX,
+                    ckpt.objective_params.name(0)
+                ),
+            });
+        }
+        ckpt.restore(model, Some(&mut self.optimizer), self.ema.as_mut())?;
+        if let Some(q) = objective.params_mut() {
+            match &ckpt.objective_optimizer {
+                Some(saved) => {
+                    let mut o = saved.clone();
+                    ckpt.restore_objective_params(q, Some(&mut o))?;
+                    self.objective_optimizer = Some(o);
+                }
+                None => ckpt.restore_objective_params(q, None)?,
+            }
+        }
+        for name in wanted {
+            let t = ckpt.objective_state[name].clone();
+            objective.set_state(name, t).map_err(|e| match e {
+                StateError::Shape {
+                    name,
+                    expected,
+                    found,
+                } => CheckpointError::WrongShape {
+                    name: state_name(&name),
+                    expected,
+                    found,
+                },
+                StateError::Unknown { name, .. } => CheckpointError::UnexpectedTensor {
+                    name: state_name(&name),
+                },
+            })?;
+        }
+        Ok(())
     }
 }
 
@@ -268,6 +373,71 @@ mod tests {
         }
         assert!(s1.optimizer.bit_eq(&before.1.optimizer));
         assert!(s1.ema.unwrap().bit_eq(&before.1.ema.unwrap()));
+    }
+
+    /// A run checkpointed after three steps and restored into freshly built objects takes
+    /// the same fourth step, bit for bit: the objective's parameters, their optimizer and
+    /// its state (NCE's log Z, PCD's replay buffer) travel as tensors.
+    #[test]
+    fn checkpoint_and_restore_continue_bit_for_bit() {
+        use crate::factory::{build, DataFacts, ObjectiveOptions};
+        let x = Rng::new(2).normal(&[32, 2], DType::F32);
+        let options = ObjectiveOptions {
+            buffer_size: 64,
+            langevin_steps: 2,
+            ..ObjectiveOptions::default()
+        };
+        for name in ["nce", "pcd", "dsm"] {
+            let fresh = |seed: u64| {
+                let mut init = Rng::new(seed);
+                let model = Mlp::new(MlpConfig::new(&[2, 8, 1]), &mut init);
+                let obj = build(name, &options, &DataFacts::of(&x), &mut init).unwrap();
+                let mut step = TrainStep::new(Optimizer::adam(1e-2, model.params()))
+                    .with_ema(Ema::new(model.params(), 0.9));
+                if let Some(q) = obj.params() {
+                    step = step.with_objective_optimizer(Optimizer::adam(1e-2, q));
+                }
+                (model, obj, step)
+            };
+            let (mut m1, mut o1, mut s1) = fresh(0);
+            let mut rng = Rng::new(7);
+            for _ in 0..3 {
+                train_step(o1.as_mut(), &mut m1, &mut s1, &x, &mut rng);
+            }
+            let bytes = s1.checkpoint(&m1, o1.as_ref()).to_bytes().unwrap();
+            let ckpt = Checkpoint::from_bytes(&bytes).unwrap();
+            let (mut m2, mut o2, mut s2) = fresh(1);
+            s2.restore(&ckpt, &mut m2, o2.as_mut()).unwrap();
+            let mut rng2 = rng.clone();
+            let l1 = train_step(o1.as_mut(), &mut m1, &mut s1, &x, &mut rng);
+            let l2 = train_step(o2.as_mut(), &mut m2, &mut s2, &x, &mut rng2);
+            assert_eq!(l1.to_bits(), l2.to_bits(), "{name}: loss");
+            let (c1, c2) = (
+                s1.checkpoint(&m1, o1.as_ref()),
+                s2.checkpoint(&m2, o2.as_ref()),
+            );
+            assert!(c1.bit_eq(&c2), "{name}: state after the step");
+        }
+        // a replay buffer of another shape is refused, naming it, before anything changes
+        let mut bad = {
+            let mut init = Rng::new(0);
+            let model = Mlp::new(MlpConfig::new(&[2, 8, 1]), &mut init);
+            let obj = build("pcd", &options, &DataFacts::of(&x), &mut init).unwrap();
+            TrainStep::new(Optimizer::adam(1e-2, model.params())).checkpoint(&model, obj.as_ref())
+        };
+        bad.objective_state
+            .insert("replay_buffer".into(), Tensor::zeros(&[3, 3], DType::F32));
+        let mut init = Rng::new(0);
+        let mut model = Mlp::new(MlpConfig::new(&[2, 8, 1]), &mut init);
+        let before = model.clone();
+        let mut obj = build("pcd", &options, &DataFacts::of(&x), &mut init).unwrap();
+        let mut step = TrainStep::new(Optimizer::adam(1e-2, model.params()));
+        let e = step.restore(&bad, &mut model, obj.as_mut()).unwrap_err();
+        assert!(
+            e.to_string().contains("objective.state.replay_buffer"),
+            "{e}"
+        );
+        assert!(model.params().bit_eq(before.params()));
     }
 
     #[test]

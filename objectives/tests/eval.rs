@@ -233,7 +233,7 @@ fn ais_brackets_enumerable_rbm_log_z() {
 #[test]
 fn grid_quadrature_agrees_with_truth_and_ais_in_2d() {
     // an 8-Gaussians mixture normalised to log Z = 0, and a correlated Gaussian
-    let mix = GaussianMixture::eight_gaussians();
+    let mix = eight_gaussians();
     let g = grid_log_z(&mix, &[(-2.0, 2.0), (-2.0, 2.0)], 256, 1e-6, DType::F64);
     eprintln!(
         "8-Gaussians: grid log Z {:.2e} (truth 0), grid error {:.1e}, edge mass {:.1e}, box {:?}",
@@ -287,4 +287,27 @@ fn discrepancies_vanish_exactly_when_they_should() {
     eprintln!("Fisher divergence: {f:.4} (exact 1; s.e. ≈ 0.007)");
     assert!((f - 1.0).abs() < 0.03);
     assert_eq!(fisher_divergence(&s, &s), 0.0);
+}
+
+/// FFJORD's 8-Gaussians as a density, with the data crate's parameters.
+fn eight_gaussians() -> GaussianMixture {
+    let e = ebm_data::EIGHT_GAUSSIANS;
+    GaussianMixture::ring(e.modes, e.radius, e.std)
+}
+
+/// The toy generator and the analytic density are one distribution: the mean −log p of
+/// generated rows is the entropy the toy set reports (within 4 standard errors).
+#[test]
+fn the_toy_set_draws_from_the_analytic_mixture() {
+    let toy = ebm_data::Toy::EightGaussians;
+    let x = toy.sample(20_000, &mut Rng::new(8)).cast(DType::F64);
+    let nlp = eight_gaussians().log_prob(&x).neg().to_vec_f64();
+    let n = nlp.len() as f64;
+    let mean = nlp.iter().sum::<f64>() / n;
+    let se = (nlp.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (n - 1.0) / n).sqrt();
+    let h = toy.entropy().unwrap();
+    assert!(
+        (mean - h).abs() < 4.0 * se,
+        "mean −log p {mean} vs entropy {h} (se {se})"
+    );
 }

@@ -8,14 +8,15 @@
 
 mod common;
 
-use common::{train, Data};
+use common::train;
+use ebm_data::Toy;
 use ebm_objectives::names;
 
 #[test]
 fn flow_contrastive_estimation_beats_gaussian_noise_nce_on_eight_gaussians() {
     let (steps, batch) = (1000, 256);
-    let fce = train(names::FCE, Data::EightGaussians, steps, batch);
-    let nce = train(names::NCE, Data::EightGaussians, steps, batch);
+    let fce = train(names::FCE, Toy::EightGaussians, steps, batch);
+    let nce = train(names::NCE, Toy::EightGaussians, steps, batch);
     eprintln!(
         "8-Gaussians, {steps} steps of {batch}: FCE test NLL {:.3}, NCE (fitted Gaussian noise) {:.3}: FCE lower by {:.3} nats (required ≥ 0.05)",
         fce.nll,
@@ -27,8 +28,8 @@ fn flow_contrastive_estimation_beats_gaussian_noise_nce_on_eight_gaussians() {
 
 /// DRL on 8-Gaussians for `steps`, asserting the gap to the entropy is under `margin`.
 fn drl_within(steps: usize, margin: f64) {
-    let run = train(names::DRL, Data::EightGaussians, steps, 256);
-    let gap = run.nll - Data::EightGaussians.entropy();
+    let run = train(names::DRL, Toy::EightGaussians, steps, 256);
+    let gap = run.nll - Toy::EightGaussians.entropy().expect("a known entropy");
     eprintln!(
         "DRL 8-Gaussians, {steps} steps: test NLL {:.3}, gap {gap:+.3} (margin {margin}), {:.0} s",
         run.nll, run.seconds

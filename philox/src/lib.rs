@@ -5,6 +5,9 @@
 //! build on these definitions, so a draw is the same numbers on any device and thread count.
 //! Everything here is `#[inline(always)]` and branch-free so that callers' loops vectorise.
 
+#![warn(missing_docs)]
+#![warn(clippy::undocumented_unsafe_blocks)]
+
 const M0: u32 = 0xD251_1F53;
 const M1: u32 = 0xCD9E_8D57;
 const W0: u32 = 0x9E37_79B9;

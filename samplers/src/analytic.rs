@@ -100,10 +100,12 @@ impl Gaussian {
         Gaussian::new(mean, &cov)
     }
 
+    /// The dimension d.
     pub fn dim(&self) -> usize {
         self.mean.len()
     }
 
+    /// The mean μ.
     pub fn mean(&self) -> &[f64] {
         &self.mean
     }
@@ -237,12 +239,7 @@ impl GaussianMixture {
         GaussianMixture::new(&vec![1.0; k], components)
     }
 
-    /// FFJORD's 8-Gaussians: centres 4(cos kπ/4, sin kπ/4)/√2, standard deviation 0.5/√2.
-    pub fn eight_gaussians() -> GaussianMixture {
-        let s = std::f64::consts::SQRT_2;
-        GaussianMixture::ring(8, 4.0 / s, 0.5 / s)
-    }
-
+    /// The dimension d.
     pub fn dim(&self) -> usize {
         self.components[0].dim()
     }
@@ -252,6 +249,7 @@ impl GaussianMixture {
         self.log_weights.iter().map(|l| l.exp()).collect()
     }
 
+    /// The components.
     pub fn components(&self) -> &[Gaussian] {
         &self.components
     }
@@ -354,6 +352,7 @@ impl Perturb for GaussianMixture {
 /// The exact noise-conditional score of an analytic density: s(x, σ) = ∇ log (p ∗ N(0, σ²I)).
 #[derive(Clone, Debug)]
 pub struct Perturbed<D> {
+    /// The density before perturbation.
     pub data: D,
 }
 
@@ -367,7 +366,9 @@ impl<D: Perturb + Target> NoiseScore for Perturbed<D> {
 /// p_t = law of α(t) x₀ + σ(t) ε (see [`Sde::marginal`]).
 #[derive(Clone, Debug)]
 pub struct Diffused<D, S> {
+    /// The data density at t = 0.
     pub data: D,
+    /// The diffusion.
     pub sde: S,
 }
 
@@ -419,7 +420,9 @@ mod tests {
 
     #[test]
     fn eight_gaussians_normalise_and_sample_by_weight() {
-        let g = GaussianMixture::eight_gaussians();
+        // FFJORD's 8-Gaussians (radius 2√2, σ = 0.5/√2), with the data crate's parameters
+        let e = ebm_data::EIGHT_GAUSSIANS;
+        let g = GaussianMixture::ring(e.modes, e.radius, e.std);
         // midpoint rule on [−6, 6]², 500 cells a side
         let h = 12.0 / 500.0;
         let mids: Vec<f64> = (0..500).map(|i| -6.0 + (i as f64 + 0.5) * h).collect();

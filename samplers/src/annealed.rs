@@ -48,6 +48,7 @@ impl AnnealedLangevin {
         }
     }
 
+    /// With the final denoising step when `denoise` (see the field).
     pub fn with_denoise(mut self, denoise: bool) -> AnnealedLangevin {
         self.denoise = denoise;
         self

@@ -24,8 +24,11 @@ use ebm_core::{Rng, Tensor};
 pub struct Hmc {
     /// The initial step ε (fixed when `adapt` is off).
     pub step_size: f64,
+    /// Leapfrog steps per trajectory.
     pub n_leapfrog: usize,
+    /// Iterations after warm-up.
     pub n_steps: usize,
+    /// Warm-up iterations (adapting ε when `adapt`).
     pub warmup: usize,
     /// Adapt ε by dual averaging during warm-up.
     pub adapt: bool,
@@ -34,6 +37,7 @@ pub struct Hmc {
     /// Each iteration uses ε·(1 + j·u), u ~ U(−1, 1), to break the periodic orbits a fixed
     /// trajectory length can fall into (Neal 2011, §5.4.2.2); the same for all chains.
     pub jitter: f64,
+    /// What to record along the chains.
     pub record: Record,
 }
 

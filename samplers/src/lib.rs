@@ -183,6 +183,7 @@ pub struct Samples {
     pub states: Vec<Tensor>,
     /// Recorded energies, each `[B]`: the energy trace.
     pub energies: Vec<Tensor>,
+    /// Work counters.
     pub stats: Stats,
 }
 

@@ -22,9 +22,13 @@ use ebm_core::{Rng, Tensor};
 /// chains share one step size.
 #[derive(Clone, Debug)]
 pub struct DualAveraging {
+    /// The target acceptance rate δ.
     pub target: f64,
+    /// Shrinkage γ towards μ.
     pub gamma: f64,
+    /// Offset t₀ that damps the first iterations.
     pub t0: f64,
+    /// Decay κ of the averaging weights.
     pub kappa: f64,
     mu: f64,
     h_bar: f64,
@@ -166,12 +170,15 @@ impl MhRun {
 pub struct Mala {
     /// The initial step ε (fixed when `adapt` is off).
     pub step_size: f64,
+    /// Steps after warm-up.
     pub n_steps: usize,
+    /// Warm-up steps (adapting ε when `adapt`).
     pub warmup: usize,
     /// Adapt ε by dual averaging during warm-up.
     pub adapt: bool,
     /// Target acceptance of the adaptation (default 0.574).
     pub target_accept: f64,
+    /// What to record along the chains.
     pub record: Record,
 }
 

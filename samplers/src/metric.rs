@@ -26,7 +26,12 @@ pub enum Metric {
     /// Diagonal M⁻¹.
     Diagonal(Vec<f64>),
     /// Dense M⁻¹ (row-major) and its lower Cholesky factor L, M⁻¹ = LLᵀ.
-    Dense { inv: Vec<f64>, chol: Vec<f64> },
+    Dense {
+        /// M⁻¹, row-major.
+        inv: Vec<f64>,
+        /// Its lower Cholesky factor L.
+        chol: Vec<f64>,
+    },
 }
 
 impl Metric {

@@ -28,14 +28,23 @@ use ebm_core::{DType, Rng, Tensor};
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum OdeSolver {
     /// y ← y + h v(t, y), `n_steps` uniform steps.
-    Euler { n_steps: usize },
+    Euler {
+        /// Uniform steps.
+        n_steps: usize,
+    },
     /// Heun: k₁ = v(t, y), k₂ = v(t + h, y + h k₁), y ← y + (h/2)(k₁ + k₂).
-    Heun { n_steps: usize },
+    Heun {
+        /// Uniform steps.
+        n_steps: usize,
+    },
     /// Adaptive Dormand–Prince RK5(4): a step is accepted when the largest per-row RMS of
     /// err/(atol + rtol·max(|y|, |y'|)) is ≤ 1; the next step is h·clamp(0.9 err^(−1/5), 0.2, 10).
     Rk45 {
+        /// Relative tolerance.
         rtol: f64,
+        /// Absolute tolerance.
         atol: f64,
+        /// The most steps before giving up (accepted and rejected).
         max_steps: usize,
     },
 }
@@ -81,12 +90,14 @@ pub struct Likelihood {
     pub delta: Tensor,
     /// x₁, the end of each trajectory.
     pub x_end: Tensor,
+    /// Work counters.
     pub stats: Stats,
 }
 
 /// The probability-flow ODE sampler and likelihood.
 #[derive(Clone, Debug)]
 pub struct PfOde {
+    /// The integrator.
     pub solver: OdeSolver,
     /// The data end of the time interval (the paper uses 1e-5 for VE, 1e-3 for VP sampling).
     pub t_end: f64,
@@ -295,6 +306,7 @@ pub fn integrate(
 }
 
 impl PfOde {
+    /// The ODE sampler with `solver`, integrating down to `t_end`.
     pub fn new(solver: OdeSolver, t_end: f64) -> PfOde {
         PfOde { solver, t_end }
     }

@@ -18,9 +18,19 @@ use ebm_core::{DType, Rng, Tensor};
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Init {
     /// U(lo, hi) per element (Du & Mordatch start image chains from U(0, 1)).
-    Uniform { lo: f64, hi: f64 },
+    Uniform {
+        /// The lower end.
+        lo: f64,
+        /// The upper end.
+        hi: f64,
+    },
     /// N(mean, std²) per element.
-    Normal { mean: f64, std: f64 },
+    Normal {
+        /// The mean.
+        mean: f64,
+        /// The standard deviation.
+        std: f64,
+    },
 }
 
 impl Init {
@@ -90,6 +100,7 @@ impl ReplayBuffer {
         self
     }
 
+    /// The share of chains restarted from `init` per draw.
     pub fn reinit_fraction(&self) -> f64 {
         self.reinit
     }
@@ -113,10 +124,12 @@ impl ReplayBuffer {
         self.data = data;
     }
 
+    /// Rows (chains) held.
     pub fn len(&self) -> usize {
         self.data.shape()[0]
     }
 
+    /// Whether the buffer holds no chain.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
@@ -163,10 +176,12 @@ pub struct ShortRun {
 /// from buffer states.
 #[derive(Clone, Debug)]
 pub struct ShortRunSgld {
+    /// The Langevin dynamics run on the drawn chains.
     pub langevin: Ula,
 }
 
 impl ShortRunSgld {
+    /// Short-run SGLD with `langevin`.
     pub fn new(langevin: Ula) -> ShortRunSgld {
         ShortRunSgld { langevin }
     }

@@ -45,11 +45,14 @@ fn isotropic_log_prob(x: &Tensor, var: f64) -> Tensor {
 /// data convolved with N(0, σ_min² I); the prior is N(0, σ_max² I).
 #[derive(Clone, Copy, Debug)]
 pub struct VeSde {
+    /// σ at t = 0.
     pub sigma_min: f64,
+    /// σ at t = 1.
     pub sigma_max: f64,
 }
 
 impl VeSde {
+    /// The VE SDE from `sigma_min` to `sigma_max`.
     pub fn new(sigma_min: f64, sigma_max: f64) -> VeSde {
         assert!(
             0.0 < sigma_min && sigma_min < sigma_max,
@@ -100,11 +103,14 @@ impl Sde for VeSde {
 /// α(t) = exp(−¼t²(β_max − β_min) − ½tβ_min), σ(t)² = 1 − α(t)². Prior N(0, I).
 #[derive(Clone, Copy, Debug)]
 pub struct VpSde {
+    /// β at t = 0.
     pub beta_min: f64,
+    /// β at t = 1.
     pub beta_max: f64,
 }
 
 impl VpSde {
+    /// The VP SDE with β from `beta_min` to `beta_max`.
     pub fn new(beta_min: f64, beta_max: f64) -> VpSde {
         assert!(
             0.0 < beta_min && beta_min < beta_max,
@@ -173,6 +179,7 @@ pub enum Predictor {
 /// The corrector run after each predictor step, at the new time.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Corrector {
+    /// No corrector.
     None,
     /// `steps` Langevin steps x ← x + ε s(x, t) + √(2ε) z with
     /// ε = 2 αᵢ (r ‖z‖ / ‖s‖)², r the signal-to-noise ratio `snr` (Algorithms 4 and 5).
@@ -181,7 +188,9 @@ pub enum Corrector {
     /// so all chains share one step size: per-row ratios are heavy-tailed in low dimension
     /// (‖s‖ → 0 near a mode makes ε unbounded).
     Langevin {
+        /// The signal-to-noise ratio r.
         snr: f64,
+        /// Langevin steps per predictor step.
         steps: usize,
     },
 }
@@ -190,9 +199,13 @@ pub enum Corrector {
 /// predictor then a corrector (Song et al. 2021, Algorithm 1 with Algorithms 2–5).
 #[derive(Clone, Debug)]
 pub struct ReverseSde {
+    /// Uniform time steps from t = 1 to `t_end`.
     pub n_steps: usize,
+    /// The data end of the time interval.
     pub t_end: f64,
+    /// The predictor of each step.
     pub predictor: Predictor,
+    /// The corrector of each step.
     pub corrector: Corrector,
     /// Leave the noise out of the last predictor step (return its mean), as the paper's code
     /// does; the omitted variance is g(t_end)²Δ, far below the sample resolution.

@@ -32,7 +32,10 @@ pub enum InnerKernel {
     /// MALA (adapted toward acceptance 0.574).
     Mala,
     /// HMC with this many leapfrog steps (adapted toward acceptance 0.65).
-    Hmc { n_leapfrog: usize },
+    Hmc {
+        /// Leapfrog steps per trajectory.
+        n_leapfrog: usize,
+    },
 }
 
 /// Parallel-tempering options: a geometric ladder by default ([`Tempering::new`]).

@@ -16,12 +16,20 @@ use ebm_core::{Rng, Tensor};
 pub enum Step {
     /// x ← x + (ε²/2) s(x) + ε z: the discretised Langevin diffusion with time step ε²/2,
     /// targeting p ∝ exp(−E) (temperature 1) as ε → 0.
-    Tied { eps: f64 },
+    Tied {
+        /// The step ε.
+        eps: f64,
+    },
     /// x ← x + η s(x) + σ z with η and σ chosen independently, as in SGLD-style EBM training
     /// (e.g. Du & Mordatch 2019: η = 10, σ = 0.005). This is the tied step at time step η on
     /// the energy E/T with temperature T = σ²/(2η): it targets p ∝ exp(−E/T), usually far
     /// colder than 1, which is why short-run chains then look like modes more than samples.
-    Decoupled { step: f64, noise: f64 },
+    Decoupled {
+        /// The drift step η.
+        step: f64,
+        /// The noise scale σ.
+        noise: f64,
+    },
 }
 
 impl Step {
@@ -73,9 +81,13 @@ impl Clip {
 /// Unadjusted Langevin dynamics for `n_steps` steps on batched chains.
 #[derive(Clone, Debug)]
 pub struct Ula {
+    /// The step-size rule.
     pub step: Step,
+    /// Steps per call.
     pub n_steps: usize,
+    /// Optional clipping of the score before each update.
     pub clip: Option<Clip>,
+    /// What to record along the chains.
     pub record: Record,
 }
 
@@ -90,11 +102,13 @@ impl Ula {
         }
     }
 
+    /// With clipping `clip`.
     pub fn with_clip(mut self, clip: Clip) -> Ula {
         self.clip = Some(clip);
         self
     }
 
+    /// Recording `record`.
     pub fn with_record(mut self, record: Record) -> Ula {
         self.record = record;
         self

@@ -21,9 +21,19 @@ impl Var {
         self.unary_op(UnaryOp::Exp, |g, _, out| g.mul(out))
     }
 
+    /// eˣ − 1; d/dx = eˣ = out + 1.
+    pub fn expm1(&self) -> Var {
+        self.unary_op(UnaryOp::Expm1, |g, _, out| g.mul(&out.add_scalar(1.0)))
+    }
+
     /// ln x; d/dx = 1/x.
     pub fn log(&self) -> Var {
         self.unary_op(UnaryOp::Log, |g, x, _| g.div(x))
+    }
+
+    /// ln(1 + x); d/dx = 1/(1 + x).
+    pub fn log1p(&self) -> Var {
+        self.unary_op(UnaryOp::Log1p, |g, x, _| g.div(&x.add_scalar(1.0)))
     }
 
     /// √x; d/dx = 1/(2√x).

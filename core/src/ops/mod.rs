@@ -5,5 +5,5 @@ pub mod fastmath;
 pub mod layout;
 pub mod matmul;
 pub mod reduce;
-#[cfg(target_arch = "x86_64")]
-pub(crate) mod sgemm_avx512;
+pub(crate) mod scalar;
+mod silu;

@@ -1,7 +1,9 @@
 // Shim driver: element-wise, broadcasting, where, gather and row scatter kernels (f64).
-//   in:  a.f64 [2,3,4], b.f64 [3,1], c.f64 [4] (mask), idx.u32, scatter.u32 = [dest..., offsets..., srcs...]
-//   out: unary_<code>.f64, binary_<code>.f64, where.f64, permute.f64, narrow.f64, block.f64,
-//        select.f64, add.f64, put.f64
+//   in:  a.f64 [2,3,4], b.f64 [3,1], c.f64 [4] (mask), u.f64 (unary input), idx.u32,
+//        scatter.u32 = [dest..., offsets..., srcs...], and the ops to run, every op of the
+//        tables: unary_ops.f64 = [code, p, q]..., binary_ops.u32 = [code]...
+//   out: unary_<k>.f64, binary_<k>.f64 (the k-th op listed), where.f64, permute.f64,
+//        narrow.f64, block.f64, select.f64, add.f64, put.f64
 #include "cuda_shim.h"
 #include "elementwise.cu"
 #include "layout.cu"
@@ -26,18 +28,22 @@ int main(int argc, char** argv) {
     auto a = shim_read<double>(p("a.f64").c_str()); // [2, 3, 4]
     auto b = shim_read<double>(p("b.f64").c_str()); // [3, 1]
     auto c = shim_read<double>(p("c.f64").c_str()); // [4]
+    auto u = shim_read<double>(p("u.f64").c_str());
+    auto uops = shim_read<double>(p("unary_ops.f64").c_str());
+    std::vector<double> yu(u.size());
+    for (size_t k = 0; 3 * k < uops.size(); ++k) {
+        shim_launch(dim3(2), dim3(16), 0, unary_f64, u.data(), yu.data(), (u32)u.size(), (int)uops[3 * k],
+                    uops[3 * k + 1], uops[3 * k + 2]);
+        shim_write(p("unary_" + std::to_string(k) + ".f64").c_str(), yu);
+    }
     const u32 n = 24;
     std::vector<double> y(n);
-    for (int op = 0; op <= 23; ++op) {
-        const double pp = op == 18 ? 1.7 : (op == 19 ? -3.0 : 0.37), q = -1.25;
-        shim_launch(dim3(2), dim3(8), 0, unary_f64, a.data(), y.data(), n, op, pp, q);
-        shim_write(p("unary_" + std::to_string(op) + ".f64").c_str(), y);
-    }
     // a [2,3,4] op b [3,1] → [2,3,4]
     Strided3 L = strided({2, 3, 4}, {12, 4, 1}, {0, 1, 0}, {});
-    for (int op = 0; op <= 13; ++op) {
-        shim_launch(dim3(2), dim3(8), 0, binary_strided_f64, a.data(), b.data(), y.data(), n, op, L);
-        shim_write(p("binary_" + std::to_string(op) + ".f64").c_str(), y);
+    auto bops = shim_read<u32>(p("binary_ops.u32").c_str());
+    for (size_t k = 0; k < bops.size(); ++k) {
+        shim_launch(dim3(2), dim3(8), 0, binary_strided_f64, a.data(), b.data(), y.data(), n, (int)bops[k], L);
+        shim_write(p("binary_" + std::to_string(k) + ".f64").c_str(), y);
     }
     // where(c [4], a, b [3,1])
     Strided3 W = strided({2, 3, 4}, {0, 0, 1}, {12, 4, 1}, {0, 1, 0});

@@ -49,29 +49,39 @@ pub struct Numbers {
     pub fit_sigma: Vec<f64>,
     /// Test NLL of each fit (nats), its test-sample SE, and the closed form.
     pub test_nll: Vec<f64>,
+    /// Standard errors of the test NLLs over the test sample.
     pub test_nll_se: Vec<f64>,
+    /// The closed-form test NLL of the DSM optimum at each σ.
     pub closed_form_nll: Vec<f64>,
     /// The SE of the NLL from the training sample's variance (delta method).
     pub fit_se: Vec<f64>,
+    /// The data entropy (the NLL at σ = 0).
     pub entropy: f64,
     /// The fitted precisions λ₀, λ₁ and the DSM optimum 1/(v̂ⱼ + σ²) of the training data.
     pub fitted_precision: Vec<[f64; 2]>,
+    /// The DSM optimum 1/(v̂ⱼ + σ²) of the training data.
     pub optimum_precision: Vec<[f64; 2]>,
+    /// Training rows.
     pub train_rows: usize,
     /// σ of the variance measurements, largest first.
     pub var_sigma: Vec<f64>,
     /// tr Cov of the minibatch gradient, and its SE, for DSM and DSM with the control variate.
     pub dsm_variance: Vec<f64>,
+    /// Standard errors of DSM's variances.
     pub dsm_variance_se: Vec<f64>,
+    /// tr Cov of DSM-CV's minibatch gradient.
     pub cv_variance: Vec<f64>,
+    /// Standard errors of DSM-CV's variances.
     pub cv_variance_se: Vec<f64>,
     /// Log-log slope (± SE) of DSM's variance against σ over σ ≤ 0.1 (theory: −2).
     pub dsm_slope: f64,
+    /// The slope's standard error.
     pub dsm_slope_se: f64,
     /// max/min of the control-variate variance over σ ≤ 0.1.
     pub cv_spread: f64,
     /// Minibatches and rows per minibatch of the variance estimates.
     pub minibatches: usize,
+    /// Rows per minibatch.
     pub batch: usize,
 }
 
@@ -221,6 +231,7 @@ impl Numbers {
         agree && worse && (self.dsm_slope + 2.0).abs() < 0.3 && self.cv_spread < 2.0
     }
 
+    /// The measured figures in a sentence.
     pub fn summary(&self) -> String {
         let (k, last) = (self.fit_sigma.len() - 1, self.var_sigma.len() - 1);
         let small = self.var_sigma.iter().position(|&s| s <= 0.1 + 1e-12).unwrap_or(0);
@@ -235,6 +246,7 @@ impl Numbers {
         )
     }
 
+    /// Test NLL against σ with its closed form, and the gradient variances (log-log).
     pub fn figure(&self) -> Figure {
         let fine = geometric(self.fit_sigma[0], *self.fit_sigma.last().unwrap(), 60);
         let nll = Chart::new(

@@ -23,6 +23,7 @@ const PALETTE: [RGBColor; 7] = [
 /// How an axis maps values.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Scale {
+    /// Values as they are.
     Linear,
     /// log₁₀ (non-positive values are left out).
     Log,
@@ -31,7 +32,9 @@ pub enum Scale {
 /// One line of a chart: points, optional ± error bars, and how it is drawn.
 #[derive(Clone, Debug)]
 pub struct Series {
+    /// The legend's text (empty: not in the legend).
     pub label: String,
+    /// (x, y) points in order.
     pub points: Vec<(f64, f64)>,
     /// Half-widths of the error bars, one per point (empty: none).
     pub err: Vec<f64>,
@@ -72,21 +75,32 @@ impl Series {
 /// Where a chart's legend goes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Legend {
+    /// Upper left corner.
     UpperLeft,
+    /// Upper right corner.
     UpperRight,
+    /// Lower left corner.
     LowerLeft,
+    /// Lower right corner.
     LowerRight,
 }
 
 /// A line chart.
 #[derive(Clone, Debug)]
 pub struct Chart {
+    /// The title above the panel.
     pub title: String,
+    /// The x axis' label.
     pub x_label: String,
+    /// The y axis' label.
     pub y_label: String,
+    /// How the x axis maps values.
     pub x_scale: Scale,
+    /// How the y axis maps values.
     pub y_scale: Scale,
+    /// The lines drawn.
     pub series: Vec<Series>,
+    /// Where the legend goes.
     pub legend: Legend,
 }
 
@@ -127,7 +141,9 @@ impl Chart {
 /// A bar chart: one bar per label with a ± error bar, and horizontal reference lines.
 #[derive(Clone, Debug)]
 pub struct Bars {
+    /// The title above the panel.
     pub title: String,
+    /// The y axis' label.
     pub y_label: String,
     /// (label, value, error half-width, palette colour).
     pub bars: Vec<(String, f64, f64, usize)>,
@@ -139,19 +155,26 @@ pub struct Bars {
 
 /// One panel of a figure.
 pub enum Panel {
+    /// A line chart.
     Chart(Chart),
+    /// A bar chart.
     Bars(Bars),
     /// A density heat map (exp(−E)/Z or a histogram) with optional points drawn over it.
     Density {
+        /// The title above the panel.
         title: String,
+        /// The density on a grid.
         grid: Grid,
+        /// Points drawn over it (the first two columns).
         points: Option<Tensor>,
     },
 }
 
 /// A titled grid of panels.
 pub struct Figure {
+    /// The title above the panel.
     pub title: String,
+    /// The panels, row by row.
     pub panels: Vec<Panel>,
     /// Panels per row.
     pub columns: usize,

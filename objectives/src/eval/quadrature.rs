@@ -6,6 +6,7 @@ use ebm_samplers::target::Target;
 /// A grid estimate of log Z = log ∫ exp(−E(x)) dx.
 #[derive(Clone, Debug, PartialEq)]
 pub struct GridLogZ {
+    /// The estimate of log Z.
     pub log_z: f64,
     /// |log Ẑ(n) − log Ẑ(n/2)|: how much halving the resolution moves the estimate (the
     /// midpoint rule's error is O(h²), so the true error is about a third of this).

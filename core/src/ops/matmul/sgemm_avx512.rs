@@ -36,6 +36,8 @@ unsafe fn tile<const R: usize>(
     accumulate: bool,
     bias: Option<*const f32>,
 ) {
+    // SAFETY: the function's contract (AVX-512F present, every pointer valid where read or
+    // written under the masks).
     unsafe {
         // C starts at zero, or at the bias row (a linear layer's b, no pass over C for it)
         let (z0, z1) = match bias {
@@ -95,6 +97,8 @@ pub unsafe fn sgemm(
     bias: Option<*const f32>,
 ) {
     debug_assert!(!(accumulate && bias.is_some()), "a bias replaces C");
+    // SAFETY: the function's contract; every tile reads and writes inside the m×k, k×n and
+    // m×n matrices (partial panels through masks, partial row blocks through smaller tiles).
     unsafe {
         let mut scratch = None;
         let (b, ldb) = if csb == 1 && rsb >= 0 {
@@ -229,6 +233,7 @@ mod tests {
                         } else {
                             vec![f32::NAN; m * n]
                         };
+                        // SAFETY: AVX-512F was detected above; a, b and c hold m×k, k×n and m×n.
                         unsafe {
                             super::sgemm(
                                 m,

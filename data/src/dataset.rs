@@ -1,0 +1,307 @@
+//! A training data set as the tools use it: where it comes from ([`DataSpec`]), its
+//! train/validation/test rows or generator, and seeded minibatches.
+//!
+//! Minibatches are a pure function of (seed, step): batch k of a finite set comes from the
+//! permutation of epoch ⌊kB/N⌋, drawn from its own generator stream, and a toy batch from
+//! stream k. Resuming at step k therefore needs no sampler state.
+
+use crate::digits::{self, Digits};
+use crate::error::DataError as Error;
+use crate::split::{split, DataOptions};
+use crate::standardize::Standardization;
+use crate::toy::Toy;
+use ebm_core::{DType, Rng, Tensor};
+use serde::{Deserialize, Serialize};
+use std::path::PathBuf;
+
+/// Test rows drawn from a toy distribution (fixed, from their own seed).
+pub const TOY_TEST_ROWS: usize = 20_000;
+/// The seed of a toy set's test draws (the objectives crate's tests use the same).
+pub const TOY_TEST_SEED: u64 = 12_345;
+/// Validation rows drawn from a toy distribution (fixed, from their own seed).
+pub const TOY_VAL_ROWS: usize = 5_000;
+/// The seed of a toy set's validation draws.
+pub const TOY_VAL_SEED: u64 = 54_321;
+/// Stream of the minibatch generators (kept apart from the training generator's draws).
+const BATCH_STREAM: u64 = 0xBA7C;
+/// Stream of the digits' dequantisation noise.
+const DEQUANTIZE_STREAM: u64 = 0xDE0;
+/// Stream of [`Dataset::train_sample`]'s toy draws.
+const SAMPLE_STREAM: u64 = 0x71A;
+
+/// Where the data come from, as written in configs: a toy name, `digits`, or a file path.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum DataSpec {
+    /// One of the toy sets, by [`Toy::name`].
+    Toy {
+        /// The toy set's name.
+        name: String,
+    },
+    /// The built-in UCI digits, dequantised.
+    Digits,
+    /// A CSV or `.npy` file of rows (an absolute path).
+    File {
+        /// The file.
+        path: PathBuf,
+    },
+}
+
+impl DataSpec {
+    /// Parses the `--data` argument: a toy name, `digits`, or an existing `.csv`/`.npy` path.
+    pub fn parse(s: &str) -> Result<DataSpec, Error> {
+        if Toy::from_name(s).is_some() {
+            return Ok(DataSpec::Toy { name: s.into() });
+        }
+        if s == "digits" {
+            return Ok(DataSpec::Digits);
+        }
+        let p = PathBuf::from(s);
+        let ext = p.extension().and_then(|e| e.to_str()).unwrap_or("");
+        if ext == "csv" || ext == "npy" {
+            if !p.exists() {
+                return Err(Error::usage(format!(
+                    "data file {} does not exist",
+                    p.display()
+                )));
+            }
+            // stored absolute, so the run can be evaluated and resumed from any directory
+            let path = std::path::absolute(&p).map_err(|e| {
+                Error::usage(format!("cannot resolve data file {}: {e}", p.display()))
+            })?;
+            return Ok(DataSpec::File { path });
+        }
+        let names: Vec<&str> = Toy::ALL.iter().map(|t| t.name()).collect();
+        Err(Error::usage(format!(
+            "unknown data `{s}`: expected one of {}, digits, or a path to a .csv or .npy file",
+            names.join(", ")
+        )))
+    }
+
+    /// A short label for file names and titles.
+    pub fn label(&self) -> String {
+        match self {
+            DataSpec::Toy { name } => name.clone(),
+            DataSpec::Digits => "digits".into(),
+            DataSpec::File { path } => path
+                .file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_else(|| "data".into()),
+        }
+    }
+}
+
+/// A loaded dataset: training rows (or a generator), test rows, and how they were made.
+#[derive(Clone, Debug)]
+pub struct Dataset {
+    /// Where the data came from.
+    pub spec: DataSpec,
+    /// The toy distribution, for fresh draws every step.
+    pub toy: Option<Toy>,
+    /// Training rows `[N, d]` of a finite set (empty for toy sets).
+    pub train: Tensor,
+    /// Test rows `[M, d]`.
+    pub test: Tensor,
+    /// Validation rows `[V, d]` held out from training (V = 0: none).
+    pub val: Tensor,
+    /// Features per row.
+    pub dim: usize,
+    /// The transform applied to a user file.
+    pub standardization: Option<Standardization>,
+    /// Digits: rows are dequantised images of (height, width) = (8, 8), in the row layout of
+    /// [`crate::digits`].
+    pub images: Option<(usize, usize)>,
+    seed: u64,
+}
+
+impl Dataset {
+    /// Loads `spec`; `seed` fixes the split, the dequantisation and the minibatch order.
+    pub fn load(spec: &DataSpec, opts: &DataOptions, seed: u64) -> Result<Dataset, Error> {
+        opts.check()?;
+        let empty = || Tensor::zeros(&[0, 2], DType::F32);
+        let finite = |train, val, test, dim, standardization, images| Dataset {
+            spec: spec.clone(),
+            toy: None,
+            train,
+            test,
+            val,
+            dim,
+            standardization,
+            images,
+            seed,
+        };
+        match spec {
+            DataSpec::Toy { name } => {
+                let toy = Toy::from_name(name)
+                    .ok_or_else(|| Error::usage(format!("unknown toy data set `{name}`")))?;
+                Ok(Dataset {
+                    toy: Some(toy),
+                    test: toy.sample(TOY_TEST_ROWS, &mut Rng::new(TOY_TEST_SEED)),
+                    val: if opts.val_frac > 0.0 {
+                        toy.sample(TOY_VAL_ROWS, &mut Rng::new(TOY_VAL_SEED))
+                    } else {
+                        empty()
+                    },
+                    ..finite(empty(), empty(), empty(), 2, None, None)
+                })
+            }
+            DataSpec::Digits => {
+                // one fixed dequantisation draw per pixel: the data are a fixed continuous set
+                let mut rng = Rng::new(seed).stream(DEQUANTIZE_STREAM);
+                let x = Digits::load()?.dequantized(&mut rng, DType::F32);
+                let (train, val, test) = split(&x, opts, seed, digits::SOURCE)?;
+                let hw = (digits::IMAGE_SHAPE[1], digits::IMAGE_SHAPE[2]);
+                Ok(finite(train, val, test, digits::PIXELS, None, Some(hw)))
+            }
+            DataSpec::File { path } => {
+                let x = crate::table::read_file(path)?.to_tensor(DType::F32);
+                let d = x.shape()[1];
+                let (train, val, test) = split(&x, opts, seed, &path.display().to_string())?;
+                if opts.standardize {
+                    let s = Standardization::fit(&train);
+                    let (train, val, test) = (s.apply(&train), s.apply(&val), s.apply(&test));
+                    Ok(finite(train, val, test, d, Some(s), None))
+                } else {
+                    crate::values::check_unstandardized(&x, path)?;
+                    Ok(finite(train, val, test, d, None, None))
+                }
+            }
+        }
+    }
+
+    /// The minibatch of step `step` (0-based): a pure function of (seed, step, batch).
+    pub fn batch(&self, step: u64, batch: usize) -> Tensor {
+        let root = Rng::new(self.seed).stream(BATCH_STREAM);
+        if let Some(toy) = self.toy {
+            return toy.sample(batch, &mut root.stream(step));
+        }
+        let n = self.train.shape()[0];
+        // rows step·B … step·B + B − 1 of the concatenated epoch permutations
+        let start = step as u128 * batch as u128;
+        let mut idx = Vec::with_capacity(batch);
+        let mut epoch = (start / n as u128) as u64;
+        let mut pos = (start % n as u128) as usize;
+        let mut perm = root.stream(epoch).permutation(n);
+        while idx.len() < batch {
+            if pos == n {
+                epoch += 1;
+                pos = 0;
+                perm = root.stream(epoch).permutation(n);
+            }
+            idx.push(perm[pos]);
+            pos += 1;
+        }
+        self.train.index_select(&idx)
+    }
+
+    /// Up to `n` training rows (fresh draws for a toy set), for pictures and chain starts.
+    pub fn train_sample(&self, n: usize) -> Tensor {
+        match self.toy {
+            Some(toy) => toy.sample(n, &mut Rng::new(self.seed).stream(SAMPLE_STREAM)),
+            None => {
+                let m = self.train.shape()[0].min(n);
+                self.train.index_select(&(0..m).collect::<Vec<_>>())
+            }
+        }
+    }
+
+    /// The known entropy of the data distribution (toy sets with a closed form).
+    pub fn entropy(&self) -> Option<f64> {
+        self.toy.and_then(Toy::entropy)
+    }
+
+    /// The box to integrate and draw the density on: FFJORD's [−4.5, 4.5]² for toy sets, else
+    /// the test and train range padded by a quarter on each side.
+    pub fn bounds(&self) -> Vec<(f64, f64)> {
+        if self.toy.is_some() {
+            return vec![(-4.5, 4.5); 2];
+        }
+        let mut b = vec![(f64::INFINITY, f64::NEG_INFINITY); self.dim];
+        for t in [&self.train, &self.test] {
+            let v = t.to_vec_f64();
+            for row in v.chunks(self.dim) {
+                for (j, x) in row.iter().enumerate() {
+                    b[j] = (b[j].0.min(*x), b[j].1.max(*x));
+                }
+            }
+        }
+        b.into_iter()
+            .map(|(lo, hi)| {
+                let pad = 0.25 * (hi - lo).max(1e-3);
+                (lo - pad, hi + pad)
+            })
+            .collect()
+    }
+
+    /// Rows in the training set (None: a generator).
+    pub fn train_rows(&self) -> Option<usize> {
+        self.toy.is_none().then(|| self.train.shape()[0])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn batches_are_a_function_of_the_step_and_cover_an_epoch() {
+        let x = Tensor::from_f64s(
+            &(0..20).map(f64::from).collect::<Vec<_>>(),
+            &[10, 2],
+            DType::F32,
+        );
+        let ds = Dataset {
+            spec: DataSpec::Digits,
+            toy: None,
+            train: x,
+            test: Tensor::zeros(&[1, 2], DType::F32),
+            val: Tensor::zeros(&[0, 2], DType::F32),
+            dim: 2,
+            standardization: None,
+            images: None,
+            seed: 4,
+        };
+        // 5 batches of 4 span two epochs; the first 10 rows (epoch 0) are a permutation
+        let mut firsts = Vec::new();
+        for k in 0..5 {
+            let b = ds.batch(k, 4).to_vec_f64();
+            assert_eq!(b, ds.batch(k, 4).to_vec_f64());
+            firsts.extend(b.chunks(2).map(|r| r[0] as usize / 2));
+        }
+        let mut e0 = firsts[..10].to_vec();
+        e0.sort();
+        assert_eq!(e0, (0..10).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn digits_are_dequantised_into_the_unit_interval() {
+        let ds = Dataset::load(&DataSpec::Digits, &DataOptions::default(), 0).unwrap();
+        assert_eq!(
+            ds.train.shape()[0] + ds.val.shape()[0] + ds.test.shape()[0],
+            1797
+        );
+        // ⌊0.2·1797⌋ test rows, ⌊0.1·(1797 − 359)⌋ validation rows
+        assert_eq!((ds.test.shape()[0], ds.val.shape()[0]), (359, 143));
+        let v = ds.train.to_vec_f64();
+        assert!(v.iter().all(|x| *x > 0.0 && *x < 1.0));
+        assert_eq!((ds.dim, ds.images), (64, Some((8, 8))));
+    }
+
+    #[test]
+    fn data_names_parse_and_unknown_ones_list_the_choices() {
+        assert_eq!(
+            DataSpec::parse("moons").unwrap(),
+            DataSpec::Toy {
+                name: "moons".into()
+            }
+        );
+        assert_eq!(DataSpec::parse("digits").unwrap(), DataSpec::Digits);
+        let e = DataSpec::parse("mnist").unwrap_err().to_string();
+        assert!(
+            e.contains("8gaussians, checkerboard") && e.contains("digits"),
+            "{e}"
+        );
+        let e = DataSpec::parse("/no/such/file.csv").unwrap_err();
+        assert!(matches!(e, Error::Usage(_)), "{e}");
+    }
+}
