@@ -101,7 +101,10 @@ pub fn measure(budget: Budget, rng: &mut Rng) -> Numbers {
             let (l, g) =
                 loss_and_grad(&model, |t, p| cnce.loss_with_noise(t, &model, p, &x, noise));
             let g: Vec<f64> = g.iter().map(|v| v * scale).collect();
-            (scale * (l - std::f64::consts::LN_2), relative_error(&g, &g_esm))
+            (
+                scale * (l - std::f64::consts::LN_2),
+                relative_error(&g, &g_esm),
+            )
         };
         let (loss, err) = rescaled(&axes);
         n.rescaled_loss.push(loss);
@@ -160,7 +163,11 @@ impl Numbers {
             pts(&self.grad_error_axes),
             0,
         ))
-        .series(Series::new("Gaussian probes", pts(&self.grad_error_gaussian), 1))
+        .series(Series::new(
+            "Gaussian probes",
+            pts(&self.grad_error_gaussian),
+            1,
+        ))
         .series(Series::reference("∝ ε²", theory, 6))
         .series(Series::reference(
             "probes' Monte Carlo error",
@@ -214,7 +221,11 @@ mod tests {
         // ε = 1, 0.1, 0.01, 0.001: each tenfold step divides the error by ~100
         for i in 1..3 {
             let ratio = n.grad_error_axes[i] / n.grad_error_axes[i + 1];
-            assert!((70.0..140.0).contains(&ratio), "ratio {ratio} at ε = {}", n.eps[i]);
+            assert!(
+                (70.0..140.0).contains(&ratio),
+                "ratio {ratio} at ε = {}",
+                n.eps[i]
+            );
         }
         assert!(n.holds(), "{}", n.summary());
         // the rescaled loss converges too, to the score-matching loss

@@ -3,7 +3,9 @@
 
 use ebm_autodiff::Var;
 use ebm_core::{DType, Rng, Tensor};
-use ebm_nn::{AdamConfig, CustomEnergy, Model, Optimizer, OptimizerConfig, ParamVars, Params, Schedule};
+use ebm_nn::{
+    AdamConfig, CustomEnergy, Model, Optimizer, OptimizerConfig, ParamVars, Params, Schedule,
+};
 use ebm_objectives::{train_step, Objective, TrainStep};
 
 /// Mean and standard error s/√n of `v` (SE 0 for fewer than two values).

@@ -114,7 +114,9 @@ impl Numbers {
         let (first, last) = (0, self.dims.len() - 1);
         let esm = &self.tape_nodes[0];
         let grows = (esm[last] - esm[first]) >= (self.dims[last] - self.dims[first]);
-        let flat = self.tape_nodes[1..].iter().all(|t| t.iter().all(|&v| v == t[0]));
+        let flat = self.tape_nodes[1..]
+            .iter()
+            .all(|t| t.iter().all(|&v| v == t[0]));
         grows && flat
     }
 
@@ -145,20 +147,34 @@ impl Numbers {
         )
         .scales(Scale::Log, Scale::Log)
         .legend(Legend::UpperLeft);
-        let mut nodes = Chart::new("nodes recorded by one loss", "data dimension d", "tape nodes")
-            .scales(Scale::Log, Scale::Log)
-            .legend(Legend::UpperLeft);
+        let mut nodes = Chart::new(
+            "nodes recorded by one loss",
+            "data dimension d",
+            "tape nodes",
+        )
+        .scales(Scale::Log, Scale::Log)
+        .legend(Legend::UpperLeft);
         for (i, name) in OBJECTIVES.iter().enumerate() {
             let label = format!("{} (slope {:.2})", name.to_uppercase(), self.slope[i]);
-            let pts = xs.iter().copied().zip(self.seconds[i].iter().copied()).collect();
+            let pts = xs
+                .iter()
+                .copied()
+                .zip(self.seconds[i].iter().copied())
+                .collect();
             time = time.series(Series::new(label, pts, i));
-            let pts = xs.iter().copied().zip(self.tape_nodes[i].iter().map(|&v| v as f64)).collect();
+            let pts = xs
+                .iter()
+                .copied()
+                .zip(self.tape_nodes[i].iter().map(|&v| v as f64))
+                .collect();
             nodes = nodes.series(Series::new(name.to_uppercase(), pts, i));
         }
         let last = self.dims.len() - 1;
         let anchor = |p: u32| {
             let (d, t) = (xs[last], self.seconds[0][last]);
-            xs.iter().map(|&x| (x, t * (x / d).powi(p as i32))).collect()
+            xs.iter()
+                .map(|&x| (x, t * (x / d).powi(p as i32)))
+                .collect()
         };
         time = time
             .series(Series::reference("∝ d²", anchor(2), 6))
@@ -192,11 +208,20 @@ mod tests {
     #[test]
     fn exact_score_matching_records_work_linear_in_d_and_the_others_constant() {
         let n = measure(Budget::Quick, &mut Rng::new(6));
-        assert!(n.tape_scaling(), "tape nodes {:?} at d = {:?}", n.tape_nodes, n.dims);
+        assert!(
+            n.tape_scaling(),
+            "tape nodes {:?} at d = {:?}",
+            n.tape_nodes,
+            n.dims
+        );
         let esm = &n.tape_nodes[0];
         // d = 2, 8, 32: each quadrupling of d adds the same multiple of the added dimensions
-        let per_dim = |a: usize, b: usize| (esm[b] - esm[a]) as f64 / (n.dims[b] - n.dims[a]) as f64;
+        let per_dim =
+            |a: usize, b: usize| (esm[b] - esm[a]) as f64 / (n.dims[b] - n.dims[a]) as f64;
         let (lo, hi) = (per_dim(0, 1), per_dim(1, 2));
-        assert!((lo - hi).abs() < 1e-9 * hi, "nodes per dimension {lo} then {hi}");
+        assert!(
+            (lo - hi).abs() < 1e-9 * hi,
+            "nodes per dimension {lo} then {hi}"
+        );
     }
 }

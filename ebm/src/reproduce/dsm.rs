@@ -101,7 +101,14 @@ fn fits(budget: Budget, rng: &mut Rng, n: &mut Numbers) {
     for &sigma in &n.fit_sigma.clone() {
         let mut model = diagonal_gaussian(2);
         let mut dsm = DenoisingScoreMatching::new(sigma);
-        fit(&mut dsm, &mut model, steps, fast_adam(0.05), |_| train.clone(), rng);
+        fit(
+            &mut dsm,
+            &mut model,
+            steps,
+            fast_adam(0.05),
+            |_| train.clone(),
+            rng,
+        );
         let log_prec = model.params()["log_prec"].to_vec_f64();
         let log_z = diagonal_gaussian_log_z(&log_prec);
         let e = ebm_samplers::Target::energy(&ebm_objectives::ModelTarget::new(&model), &test);
@@ -227,14 +234,19 @@ impl Numbers {
             (self.test_nll[i] - self.closed_form_nll[i]).abs() < 4.0 * se
         });
         let k = self.fit_sigma.len() - 1;
-        let worse = self.test_nll[k] - self.test_nll[0] > 4.0 * self.test_nll_se[k].hypot(self.test_nll_se[0]);
+        let worse = self.test_nll[k] - self.test_nll[0]
+            > 4.0 * self.test_nll_se[k].hypot(self.test_nll_se[0]);
         agree && worse && (self.dsm_slope + 2.0).abs() < 0.3 && self.cv_spread < 2.0
     }
 
     /// The measured figures in a sentence.
     pub fn summary(&self) -> String {
         let (k, last) = (self.fit_sigma.len() - 1, self.var_sigma.len() - 1);
-        let small = self.var_sigma.iter().position(|&s| s <= 0.1 + 1e-12).unwrap_or(0);
+        let small = self
+            .var_sigma
+            .iter()
+            .position(|&s| s <= 0.1 + 1e-12)
+            .unwrap_or(0);
         format!(
             "test NLL {:.3} ± {:.3} at σ = {} vs {:.3} ± {:.3} at σ = {} (closed forms {:.3}, {:.3}; entropy {:.3}); from σ = {} to {} DSM's gradient variance grows {:.0}× (slope {:.2} ± {:.2}) while DSM-CV's stays within {:.2}×",
             self.test_nll[0], self.test_nll_se[0], self.fit_sigma[0],
@@ -259,7 +271,11 @@ impl Numbers {
         .series(
             Series::new(
                 "measured (± SE)",
-                self.fit_sigma.iter().copied().zip(self.test_nll.iter().copied()).collect(),
+                self.fit_sigma
+                    .iter()
+                    .copied()
+                    .zip(self.test_nll.iter().copied())
+                    .collect(),
                 0,
             )
             .with_err(
@@ -277,11 +293,18 @@ impl Numbers {
         ))
         .series(Series::reference(
             "data entropy",
-            vec![(fine[0], self.entropy), (*fine.last().unwrap(), self.entropy)],
+            vec![
+                (fine[0], self.entropy),
+                (*fine.last().unwrap(), self.entropy),
+            ],
             2,
         ));
         let pts = |v: &[f64]| -> Vec<(f64, f64)> {
-            self.var_sigma.iter().copied().zip(v.iter().copied()).collect()
+            self.var_sigma
+                .iter()
+                .copied()
+                .zip(v.iter().copied())
+                .collect()
         };
         let last = self.var_sigma.len() - 1;
         let anchor = self.dsm_variance[last] * self.var_sigma[last].powi(2);
@@ -292,14 +315,19 @@ impl Numbers {
         )
         .scales(Scale::Log, Scale::Log)
         .legend(Legend::UpperRight)
-        .series(Series::new("DSM", pts(&self.dsm_variance), 1).with_err(self.dsm_variance_se.clone()))
+        .series(
+            Series::new("DSM", pts(&self.dsm_variance), 1).with_err(self.dsm_variance_se.clone()),
+        )
         .series(
             Series::new("DSM with control variate", pts(&self.cv_variance), 0)
                 .with_err(self.cv_variance_se.clone()),
         )
         .series(Series::reference(
             "∝ σ⁻²",
-            self.var_sigma.iter().map(|&s| (s, anchor / (s * s))).collect(),
+            self.var_sigma
+                .iter()
+                .map(|&s| (s, anchor / (s * s)))
+                .collect(),
             6,
         ));
         Figure {
@@ -351,7 +379,11 @@ mod tests {
         for i in 0..n.fit_sigma.len() {
             let se = n.test_nll_se[i].hypot(n.fit_se[i]);
             let z = (n.test_nll[i] - n.closed_form_nll[i]) / se;
-            assert!(z.abs() < 4.0, "σ = {}: NLL off the closed form by {z:.1} SE", n.fit_sigma[i]);
+            assert!(
+                z.abs() < 4.0,
+                "σ = {}: NLL off the closed form by {z:.1} SE",
+                n.fit_sigma[i]
+            );
         }
         assert!(n.holds(), "{}", n.summary());
     }

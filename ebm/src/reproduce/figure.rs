@@ -336,7 +336,10 @@ fn draw_chart(area: &Area, c: &Chart) -> Result<(), String> {
             for p in pts.iter().filter(|p| p.3 > p.2) {
                 let bar = [(p.0, p.2), (p.0, p.3)];
                 chart
-                    .draw_series(std::iter::once(PathElement::new(bar, color.stroke_width(1))))
+                    .draw_series(std::iter::once(PathElement::new(
+                        bar,
+                        color.stroke_width(1),
+                    )))
                     .map_err(|e| e.to_string())?;
             }
             chart
@@ -407,8 +410,14 @@ fn draw_bars(area: &Area, b: &Bars) -> Result<(), String> {
         let xc = i as f64 + 0.5;
         let whisker = [
             PathElement::new(vec![(xc, v - e), (xc, v + e)], BLACK.stroke_width(2)),
-            PathElement::new(vec![(xc - 0.1, v - e), (xc + 0.1, v - e)], BLACK.stroke_width(2)),
-            PathElement::new(vec![(xc - 0.1, v + e), (xc + 0.1, v + e)], BLACK.stroke_width(2)),
+            PathElement::new(
+                vec![(xc - 0.1, v - e), (xc + 0.1, v - e)],
+                BLACK.stroke_width(2),
+            ),
+            PathElement::new(
+                vec![(xc - 0.1, v + e), (xc + 0.1, v + e)],
+                BLACK.stroke_width(2),
+            ),
         ];
         chart.draw_series(whisker).map_err(|e| e.to_string())?;
     }
@@ -463,9 +472,7 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         let line = Chart::new("lines", "σ", "variance")
             .scales(Scale::Log, Scale::Log)
-            .series(
-                Series::new("a", vec![(0.1, 1.0), (0.01, 100.0)], 0).with_err(vec![0.5, 20.0]),
-            )
+            .series(Series::new("a", vec![(0.1, 1.0), (0.01, 100.0)], 0).with_err(vec![0.5, 20.0]))
             .series(Series::reference("σ⁻²", vec![(0.1, 1.0), (0.01, 100.0)], 1));
         let bars = Bars {
             title: "weights".into(),

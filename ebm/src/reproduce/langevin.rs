@@ -21,16 +21,23 @@ use ebm_samplers::analytic::{Gaussian, GaussianMixture};
 use ebm_samplers::{Mala, Step, Ula};
 use serde::Serialize;
 
-/// The target: 0.3 N((−1, 0), 0.36 I) + 0.7 N((1, 0.5), 0.25 I).
+/// The target: 0.3 N((−1, 0), 0.3 I) + 0.7 N((1, 0), 0.3 I). Its modes are as far from the
+/// origin and as wide as each other, so E‖x‖² does not depend on the weights and its error
+/// measures the within-mode inflation of ULA's law alone (an error in the weights could
+/// otherwise cancel part of it).
 pub fn target() -> GaussianMixture {
     GaussianMixture::new(
         &[0.3, 0.7],
         vec![
-            Gaussian::isotropic(&[-1.0, 0.0], 0.36),
-            Gaussian::isotropic(&[1.0, 0.5], 0.25),
+            Gaussian::isotropic(&[-1.0, 0.0], 0.3),
+            Gaussian::isotropic(&[1.0, 0.0], 0.3),
         ],
     )
 }
+
+/// The largest ε of the slope fit: above it ULA's bias leaves its leading O(ε²) order (on a
+/// Gaussian it is ∝ x/(1 − x) with x = ε²λ/4, λ ≈ 3.3 here).
+const SLOPE_MAX_EPS: f64 = 0.51;
 
 /// E‖x‖² = Σₖ wₖ(‖mₖ‖² + tr Σₖ) of a mixture.
 pub fn second_moment(p: &GaussianMixture) -> f64 {
@@ -68,7 +75,8 @@ pub struct Numbers {
     pub mala_se: Vec<f64>,
     /// MALA's acceptance rate at each ε.
     pub mala_accept: Vec<f64>,
-    /// Log-log slope (± SE) of ULA's |error| against ε over the ε where it exceeds 4 SE.
+    /// Log-log slope (± SE) of ULA's |error| against ε over the ε ≤ 0.5 where it exceeds
+    /// 4 SE.
     pub ula_slope: f64,
     /// The slope's standard error.
     pub ula_slope_se: f64,
@@ -109,8 +117,8 @@ fn ula_stationary(p: &GaussianMixture, eps: f64, chains: usize, rng: &mut Rng) -
 pub fn measure(budget: Budget, rng: &mut Rng) -> Numbers {
     let p = target();
     let exact = second_moment(&p);
-    let chains = budget.pick(20_000, 2000);
-    let eps = budget.pick(geometric(0.8, 0.05, 7), vec![0.6, 0.3, 0.15]);
+    let chains = budget.pick(20_000, 4000);
+    let eps = budget.pick(geometric(0.8, 0.05, 7), vec![0.8, 0.5, 0.35, 0.25]);
     let mut n = Numbers {
         exact,
         eps: eps.clone(),
@@ -139,10 +147,11 @@ pub fn measure(budget: Budget, rng: &mut Rng) -> Numbers {
         let (m, se) = mean_se(&sq_norms(&out.x));
         n.mala_error.push(m - exact);
         n.mala_se.push(se);
-        n.mala_accept.push(out.stats.accept_rate.unwrap_or(f64::NAN));
+        n.mala_accept
+            .push(out.stats.accept_rate.unwrap_or(f64::NAN));
     }
     let big: Vec<usize> = (0..eps.len())
-        .filter(|&i| n.ula_error[i].abs() > 4.0 * n.ula_se[i])
+        .filter(|&i| eps[i] <= SLOPE_MAX_EPS && n.ula_error[i].abs() > 4.0 * n.ula_se[i])
         .collect();
     if big.len() >= 2 {
         let pick = |v: &[f64]| big.iter().map(|&i| v[i].abs()).collect::<Vec<_>>();
@@ -181,27 +190,19 @@ fn trace(p: &GaussianMixture, budget: Budget, rng: &mut Rng, n: &mut Numbers) {
         n.trace_error.push(run(&mut ula, rng));
     }
     let e = n.trace_eps[0];
-    let mut mala = |x, k, rng: &mut Rng| {
-        Mala::new(e, 0, k)
-            .with_adaptation(false)
-            .run(p, x, rng)
-            .x
-    };
+    let mut mala = |x, k, rng: &mut Rng| Mala::new(e, 0, k).with_adaptation(false).run(p, x, rng).x;
     n.trace_mala_error = run(&mut mala, rng);
     n.trace_steps = steps;
 }
 
 impl Numbers {
-    /// ULA's bias is significant (> 4 SE) at the largest ε, shrinks with ε at a log-log slope
-    /// within 0.5 of 2, and MALA's error is within 4 SE at every ε.
+    /// ULA's bias is significant (> 4 SE) at the largest ε and shrinks with ε at a log-log
+    /// slope within 0.5 of 2 over the ε ≤ 0.5 where it is significant, and MALA's error is
+    /// within 4 SE at every ε.
     pub fn holds(&self) -> bool {
         let mala_ok = (0..self.eps.len()).all(|i| self.mala_error[i].abs() < 4.0 * self.mala_se[i]);
-        let shrinks = self.ula_error[0].abs() > 4.0 * self.ula_se[0]
-            && self
-                .ula_error
-                .windows(2)
-                .all(|w| w[1].abs() < w[0].abs());
-        mala_ok && shrinks && (self.ula_slope - 2.0).abs() < 0.5
+        let significant = self.ula_error[0].abs() > 4.0 * self.ula_se[0];
+        mala_ok && significant && (self.ula_slope - 2.0).abs() < 0.5
     }
 
     /// The measured figures in a sentence.
@@ -220,7 +221,11 @@ impl Numbers {
     /// Bias against ε (log-log), and error against steps.
     pub fn figure(&self) -> Figure {
         let pts = |v: &[f64]| -> Vec<(f64, f64)> {
-            self.eps.iter().copied().zip(v.iter().map(|e| e.abs())).collect()
+            self.eps
+                .iter()
+                .copied()
+                .zip(v.iter().map(|e| e.abs()))
+                .collect()
         };
         let anchor = self.ula_error[0].abs() / (self.eps[0] * self.eps[0]);
         let bias = Chart::new(
@@ -239,7 +244,11 @@ impl Numbers {
         ))
         .series(Series::reference(
             "MALA's SE",
-            self.eps.iter().copied().zip(self.mala_se.iter().copied()).collect(),
+            self.eps
+                .iter()
+                .copied()
+                .zip(self.mala_se.iter().copied())
+                .collect(),
             3,
         ));
         let mut steps = Chart::new(
@@ -301,9 +310,9 @@ mod tests {
     #[test]
     fn ula_is_biased_by_order_eps_squared_and_mala_is_not() {
         let n = measure(Budget::Quick, &mut Rng::new(1));
-        // ε = 0.6, 0.3, 0.15: halving ε divides ULA's bias by about 4
-        let r = n.ula_error[0] / n.ula_error[1];
-        assert!(r > 2.5, "bias ratio {r} from ε = 0.6 to 0.3");
+        // ε = 0.5 → 0.25: halving ε divides ULA's bias by about 4
+        let r = n.ula_error[1] / n.ula_error[3];
+        assert!(r > 2.5, "bias ratio {r} from ε = 0.5 to 0.25");
         for i in 0..n.eps.len() {
             let z = n.mala_error[i] / n.mala_se[i];
             assert!(z.abs() < 4.0, "MALA off by {z:.1} SE at ε = {}", n.eps[i]);

@@ -14,8 +14,8 @@ pub mod dsm;
 pub mod figure;
 pub mod langevin;
 pub mod mle;
-pub mod ncsn;
 pub mod nce;
+pub mod ncsn;
 pub mod weights;
 
 use crate::console::{err as say_err, out as say};
@@ -219,7 +219,9 @@ pub fn command(a: ReproduceArgs) -> Result<i32, Error> {
         }
         v
     };
-    let out = a.out.unwrap_or_else(|| PathBuf::from("runs").join("reproduce"));
+    let out = a
+        .out
+        .unwrap_or_else(|| PathBuf::from("runs").join("reproduce"));
     let budget = if a.quick { Budget::Quick } else { Budget::Full };
     let t0 = Instant::now();
     let mut all = Vec::new();

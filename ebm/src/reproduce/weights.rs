@@ -84,7 +84,13 @@ pub struct Numbers {
 /// The left mode's share of the rows of `x`, and its SE.
 fn left_share(x: &Tensor) -> (f64, f64) {
     let n = x.shape()[0] as f64;
-    let w = x.narrow(1, 0, 1).to_vec_f64().iter().filter(|v| **v < 0.0).count() as f64 / n;
+    let w = x
+        .narrow(1, 0, 1)
+        .to_vec_f64()
+        .iter()
+        .filter(|v| **v < 0.0)
+        .count() as f64
+        / n;
     (w, (w * (1.0 - w) / n).sqrt())
 }
 
@@ -103,7 +109,13 @@ pub fn measure(budget: Budget, rng: &mut Rng) -> Numbers {
     let (sigma_max, sigma_min, levels) = (2.0 * M, 0.05, 10);
     let per_level = budget.pick(200, 60);
     // α_L = 0.1 σ_L²: every level's step a tenth of its noise variance
-    let ald = AnnealedLangevin::geometric(sigma_max, sigma_min, levels, 0.1 * sigma_min.powi(2), per_level);
+    let ald = AnnealedLangevin::geometric(
+        sigma_max,
+        sigma_min,
+        levels,
+        0.1 * sigma_min.powi(2),
+        per_level,
+    );
     let annealed = ald.run(&Perturbed { data: p }, x_ald, rng).x;
     let (lw, lse) = left_share(&langevin);
     let (aw, ase) = left_share(&annealed);
@@ -151,10 +163,23 @@ impl Numbers {
             title: "weight of the small mode (± SE)".into(),
             y_label: "share of chains at x₀ < 0".into(),
             bars: vec![
-                ("Langevin, exact score".into(), self.langevin_weight, self.langevin_se, 1),
-                ("annealed Langevin".into(), self.annealed_weight, self.annealed_se, 0),
+                (
+                    "Langevin, exact score".into(),
+                    self.langevin_weight,
+                    self.langevin_se,
+                    1,
+                ),
+                (
+                    "annealed Langevin".into(),
+                    self.annealed_weight,
+                    self.annealed_se,
+                    0,
+                ),
             ],
-            references: vec![(format!("true weight {}", self.true_weight), self.true_weight)],
+            references: vec![(
+                format!("true weight {}", self.true_weight),
+                self.true_weight,
+            )],
             y_range: (0.0, 0.8),
         };
         let bounds = [BOX, BOX];
@@ -206,7 +231,10 @@ mod tests {
         let z_ula = (n.langevin_weight - n.true_weight) / n.langevin_se;
         let z_ald = (n.annealed_weight - n.true_weight) / n.annealed_se;
         assert!(z_ula > 10.0, "Langevin's weight is only {z_ula:.1} SE off");
-        assert!(z_ald.abs() < 4.0, "annealed Langevin's weight is {z_ald:.1} SE off");
+        assert!(
+            z_ald.abs() < 4.0,
+            "annealed Langevin's weight is {z_ald:.1} SE off"
+        );
         assert!(n.holds(), "{}", n.summary());
     }
 }
