@@ -76,7 +76,7 @@ pub const EXPERIMENTS: [Experiment; 8] = [
     },
     Experiment {
         name: "mle",
-        claim: "Maximum likelihood with short-run MCMC: CD-k with small k learns what k steps from the data can see, and misses what they cannot (mode weights); persistent chains (PCD) and long chains recover the likelihood.",
+        claim: "Maximum likelihood with short-run MCMC: CD-k's negatives see only what k steps from the data reach, so with small k it cannot move mass between separated modes; longer chains reach a better likelihood, and persistent chains (PCD) do so with few steps per update.",
         run: mle::run,
     },
     Experiment {

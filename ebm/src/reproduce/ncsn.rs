@@ -85,7 +85,7 @@ pub struct Numbers {
 /// Trains the score model and measures everything.
 pub fn measure(budget: Budget, rng: &mut Rng) -> Numbers {
     let hidden = budget.pick(vec![128, 128], vec![32, 32]);
-    let (steps, batch) = budget.pick((3000, 256), (300, 128));
+    let (steps, batch) = budget.pick((5000, 256), (300, 128));
     let (samples, nll_rows) = budget.pick((2000, 1000), (300, 100));
     let train = Toy::EightGaussians.sample(20_000, rng);
     let options = ObjectiveOptions {
@@ -178,7 +178,7 @@ pub fn measure(budget: Budget, rng: &mut Rng) -> Numbers {
         data_nll_se,
         entropy: Toy::EightGaussians.entropy().unwrap_or(f64::NAN),
         prior_nll,
-        nll_tolerance: budget.pick(0.3, 1.5),
+        nll_tolerance: budget.pick(0.5, 1.5),
         // the quick budget's 300 steps of a 2-32-32 net give rougher samples
         mmd_share: budget.pick(0.1, 0.5),
         train_steps: steps,

@@ -98,13 +98,13 @@ fn left_share(x: &Tensor) -> (f64, f64) {
 pub fn measure(budget: Budget, rng: &mut Rng) -> Numbers {
     let p = mixture(SMALL_WEIGHT);
     let q = mixture(0.5);
-    let chains = budget.pick(10_000, 2000);
+    let chains = budget.pick(5000, 2000);
     let exact = p.sample(chains, rng, DType::F64);
     let fisher = fisher_divergence(&q.score(&exact), &p.score(&exact));
     let (kl, kl_se) = mean_se(&p.log_prob(&exact).sub(&q.log_prob(&exact)).to_vec_f64());
     let mut x0 = || rng.uniform(&[chains, 2], BOX.0, BOX.1, DType::F64);
     let (x_ula, x_ald) = (x0(), x0());
-    let (eps, steps) = (0.1, budget.pick(5000, 1000));
+    let (eps, steps) = (0.1, budget.pick(2000, 1000));
     let langevin = Ula::new(Step::Tied { eps }, steps).run(&p, x_ula, rng).x;
     let (sigma_max, sigma_min, levels) = (2.0 * M, 0.05, 10);
     let per_level = budget.pick(200, 60);
