@@ -197,12 +197,13 @@ fn trace(p: &GaussianMixture, budget: Budget, rng: &mut Rng, n: &mut Numbers) {
 
 impl Numbers {
     /// ULA's bias is significant (> 4 SE) at the largest ε and shrinks with ε at a log-log
-    /// slope within 0.5 of 2 over the ε ≤ 0.55 where it is significant, and MALA's error is
-    /// within 4 SE at every ε.
+    /// slope between 1.5 and 3 over the ε ≤ 0.55 where it is significant, and MALA's error is
+    /// within 4 SE at every ε. (The leading order is ε²; at finite ε a Gaussian mode's bias
+    /// goes as x/(1 − x), x = ε²λ/4, whose slope 2/(1 − x) is 2 to 2.6 over these ε.)
     pub fn holds(&self) -> bool {
         let mala_ok = (0..self.eps.len()).all(|i| self.mala_error[i].abs() < 4.0 * self.mala_se[i]);
         let significant = self.ula_error[0].abs() > 4.0 * self.ula_se[0];
-        mala_ok && significant && (self.ula_slope - 2.0).abs() < 0.5
+        mala_ok && significant && (1.5..=3.0).contains(&self.ula_slope)
     }
 
     /// The measured figures in a sentence.
@@ -212,7 +213,7 @@ impl Numbers {
             .map(|i| self.mala_error[i].abs() / self.mala_se[i])
             .fold(0.0, f64::max);
         format!(
-            "ULA's error of E‖x‖² (exact {:.3}) falls from {:.3} ± {:.3} at ε = {} to {:.4} ± {:.4} at ε = {:.3}, as ε^{:.2} (± {:.2}; theory 2); MALA's stays within {:.1} SE at every ε",
+            "ULA's error of E‖x‖² (exact {:.3}) falls from {:.3} ± {:.3} at ε = {} to {:.4} ± {:.4} at ε = {:.3}, as ε^{:.2} (± {:.2}; theory: 2 as ε → 0, up to 2.6 at these ε); MALA's stays within {:.1} SE at every ε",
             self.exact, self.ula_error[0], self.ula_se[0], self.eps[0], self.ula_error[k],
             self.ula_se[k], self.eps[k], self.ula_slope, self.ula_slope_se, worst_mala
         )

@@ -10,7 +10,7 @@
 //! data by MMD², against the MMD² of the SDE's prior N(0, σ_max²I) as the scale.
 
 use super::common::mean_se;
-use super::figure::{Chart, Figure, Panel, Scale, Series};
+use super::figure::{Bars, Figure, Panel};
 use super::{Budget, Outcome};
 use crate::plot::Grid;
 use ebm_core::{DType, Rng, Tensor};
@@ -207,10 +207,10 @@ impl Numbers {
         let each: Vec<String> = SAMPLERS
             .iter()
             .zip(&self.mmd)
-            .map(|(s, m)| format!("{s} {m:.4}"))
+            .map(|(s, m)| format!("{s} {m:.1e}"))
             .collect();
         format!(
-            "MMD² to held-out data: {} (prior {:.3}, a second data draw {:.4}); PF-ODE test NLL {:.3} nats against the data's own {:.3} ± {:.3} (entropy {:.3}; prior {:.3})",
+            "MMD² to held-out data: {} (prior {:.3}, a second data draw {:.1e}); PF-ODE test NLL {:.3} nats against the data's own {:.3} ± {:.3} (entropy {:.3}; prior {:.3})",
             each.join(", "), self.prior_mmd, self.data_mmd, self.ode_nll, self.data_nll,
             self.data_nll_se, self.entropy, self.prior_nll
         )
@@ -230,29 +230,28 @@ impl Numbers {
             .zip(&self.draws)
             .zip(&self.mmd)
             .map(|((name, x), m)| Panel::Density {
-                title: format!("{name}: MMD² {m:.4}"),
+                title: format!("{name}: MMD² to data {m:.1e}"),
                 grid: truth.clone(),
                 points: Some(x.narrow(0, 0, x.shape()[0].min(600))),
             })
             .collect();
-        let nll = Chart::new("test NLL (nats): PF-ODE against the data's own", "", "nats")
-            .scales(Scale::Linear, Scale::Linear)
-            .series(Series::new(
-                "PF-ODE",
-                vec![(0.0, self.ode_nll), (1.0, self.ode_nll)],
-                0,
-            ))
-            .series(Series::reference(
-                "data's own −log p",
-                vec![(0.0, self.data_nll), (1.0, self.data_nll)],
-                2,
-            ))
-            .series(Series::reference(
-                "entropy",
-                vec![(0.0, self.entropy), (1.0, self.entropy)],
-                6,
-            ));
-        panels.push(Panel::Chart(nll));
+        let top = self.ode_nll.max(self.data_nll) + 0.4;
+        let nll = Bars {
+            title: "test NLL (nats) of held-out rows".into(),
+            y_label: "nats".into(),
+            bars: vec![
+                ("PF-ODE, model".into(), self.ode_nll, 0.0, 0),
+                (
+                    "−log p_data (± SE)".into(),
+                    self.data_nll,
+                    self.data_nll_se,
+                    2,
+                ),
+            ],
+            references: vec![(format!("entropy {:.3}", self.entropy), self.entropy)],
+            y_range: (self.entropy - 0.6, top),
+        };
+        panels.push(Panel::Bars(nll));
         Figure {
             title: format!(
                 "A multi-scale score model (VE SDE, {:?} MLP, {} steps) sampled three ways over the 8-Gaussians density",
