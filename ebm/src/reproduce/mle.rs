@@ -9,7 +9,7 @@
 //!
 //! Data: 0.3 N(−1, 0.5²) + 0.7 N(1, 0.5²) in 1-D. The model is a two-component Gaussian-mixture
 //! energy E(x) = −log Σₖ exp(wₖ − log sₖ − (x − mₖ)²/2sₖ²) with log Z = ½ log 2π + log Σₖ e^{wₖ}
-//! in closed form, started at equal weights, the means at ±0.9 and widths 0.6. Each k is
+//! in closed form, started at equal weights, the means at ±0.5 and unit widths. Each k is
 //! trained by CD-k and PCD-k (Langevin ε = 0.3, one persistent chain per batch row, no
 //! restarts); the experiment measures the test NLL's excess over the data's own and the
 //! learned weight of the left mode.
@@ -44,13 +44,12 @@ pub fn data() -> GaussianMixture {
     )
 }
 
-/// The two-component mixture energy, started at equal weights, means ±0.9, widths 0.6: two
-/// modes already apart, so what the weights need is mass moved between them.
+/// The two-component mixture energy, started at equal weights, means ±0.5, widths 1.
 pub fn mixture_energy() -> CustomEnergy<impl Fn(&Var, &ParamVars) -> Var + Send + Sync + Clone> {
     let mut params = Params::new();
     params.push("w", Tensor::zeros(&[2], DType::F64));
-    params.push("m", Tensor::from_vec(vec![-0.9, 0.9], &[2]));
-    params.push("log_s", Tensor::full(&[2], 0.6f64.ln(), DType::F64));
+    params.push("m", Tensor::from_vec(vec![-0.5, 0.5], &[2]));
+    params.push("log_s", Tensor::zeros(&[2], DType::F64));
     CustomEnergy::from_params(params, |x: &Var, p: &ParamVars| {
         // x [B, 1] against the two components [2] → [B, 2]
         let z = x.sub(&p["m"]).div(&p["log_s"].exp());

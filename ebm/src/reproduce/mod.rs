@@ -76,7 +76,7 @@ pub const EXPERIMENTS: [Experiment; 8] = [
     },
     Experiment {
         name: "mle",
-        claim: "Maximum likelihood with short-run MCMC: CD-k's negatives see only what k steps from the data reach, so with small k it cannot move mass between separated modes; longer chains reach a better likelihood, and persistent chains (PCD) do so with few steps per update.",
+        claim: "Maximum likelihood with short-run MCMC: CD-k's negatives see only what k Langevin steps from the data reach, so short runs bias the fit (here the weights of two modes); longer chains reach a better likelihood, and persistent chains (PCD) are the alternative to long runs.",
         run: mle::run,
     },
     Experiment {
