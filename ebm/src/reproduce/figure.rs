@@ -322,12 +322,7 @@ fn draw_chart(area: &Area, c: &Chart) -> Result<(), String> {
         let line: Vec<(f64, f64)> = pts.iter().map(|p| (p.0, p.1)).collect();
         let anno = if s.dashed {
             chart
-                .draw_series(DashedLineSeries::new(
-                    line,
-                    8,
-                    5,
-                    color.stroke_width(2).into(),
-                ))
+                .draw_series(DashedLineSeries::new(line, 8, 5, color.stroke_width(2)))
                 .map_err(|e| e.to_string())?
         } else {
             chart
@@ -428,7 +423,7 @@ fn draw_bars(area: &Area, b: &Bars) -> Result<(), String> {
                 vec![(0.0, *v), (n, *v)],
                 8,
                 5,
-                color.stroke_width(2).into(),
+                color.stroke_width(2),
             ))
             .map_err(|e| e.to_string())?
             .label(label.as_str())
