@@ -248,7 +248,7 @@ impl Numbers {
             .position(|&s| s <= 0.1 + 1e-12)
             .unwrap_or(0);
         format!(
-            "test NLL {:.3} ± {:.3} at σ = {} vs {:.3} ± {:.3} at σ = {} (closed forms {:.3}, {:.3}; entropy {:.3}); from σ = {} to {} DSM's gradient variance grows {:.0}× (slope {:.2} ± {:.2}) while DSM-CV's stays within {:.2}×",
+            "test NLL {:.3} ± {:.3} at σ = {:.3} vs {:.3} ± {:.3} at σ = {:.3} (closed forms {:.3}, {:.3}; entropy {:.3}); from σ = {:.3} to {:.3} DSM's gradient variance grows {:.0}× (slope {:.2} ± {:.2}) while DSM-CV's stays within {:.2}×",
             self.test_nll[0], self.test_nll_se[0], self.fit_sigma[0],
             self.test_nll[k], self.test_nll_se[k], self.fit_sigma[k],
             self.closed_form_nll[0], self.closed_form_nll[k], self.entropy,

@@ -287,12 +287,12 @@ impl Numbers {
         let curves = Chart::new("learned densities", "x", "p(x)")
             .legend(Legend::UpperLeft)
             .series(Series::reference("data", line(&self.curve_data), 6))
-            .series(Series::new(
+            .series(Series::reference(
                 format!("CD-{}", self.k[0]),
                 line(&self.curve_cd_small_k),
                 1,
             ))
-            .series(Series::new(
+            .series(Series::reference(
                 format!("CD-{}", kmax),
                 line(&self.curve_cd_large_k),
                 0,
