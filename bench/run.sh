@@ -18,12 +18,16 @@
 #   BENCH_FRAMEWORKS="ebm jax torch"
 #   BENCH_CELLS="dsm:M2 ..."     (workload:model) pairs; default: all 11
 #   BENCH_STEPS=50 BENCH_WARMUP=5            timed / untimed steps (fast workloads)
-#   BENCH_STEPS_SLOW=30 BENCH_WARMUP_SLOW=2  for esm:M64 and langevin:M2 (~0.2-2 s per step)
+#   BENCH_STEPS_SLOW=30 BENCH_WARMUP_SLOW=2  for esm:M64 and langevin (~0.2-2 s per step), and
+#                                every cell when BENCH_ALL_SLOW=1 (the sweeps)
 #   BENCH_TIMEOUT=900            seconds per process
 #   BENCH_APPEND=1               append to latest.jsonl instead of starting it afresh (re-run some
 #                                cells; the table keeps the last line of each cell)
 #   BENCH_WAIT_QUIET=0           before each run, wait up to this many seconds for the machine to
 #                                be idle (other processes using < 0.2 CPU over 2 s); 0: don't wait
+#   BENCH_NAME=latest            results go to bench/results/$BENCH_NAME.{jsonl,md} and _env.txt
+#   BENCH_TORCH_MODES="eager compile"   PyTorch modes to run (sweeps: eager)
+#   BENCH_FIRST_CPU=0            pin to CPUs from this one (1: a second driver beside a first)
 #   BENCH_NICE=-10               scheduling priority of the benchmark processes when run as root
 #                                (the machine is shared; "" to leave it alone)
 #
@@ -35,8 +39,10 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 BENCH="$ROOT/bench"
 RESULTS="$BENCH/results"
-OUT="$RESULTS/latest.jsonl"
-ENVF="$RESULTS/latest_env.txt"
+NAME="${BENCH_NAME:-latest}"
+OUT="$RESULTS/$NAME.jsonl"
+ENVF="$RESULTS/${NAME}_env.txt"
+TORCH_MODES="${BENCH_TORCH_MODES:-eager compile}"
 PY="$BENCH/.venv/bin/python"
 
 THREADS="${BENCH_THREADS:-1 2}"
@@ -106,8 +112,9 @@ wait_quiet() {
 run_one() {
     local label="$1" w="$2" m="$3" t="$4"
     shift 4
-    local cpus="0"
-    [[ "$t" -ge 2 ]] && cpus="0-$((t - 1))"
+    local first="${BENCH_FIRST_CPU:-0}"
+    local cpus="$first"
+    [[ "$t" -ge 2 ]] && cpus="$first-$((first + t - 1))"
     local tmp
     tmp="$(mktemp)"
     wait_quiet
@@ -167,7 +174,7 @@ for t in $THREADS; do
     for cell in $CELLS; do
         w="${cell%%:*}" m="${cell##*:}"
         s="$STEPS" u="$WARMUP"
-        if [[ "$cell" == "esm:M64" || "$w" == "langevin" ]]; then
+        if [[ "$cell" == "esm:M64" || "$w" == "langevin" || -n "${BENCH_ALL_SLOW:-}" ]]; then
             s="$STEPS_SLOW" u="$WARMUP_SLOW"
         fi
         args=(--workload "$w" --model "$m" --threads "$t" --steps "$s" --warmup "$u")
@@ -180,13 +187,15 @@ for t in $THREADS; do
             run_one jax "$w" "$m" "$t" "${PYENV[@]}" "${xla[@]}" "$PY" "$BENCH/python/bench_jax.py" "${args[@]}"
         fi
         if has torch; then
-            run_one torch "$w" "$m" "$t" "${PYENV[@]}" "$PY" "$BENCH/python/bench_torch.py" "${args[@]}" --torch-mode eager
-            run_one torch_compile "$w" "$m" "$t" "${PYENV[@]}" "$PY" "$BENCH/python/bench_torch.py" "${args[@]}" --torch-mode compile
+            [[ " $TORCH_MODES " == *" eager "* ]] &&
+                run_one torch "$w" "$m" "$t" "${PYENV[@]}" "$PY" "$BENCH/python/bench_torch.py" "${args[@]}" --torch-mode eager
+            [[ " $TORCH_MODES " == *" compile "* ]] &&
+                run_one torch_compile "$w" "$m" "$t" "${PYENV[@]}" "$PY" "$BENCH/python/bench_torch.py" "${args[@]}" --torch-mode compile
         fi
     done
 done
 
 echo "# load average at end: $(cut -d' ' -f1-3 /proc/loadavg)" >> "$ENVF"
-"$PY" "$BENCH/python/table.py" "$OUT" | tee "$RESULTS/latest.md"
+"$PY" "$BENCH/python/table.py" "$OUT" | tee "$RESULTS/$NAME.md"
 echo
-echo "Results: $OUT; environment: $ENVF; table: $RESULTS/latest.md"
+echo "Results: $OUT; environment: $ENVF; table: $RESULTS/$NAME.md"

@@ -92,3 +92,23 @@ fn mixed_theta_x_derivative_of_mlp() {
     inputs.extend(params);
     gradgradcheck(score, &inputs, &CheckOpts::default()).unwrap();
 }
+
+/// A small conv energy, E(x) = Σ softplus(w₂ ⋆ silu(w₁ ⋆ x)) with padding, stride 2 and two
+/// groups: gradgradcheck of its score x ↦ ∇ₓE (recorded) checks third derivatives through
+/// conv2d, conv_transpose2d and conv2d_weight, w.r.t. the input and both weights.
+#[test]
+fn third_order_through_a_conv_energy() {
+    use ebm_core::Conv2dSpec;
+    let mut rng = Rng::new(21);
+    let x = rng.normal(&[2, 2, 5, 5], DType::F64);
+    let w1 = rng.normal(&[4, 1, 3, 3], DType::F64).mul_scalar(0.5);
+    let w2 = rng.normal(&[3, 4, 2, 2], DType::F64).mul_scalar(0.5);
+    let score = |v: &[Var]| {
+        let h = v[0]
+            .conv2d(&v[1], Conv2dSpec::new().padding(1).groups(2))
+            .silu();
+        let e = h.conv2d(&v[2], Conv2dSpec::new().stride(2)).softplus();
+        grad_with(&e.sum_all(), &[&v[0]], GradOpts::create_graph()).remove(0)
+    };
+    gradgradcheck(score, &[x, w1, w2], &CheckOpts::default()).unwrap();
+}

@@ -12,8 +12,10 @@
 
 use ebm_autodiff::{grad, grad_with, hessian_diag, hvp, GradOpts, Tape, Var};
 use ebm_core::{for_each_device, DType, Device, Tensor};
-use safetensors::{Dtype, SafeTensors};
 use std::collections::HashMap;
+
+mod common;
+use common::load;
 
 const PARAMS: [&str; 6] = [
     "l0.weight",
@@ -29,34 +31,6 @@ const SIGMA_DSM: f64 = 0.1;
 
 // ---------------------------------------------------------------------------------------------
 // Loading
-
-/// Every tensor of a safetensors file under `tests/data/`, as f32 or f64 `Tensor`s.
-fn load(file: &str) -> HashMap<String, Tensor> {
-    let path = format!("{}/tests/data/{file}", env!("CARGO_MANIFEST_DIR"));
-    let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("reading {path}: {e}"));
-    let st = SafeTensors::deserialize(&bytes).unwrap_or_else(|e| panic!("parsing {path}: {e}"));
-    st.iter()
-        .map(|(name, view)| {
-            let data = view.data();
-            let t = match view.dtype() {
-                Dtype::F32 => Tensor::from_vec(
-                    data.chunks_exact(4)
-                        .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
-                        .collect::<Vec<_>>(),
-                    view.shape(),
-                ),
-                Dtype::F64 => Tensor::from_vec(
-                    data.chunks_exact(8)
-                        .map(|c| f64::from_le_bytes(c.try_into().unwrap()))
-                        .collect::<Vec<_>>(),
-                    view.shape(),
-                ),
-                other => panic!("{path}: tensor {name} has unsupported dtype {other:?}"),
-            };
-            (name.to_string(), t)
-        })
-        .collect()
-}
 
 /// Weights and inputs in `dtype` (f32 as stored, or its exact f64 upcast), on one device.
 struct Fixture {

@@ -21,7 +21,7 @@
 //! detaches its input) passes `gradcheck` and fails `gradgradcheck`.
 
 use ebm_autodiff::{gradcheck, gradgradcheck, CheckOpts, Tape, Var};
-use ebm_core::{for_each_device, Tensor};
+use ebm_core::{for_each_device, DType, Rng, Tensor};
 use proptest::collection::vec;
 use proptest::prelude::*;
 use proptest::sample::Index;
@@ -854,3 +854,10 @@ mod checker_catches {
         assert_eq!(err.order, 1);
     }
 }
+
+// ------------------------------------------------------------------------------------------------
+// Convolutions, pooling, upsampling, normalisation
+// ------------------------------------------------------------------------------------------------
+
+#[path = "op_proptests/conv.rs"]
+mod conv;

@@ -157,7 +157,10 @@ def adam_update(params, grads, opt, lr=C.LR, b1=C.BETA1, b2=C.BETA2, eps=C.ADAM_
 # Data, sampled inside the jitted step.
 # ----------------------------------------------------------------------------------------------
 def sample_batch(key, model, batch, digits):
-    if MODEL_DATA[model] == "8gaussians":
+    kind = C.model_cfg(model)["data"]
+    if kind == "normal":
+        return jax.random.normal(key, (batch, C.model_cfg(model)["dims"][0]), jnp.float32)
+    if kind == "8gaussians":
         kc, kn = jax.random.split(key)
         k = jax.random.randint(kc, (batch,), 0, 8)
         centres = jnp.asarray(D.CENTRES, jnp.float32)
@@ -166,17 +169,14 @@ def sample_batch(key, model, batch, digits):
     return digits[idx]
 
 
-MODEL_DATA = {m: cfg["data"] for m, cfg in C.MODELS.items()}
-
-
 def make_step(workload, model):
     """Returns (init_state(key) -> state, step(state, digits) -> (state, loss)), step jitted."""
-    cfg = C.MODELS[model]
+    cfg = C.model_cfg(model)
     dims, batch, nce_var = cfg["dims"], cfg["batch"], cfg["nce_var"]
     d = dims[0]
 
     if workload == "langevin":
-        n, steps = C.LANGEVIN_CHAINS, C.LANGEVIN_STEPS
+        n, steps = cfg["chains"], cfg["langevin_steps"]
 
         def init_state(key):
             kp, kx, key = jax.random.split(key, 3)
@@ -214,7 +214,13 @@ def make_step(workload, model):
         elif workload == "esm":
             loss, g = jax.value_and_grad(esm_loss)(p, x)
         elif workload == "ssm":
-            loss, g = jax.value_and_grad(ssm_loss)(p, x, jax.random.normal(kn, x.shape, x.dtype))
+            if cfg["projections"] == 1:
+                v = jax.random.normal(kn, x.shape, x.dtype)
+                loss, g = jax.value_and_grad(ssm_loss)(p, x, v)
+            else:  # P projections per row: the mean of the one-projection losses over them
+                v = jax.random.normal(kn, (cfg["projections"],) + x.shape, x.dtype)
+                loss, g = jax.value_and_grad(
+                    lambda p: jnp.mean(jax.vmap(lambda vi: ssm_loss(p, x, vi))(v)))(p)
         elif workload == "nce":
             x_noise = np.sqrt(nce_var) * jax.random.normal(kn, x.shape, x.dtype)
             loss, g = jax.value_and_grad(nce_loss)(p, x, x_noise, nce_var)
@@ -223,7 +229,7 @@ def make_step(workload, model):
                 xc, k = carry
                 k, kz = jax.random.split(k)
                 return langevin_step(p, xc, jax.random.normal(kz, xc.shape, xc.dtype)), k
-            xc, _ = jax.lax.fori_loop(0, C.PCD_LANGEVIN_STEPS, body, (state["chains"], kn))
+            xc, _ = jax.lax.fori_loop(0, cfg["pcd_steps"], body, (state["chains"], kn))
             loss, g = jax.value_and_grad(pcd_loss)(p, x, xc)
             new_state["chains"] = xc
         else:
@@ -235,7 +241,8 @@ def make_step(workload, model):
 
 def bench(workload, model, args):
     init_state, step = make_step(workload, model)
-    digits = jnp.asarray(D.load_digits()[0]) if model == "M64" else jnp.zeros((1, 1), jnp.float32)
+    digits = (jnp.asarray(D.load_digits()[0]) if C.model_cfg(model)["data"] == "digits"
+              else jnp.zeros((1, 1), jnp.float32))
     box = {"state": init_state(jax.random.PRNGKey(args.seed)), "loss": None}
 
     def one():

@@ -178,13 +178,18 @@ class Sampler:
 
     def __init__(self, model_name, batch):
         self.batch = batch
-        self.kind = C.MODELS[model_name]["data"]
-        if self.kind == "8gaussians":
+        self.kind = C.model_cfg(model_name)["data"]
+        self.d = C.model_cfg(model_name)["dims"][0]
+        if self.kind == "normal":
+            pass
+        elif self.kind == "8gaussians":
             self.centres = torch.tensor(D.CENTRES, dtype=torch.float32)
         else:
             self.digits = torch.from_numpy(D.load_digits()[0])
 
     def __call__(self):
+        if self.kind == "normal":
+            return torch.randn(self.batch, self.d)
         if self.kind == "8gaussians":
             k = torch.randint(0, 8, (self.batch,))
             return self.centres[k] + D.STD * torch.randn(self.batch, 2)
@@ -198,16 +203,16 @@ def make_optimizer(params):
 
 
 def make_eager_step(workload, model_name):
-    cfg = C.MODELS[model_name]
+    cfg = C.model_cfg(model_name)
     dims, batch, nce_var = cfg["dims"], cfg["batch"], cfg["nce_var"]
     model = MLP(dims)
     if workload == "langevin":
         model.requires_grad_(False)  # sampling only: no parameter gradients
-        state = {"x": torch.randn(C.LANGEVIN_CHAINS, dims[0])}
+        state = {"x": torch.randn(cfg["chains"], dims[0])}
 
         def run():
             x = state["x"]
-            for _ in range(C.LANGEVIN_STEPS):
+            for _ in range(cfg["langevin_steps"]):
                 x = langevin_step(model, x, torch.randn_like(x))
             state["x"] = x
             return x.mean()
@@ -229,12 +234,13 @@ def make_eager_step(workload, model_name):
         elif workload == "esm":
             loss = esm_loss(model, x)
         elif workload == "ssm":
-            loss = ssm_loss(model, x, torch.randn_like(x))
+            proj = cfg["projections"]  # P projections: the mean of the one-projection losses
+            loss = sum(ssm_loss(model, x, torch.randn_like(x)) for _ in range(proj)) / proj
         elif workload == "nce":
             loss = nce_loss(model, log_z, x, np.sqrt(nce_var) * torch.randn_like(x), nce_var)
         elif workload == "pcd":
             xc = state["chains"]
-            for _ in range(C.PCD_LANGEVIN_STEPS):
+            for _ in range(cfg["pcd_steps"]):
                 xc = langevin_step(model, xc, torch.randn_like(xc))
             state["chains"] = xc
             loss = pcd_loss(model, x, xc)
@@ -248,7 +254,7 @@ def make_eager_step(workload, model_name):
 
 
 def make_compiled_step(workload, model_name):
-    cfg = C.MODELS[model_name]
+    cfg = C.model_cfg(model_name)
     dims, batch, nce_var = cfg["dims"], cfg["batch"], cfg["nce_var"]
     model = MLP(dims)
     fn = make_functional(model)
@@ -260,11 +266,11 @@ def make_compiled_step(workload, model_name):
     lang = torch.compile(fn["langevin"])
 
     if workload == "langevin":
-        state = {"x": torch.randn(C.LANGEVIN_CHAINS, dims[0])}
+        state = {"x": torch.randn(cfg["chains"], dims[0])}
 
         def run():
             x = state["x"]
-            for _ in range(C.LANGEVIN_STEPS):
+            for _ in range(cfg["langevin_steps"]):
                 x = lang(pview, x, torch.randn_like(x))
             state["x"] = x
             return x.mean()
@@ -292,7 +298,7 @@ def make_compiled_step(workload, model_name):
         x = sample()
         if workload == "pcd":
             xc = state["chains"]
-            for _ in range(C.PCD_LANGEVIN_STEPS):
+            for _ in range(cfg["pcd_steps"]):
                 xc = lang(pview, xc, torch.randn_like(xc))
             state["chains"] = xc
             grads, loss = loss_and_grads(pview, x, xc)

@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import re
 import statistics
 import sys
 import time
@@ -42,6 +43,30 @@ MODELS = {
     "M2": dict(dims=(2, 128, 128, 1), batch=1024, data="8gaussians", nce_var=4.0),
     "M64": dict(dims=(64, 256, 256, 1), batch=256, data="digits", nce_var=1.0),
 }
+
+
+def model_cfg(name: str) -> dict:
+    """A model's settings: "M2" and "M64" above, or a spec for the sweeps and the torchebm
+    shapes, `d{D}w{W}b{B}` plus optional `p{P}` (SSM projections), `k{K}` (pcd's Langevin
+    steps), `c{C}` and `s{S}` (chains, and Langevin steps per timed step, of `langevin`): MLP
+    D-W-W-1 SiLU, batch B, data 8-Gaussians when D = 2 and N(0, I) otherwise, NCE noise N(0, I).
+    Parsed alike by bench/src/main.rs."""
+    base = dict(projections=1, pcd_steps=PCD_LANGEVIN_STEPS, chains=LANGEVIN_CHAINS,
+                langevin_steps=LANGEVIN_STEPS)
+    if name in MODELS:
+        return {**base, **MODELS[name]}
+    m = re.fullmatch(r"d(\d+)w(\d+)b(\d+)(?:p(\d+))?(?:k(\d+))?(?:c(\d+))?(?:s(\d+))?", name)
+    if not m or min(int(g) for g in m.groups() if g is not None) < 1:
+        raise ValueError(f"unknown model `{name}` (M2, M64 or d<D>w<W>b<B>[p<P>][k<K>][c<C>][s<S>])")
+    d, w, b, proj, k, c, st = m.groups()
+    cfg = dict(dims=(int(d), int(w), int(w), 1), batch=int(b),
+               data="8gaussians" if d == "2" else "normal", nce_var=1.0)
+    for key, v in (("projections", proj), ("pcd_steps", k), ("chains", c), ("langevin_steps", st)):
+        if v is not None:
+            cfg[key] = int(v)
+    return {**base, **cfg}
+
+
 # (workload, model) cells of the benchmark; langevin is defined for M2 only.
 CELLS = [(w, m) for m in MODELS for w in WORKLOADS if not (w == "langevin" and m != "M2")]
 
@@ -60,7 +85,7 @@ PARAM_NAMES = ("l0.weight", "l0.bias", "l1.weight", "l1.bias", "l2.weight", "l2.
 def parse_args(framework_help: str, torch_modes: bool = False) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=framework_help)
     p.add_argument("--workload", choices=WORKLOADS + ("all",), default="all")
-    p.add_argument("--model", choices=tuple(MODELS) + ("all",), default="all")
+    p.add_argument("--model", default="all", help="M2, M64, all, or a spec (see model_cfg)")
     p.add_argument("--threads", type=int, default=1, help="intra-op threads (1 or 2 here)")
     p.add_argument("--steps", type=int, default=30, help="timed steps (>= 30)")
     p.add_argument("--warmup", type=int, default=3, help="untimed steps first (compilation included)")
@@ -73,6 +98,11 @@ def parse_args(framework_help: str, torch_modes: bool = False) -> argparse.Names
         p.add_argument("--torch-mode", choices=("eager", "compile", "both"), default="both",
                        help="eager PyTorch, torch.compile, or both (two JSON lines per cell)")
     args = p.parse_args()
+    if args.model != "all":
+        try:
+            model_cfg(args.model)
+        except ValueError as e:
+            p.error(str(e))
     if args.steps < 30 and not (args.check_fixtures or args.info):
         p.error("--steps must be >= 30")
     return args
@@ -80,6 +110,8 @@ def parse_args(framework_help: str, torch_modes: bool = False) -> argparse.Names
 
 def cells(args: argparse.Namespace):
     """The (workload, model) pairs selected on the command line, in benchmark order."""
+    if args.model not in MODELS and args.model != "all":
+        return [(w, args.model) for w in WORKLOADS if args.workload in ("all", w)]
     return [(w, m) for (w, m) in CELLS
             if args.workload in ("all", w) and args.model in ("all", m)]
 
@@ -94,11 +126,36 @@ def time_steps(step, sync, warmup: int, steps: int):
         if i == 0:
             first = time.perf_counter() - t0
     times = []
+    c0 = time.process_time()
     for _ in range(steps):
         t0 = time.perf_counter()
         sync(step())
         times.append(time.perf_counter() - t0)
+    _CPU["s"] = time.process_time() - c0
     return first, times
+
+
+# CPU seconds (all threads) of the last time_steps loop, for result_line
+_CPU = {"s": None}
+
+
+def cpu_and_isa() -> tuple[str, str]:
+    """The CPU model and the widest x86 vector FMA set it lists ("avx512", "avx2" or the machine's
+    architecture), read from /proc/cpuinfo: the framework picks its own kernels within that."""
+    import platform
+    model, isa = platform.machine(), platform.machine()
+    try:
+        info = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return model, isa
+    for line in info.splitlines():
+        if line.startswith("model name"):
+            model = line.split(":", 1)[1].strip()
+        if line.startswith("flags"):
+            flags = set(line.split(":", 1)[1].split())
+            isa = "avx512" if "avx512f" in flags else "avx2" if {"avx2", "fma"} <= flags else isa
+            break
+    return model, isa
 
 
 def result_line(framework: str, workload: str, model: str, threads: int, times, first_step_s,
@@ -113,8 +170,14 @@ def result_line(framework: str, workload: str, model: str, threads: int, times, 
         "steps_per_s": 1.0 / med,
     }
     if workload == "langevin":
-        out["chain_steps_per_s"] = LANGEVIN_CHAINS * LANGEVIN_STEPS / med
+        cfg = model_cfg(model)
+        out["chain_steps_per_s"] = cfg["chains"] * cfg["langevin_steps"] / med
     out["timed_steps"] = len(times)
+    out["cpu"], out["isa"] = cpu_and_isa()
+    if _CPU["s"] is not None:
+        # CPU time of all the process's threads per timed step: what a step costs when other
+        # work takes turns on the CPUs (on 2 threads: the sum over both)
+        out["cpu_s_per_step"] = _CPU["s"] / len(times)
     out["min_step_s"] = min(times)  # least disturbed step; compare with the median on a busy machine
     out["first_step_s"] = first_step_s
     if final_loss is not None:

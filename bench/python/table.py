@@ -11,13 +11,31 @@ Uses only the standard library.
 from __future__ import annotations
 
 import json
+import os
 import sys
 
 FRAMEWORKS = [("ebm", "ebm"), ("jax", "JAX (jit)"), ("torch", "PyTorch eager"),
               ("torch_compile", "torch.compile")]
 WORKLOAD_ORDER = ["dsm", "esm", "ssm", "nce", "pcd", "langevin"]
 MODEL_ORDER = ["M2", "M64"]
+# torchebm's published eager PyTorch times on an A100 GPU (ms per step) for the shapes of issue 18
+# item 3, keyed by this benchmark's (workload, model spec): the 2x128 SiLU MLP at batch 1024 and
+# dimension 128 (DSM forward+backward; sliced SM with 5 projections; CD with 10 Langevin steps,
+# run here as pcd with 10 steps) and exact SM at batch 128, dimension 16.
+TORCHEBM_A100_MS = {
+    ("dsm", "d128w128b1024"): 5.6,
+    ("ssm", "d128w128b1024p5"): 8.4,
+    ("pcd", "d128w128b1024k10"): 10.5,
+    ("esm", "d16w128b128"): 12.1,
+}
 BUSY = 0.2  # others_cpu (CPUs kept busy by other processes during the run) that marks a cell
+
+
+# "median" (default), "min" or "cpu": the step time the table compares. On a machine shared with
+# other work the least disturbed step ("min") or the CPU time per step of all the process's
+# threads ("cpu"; at 1 thread the cost of a step whoever else takes turns on the CPU) say more
+# about the code than the median.
+STAT = os.environ.get("TABLE_STAT", "median")
 
 
 def rate(line):
@@ -26,7 +44,14 @@ def rate(line):
         return None
     key = "chain_steps_per_s" if line.get("workload") == "langevin" else "steps_per_s"
     v = line.get(key)
-    return float(v) if v is not None else None
+    if v is None:
+        return None
+    if STAT in ("min", "cpu") and line.get("median_step_s"):
+        t = line.get("min_step_s" if STAT == "min" else "cpu_s_per_step")
+        if not t:
+            return None
+        return float(v) * line["median_step_s"] / t
+    return float(v)
 
 
 def fmt_rate(v, langevin=False):
@@ -69,7 +94,8 @@ def render(results, checks) -> str:
     rows = sorted({(w, m, t) for (_, w, m, t) in results},
                   key=lambda r: (r[2], MODEL_ORDER.index(r[1]) if r[1] in MODEL_ORDER else 99,
                                  WORKLOAD_ORDER.index(r[0]) if r[0] in WORKLOAD_ORDER else 99))
-    head = ["workload", "model", "threads"] + [name for _, name in FRAMEWORKS] + ["ebm/JAX", "ebm/PyTorch"]
+    head = ["workload", "model", "threads"] + [name for _, name in FRAMEWORKS] + [
+        "ebm/JAX", "ebm/PyTorch", "ebm ISA", "ebm GEMM GFLOP/s (of peak)", "GEMM at peak / step"]
     out = ["| " + " | ".join(head) + " |", "|" + "|".join(["---"] * 3 + ["---:"] * (len(head) - 3)) + "|"]
     for w, m, t in rows:
         cells, rates = [w, m, str(t)], {}
@@ -84,9 +110,39 @@ def render(results, checks) -> str:
                 busy = (line.get("others_cpu") or 0) >= BUSY
                 cells.append((fmt_rate(rates[fw], w == "langevin") or "n/a") + ("*" if busy else ""))
         cells += [fmt_ratio(rates["ebm"], rates["jax"]), fmt_ratio(rates["ebm"], rates["torch"])]
+        e = results.get(("ebm", w, m, t)) or {}
+        g, f = e.get("gemm_gflops"), e.get("gemm_fraction_of_peak")
+        cells += [e.get("isa") or "n/a",
+                  f"{g:.1f} ({f:.0%})" if g is not None and f is not None else "n/a"]
+        # the time the step's GEMM work would take at the FMA peak over the step's on-CPU time
+        # (1 thread: all the work is seen; robust to other processes taking turns on the CPU)
+        gw, pk, cs = e.get("matmul_gflop_per_step"), e.get("fma_peak_gflops"), e.get("cpu_s_per_step")
+        cells.append(f"{gw / pk / cs:.0%}" if gw and pk and cs and t == 1 else "n/a")
         out.append("| " + " | ".join(cells) + " |")
-    notes = ["", "Throughput in steps/s (median step time over the timed steps); `langevin`: millions of "
-             "chain-steps/s (10,000 chains x 100 steps per timed step). Ratios > 1 mean ebm is faster."]
+    cpus = sorted({v.get("cpu") for v in results.values() if v.get("cpu")})
+    peaks = sorted({round(v["fma_peak_gflops"], 1) for v in results.values()
+                    if v.get("fma_peak_gflops")})
+    if cpus:
+        out.insert(0, f"CPU: {', '.join(cpus)}; measured one-thread f32 FMA peak "
+                      f"{', '.join(str(p) for p in peaks)} GFLOP/s\n")
+    torchebm = [(w, m, t) for (w, m, t) in rows if (w, m) in TORCHEBM_A100_MS]
+    if torchebm:
+        out += ["", "torchebm shapes: ebm's CPU time per step beside torchebm's published eager "
+                "PyTorch time on an A100 GPU", "", "| workload | model | threads | ebm ms (median wall, "
+                "this CPU) | JAX ms | PyTorch ms | ebm on-CPU ms per step | torchebm A100 ms |",
+                "|---|---|---|---:|---:|---:|---:|---:|"]
+        for w, m, t in torchebm:
+            ms = [results.get((fw, w, m, t)) for fw in ("ebm", "jax", "torch")]
+            ms = [f"{1e3 * v['median_step_s']:.3g}" if v and v.get("median_step_s") else "n/a" for v in ms]
+            e = results.get(("ebm", w, m, t)) or {}
+            ms.append(f"{1e3 * e['cpu_s_per_step']:.3g}" if e.get("cpu_s_per_step") else "n/a")
+            out.append(f"| {w} | {m} | {t} | " + " | ".join(ms) + f" | {TORCHEBM_A100_MS[(w, m)]} |")
+    notes = ["", f"Throughput in steps/s ({STAT} step time over the timed steps); `langevin`: millions of "
+             "chain-steps/s (10,000 chains x 100 steps per timed step). Ratios > 1 mean ebm is faster. "
+             "GEMM GFLOP/s: FLOPs over time inside ebm's matrix products in one profiled step, and "
+             "its fraction of the measured FMA peak (inflated by preemption inside a product on a busy "
+             "machine); GEMM at peak / step: the step's GEMM FLOPs at the FMA peak over its on-CPU "
+             "time (1 thread), the share of the step the products would need at the limit."]
     if any((v.get("others_cpu") or 0) >= BUSY for v in results.values()):
         notes.append(f"`*`: other processes kept >= {BUSY} CPU busy on average during that run (field "
                      "`others_cpu`); the 2 vCPUs share one core's vector units, so that number is low.")

@@ -10,7 +10,7 @@
 //! steps of 10,000 chains per timed step). Models: M2 = MLP 2-128-128-1 SiLU, batch 1024,
 //! 8-Gaussians; M64 = MLP 64-256-256-1 SiLU, batch 256, digits / 16.
 
-use ebm_core::{profile, DType, OpKind, Rng, Tensor};
+use ebm_core::{cpu_model, fma_peak_gflops, gemm_path, profile, DType, OpKind, Rng, Tensor};
 use ebm_data::{Digits, Toy};
 use ebm_nn::{Mlp, MlpConfig, Module, Optimizer};
 use ebm_objectives::{
@@ -21,7 +21,11 @@ use ebm_samplers::replay::{Init, ReplayBuffer};
 use ebm_samplers::ula::{Step, Ula};
 use std::time::Instant;
 
+mod spec;
+use spec::{spec, Data};
+
 const WORKLOADS: [&str; 6] = ["dsm", "esm", "ssm", "nce", "pcd", "langevin"];
+/// The models of `--model all` (any spec of `spec::spec` is accepted too).
 const MODELS: [&str; 2] = ["M2", "M64"];
 
 struct Args {
@@ -37,8 +41,9 @@ struct Args {
 fn usage(msg: &str) -> ! {
     eprintln!("ebm-bench: {msg}");
     eprintln!(
-        "usage: ebm-bench [--workload dsm|esm|ssm|nce|pcd|langevin|all] [--model M2|M64|all] \
-         [--threads N] [--steps N>=30] [--warmup N] [--seed N] [--profile]"
+        "usage: ebm-bench [--workload dsm|esm|ssm|nce|pcd|langevin|all] [--model M2|M64|all|SPEC] \
+         [--threads N] [--steps N>=30] [--warmup N] [--seed N] [--profile]\n\
+         SPEC: d<D>w<W>b<B>[p<P>][k<K>][c<C>][s<S>] (bench/src/spec.rs)"
     );
     std::process::exit(2)
 }
@@ -87,8 +92,8 @@ fn parse_args() -> Args {
         }
     }
     for m in &a.models {
-        if !MODELS.contains(&m.as_str()) {
-            usage(&format!("unknown model `{m}`"));
+        if let Err(e) = spec(m) {
+            usage(&e);
         }
     }
     if a.steps < 30 {
@@ -108,25 +113,15 @@ fn load_digits() -> Tensor {
         .scaled(DType::F32)
 }
 
-struct Spec {
-    widths: [usize; 4],
-    batch: usize,
-    nce_std: f64,
-}
-
-fn spec(model: &str) -> Spec {
-    match model {
-        "M2" => Spec {
-            widths: [2, 128, 128, 1],
-            batch: 1024,
-            nce_std: 2.0,
-        },
-        _ => Spec {
-            widths: [64, 256, 256, 1],
-            batch: 256,
-            nce_std: 1.0,
-        },
+/// On-CPU nanoseconds of all this process's threads so far (Linux: /proc/self/task/*/schedstat;
+/// None elsewhere).
+fn cpu_ns() -> Option<u64> {
+    let mut total = 0;
+    for t in std::fs::read_dir("/proc/self/task").ok()? {
+        let s = std::fs::read_to_string(t.ok()?.path().join("schedstat")).ok()?;
+        total += s.split_whitespace().next()?.parse::<u64>().ok()?;
     }
+    Some(total)
 }
 
 fn median(v: &mut [f64]) -> f64 {
@@ -141,20 +136,24 @@ fn median(v: &mut [f64]) -> f64 {
 
 /// Runs one cell; returns its JSON line.
 fn run_cell(workload: &str, model_name: &str, args: &Args) -> serde_json::Value {
-    let sp = spec(model_name);
+    let sp = spec(model_name).unwrap_or_else(|e| usage(&e));
     let d = sp.widths[0];
     let mut rng = Rng::new(args.seed);
     let mut model = Mlp::new(MlpConfig::new(&sp.widths), &mut rng);
-    let digits = (model_name == "M64").then(load_digits);
-    let batch = |rng: &mut Rng, n: usize| match &digits {
-        Some(x) => x.index_select(&rng.indices(n, x.shape()[0])),
-        None => Toy::EightGaussians.sample(n, rng),
+    let digits = (sp.data == Data::Digits).then(load_digits);
+    let batch = |rng: &mut Rng, n: usize| match (&digits, sp.data) {
+        (Some(x), _) => x.index_select(&rng.indices(n, x.shape()[0])),
+        (None, Data::Normal) => rng.normal(&[n, d], DType::F32),
+        (None, _) => Toy::EightGaussians.sample(n, rng),
     };
-    let langevin = Ula::new(Step::Tied { eps: 0.01 }, 20);
+    let langevin = Ula::new(Step::Tied { eps: 0.01 }, sp.pcd_steps);
     let mut objective: Option<Box<dyn Objective>> = match workload {
         "dsm" => Some(Box::new(DenoisingScoreMatching::new(0.1))),
         "esm" => Some(Box::new(ExactScoreMatching)),
-        "ssm" => Some(Box::new(SlicedScoreMatching::default())),
+        "ssm" => Some(Box::new(SlicedScoreMatching {
+            n_projections: sp.projections,
+            ..SlicedScoreMatching::default()
+        })),
         "nce" => Some(Box::new(Nce::new(
             NoiseDistribution::isotropic(d, sp.nce_std),
             1.0,
@@ -184,9 +183,9 @@ fn run_cell(workload: &str, model_name: &str, args: &Args) -> serde_json::Value 
     if let Some(q) = objective.as_ref().and_then(|o| o.params()) {
         train = train.with_objective_optimizer(Optimizer::adam(1e-3, q));
     }
-    let chains = 10_000;
-    let mut x_chain = rng.normal(&[chains, 2], DType::F32);
-    let sampler = Ula::new(Step::Tied { eps: 0.01 }, 100);
+    let chains = sp.chains;
+    let mut x_chain = rng.normal(&[chains, d], DType::F32);
+    let sampler = Ula::new(Step::Tied { eps: 0.01 }, sp.langevin_steps);
     let mut step = |rng: &mut Rng| -> Option<f64> {
         match objective.as_mut() {
             Some(obj) => {
@@ -194,7 +193,7 @@ fn run_cell(workload: &str, model_name: &str, args: &Args) -> serde_json::Value 
                 Some(train_step(obj.as_mut(), &mut model, &mut train, &x, rng))
             }
             None => {
-                let x = std::mem::replace(&mut x_chain, Tensor::zeros(&[0, 2], DType::F32));
+                let x = std::mem::replace(&mut x_chain, Tensor::zeros(&[0, d], DType::F32));
                 x_chain = sampler.run(&ModelTarget::new(&model), x, rng).x;
                 None
             }
@@ -207,10 +206,13 @@ fn run_cell(workload: &str, model_name: &str, args: &Args) -> serde_json::Value 
     }
     let first_step_s = t_first.elapsed().as_secs_f64() / args.warmup.max(1) as f64;
     let mut times = Vec::with_capacity(args.steps);
+    let cpu0 = cpu_ns();
     let mut prof = None;
     for k in 0..args.steps {
         let t0 = Instant::now();
-        if args.profile && k == args.steps / 2 {
+        // the middle step is always profiled (a clock read per op): its GEMM rate goes into
+        // the result line
+        if k == args.steps / 2 {
             let (l, p) = profile(|| step(&mut rng));
             last = l;
             prof = Some(p);
@@ -219,7 +221,11 @@ fn run_cell(workload: &str, model_name: &str, args: &Args) -> serde_json::Value 
         }
         times.push(t0.elapsed().as_secs_f64());
     }
+    let cpu = cpu0
+        .zip(cpu_ns())
+        .map(|(a, b)| (b - a) as f64 * 1e-9 / args.steps as f64);
     let med = median(&mut times);
+    let min = times.iter().copied().fold(f64::INFINITY, f64::min);
     let mut out = serde_json::json!({
         "framework": "ebm",
         "workload": workload,
@@ -229,14 +235,35 @@ fn run_cell(workload: &str, model_name: &str, args: &Args) -> serde_json::Value 
         "steps_per_s": 1.0 / med,
     });
     if workload == "langevin" {
-        out["chain_steps_per_s"] = serde_json::json!(chains as f64 * 100.0 / med);
+        out["chain_steps_per_s"] = serde_json::json!((chains * sp.langevin_steps) as f64 / med);
     }
     out["timed_steps"] = serde_json::json!(args.steps);
+    // the least disturbed step, as bench/python/common.py reports it: on a busy shared machine
+    // the median measures the scheduler as much as the step
+    out["min_step_s"] = serde_json::json!(min);
+    // on-CPU time of all threads per timed step, as common.py's cpu_s_per_step
+    out["cpu_s_per_step"] = serde_json::json!(cpu);
     out["first_step_s"] = serde_json::json!(first_step_s);
     if let Some(l) = last {
         out["final_loss"] = serde_json::json!(l);
     }
-    if let Some(p) = prof {
+    out["cpu"] = serde_json::json!(cpu_model());
+    out["isa"] = serde_json::json!(gemm_path().name());
+    let peak = fma_peak_gflops();
+    out["fma_peak_gflops"] = serde_json::json!(peak);
+    if let Some(p) = &prof {
+        // the GEMM rate of this thread's products in the profiled step (on 2 threads the other
+        // thread's blocks are not seen, but the rate of those seen is the same kernel's)
+        let mm_s = p.time(OpKind::Matmul).as_secs_f64();
+        let rate = (mm_s > 0.0).then(|| p.matmul_flops() as f64 * 1e-9 / mm_s);
+        out["gemm_gflops"] = serde_json::json!(rate);
+        out["gemm_fraction_of_peak"] = serde_json::json!(rate.zip(peak).map(|(r, p)| r / p));
+        out["matmul_share"] = serde_json::json!(mm_s / p.wall.as_secs_f64());
+        // this thread's GEMM work in the step (all of it on 1 thread): the steps/s bound of a
+        // step that were nothing but products at the FMA peak
+        out["matmul_gflop_per_step"] = serde_json::json!(p.matmul_flops() as f64 * 1e-9);
+    }
+    if let Some(p) = prof.filter(|_| args.profile) {
         out["profile"] = serde_json::json!({
             "wall_s": p.wall.as_secs_f64(),
             "matmul_share": p.time(OpKind::Matmul).as_secs_f64() / p.wall.as_secs_f64(),
@@ -275,7 +302,7 @@ fn main() {
     rayon::scope(|_| {
         for m in &args.models {
             for w in &args.workloads {
-                if w == "langevin" && m != "M2" {
+                if w == "langevin" && m == "M64" {
                     continue;
                 }
                 println!("{}", run_cell(w, m, &args));

@@ -19,6 +19,7 @@ use crate::tensor::Tensor;
 use ebm_cuda as ec;
 use std::sync::Arc;
 
+pub(crate) use ebm_cuda::ConvOp;
 pub use ebm_cuda::{CudaError, DeviceBuffer};
 
 /// Unwraps a kernel result, panicking with the op's name on a GPU failure.
@@ -306,6 +307,48 @@ pub(crate) fn scatter_rows(
         ok(d.scatter_rows(row, indices, &s, accumulate), op),
         t.shape(),
     ))
+}
+
+/// Convolution op `op` on its two operands (see [`ConvOp`]) of geometry `g`.
+pub(crate) fn conv(
+    a: &Tensor,
+    b: &Tensor,
+    g: &crate::ops::conv::ConvGeom,
+    op: ConvOp,
+) -> Option<Tensor> {
+    let gpu = gpu_of("conv", &[a, b])?;
+    check_dtypes("conv", a, b);
+    let (x, y) = (operand(a, &gpu), operand(b, &gpu));
+    let u = |v: usize| {
+        ok(
+            u32::try_from(v).map_err(|_| ec::CudaError::Unsupported(format!("conv size {v}"))),
+            "conv",
+        )
+    };
+    let eg = ec::ConvGeom {
+        n: u(g.n),
+        c: u(g.c),
+        h: u(g.h),
+        w: u(g.w),
+        o: u(g.o),
+        kh: u(g.kh),
+        kw: u(g.kw),
+        ho: u(g.ho),
+        wo: u(g.wo),
+        sh: u(g.spec.stride[0]),
+        sw: u(g.spec.stride[1]),
+        ph: u(g.spec.padding[0]),
+        pw: u(g.spec.padding[1]),
+        dh: u(g.spec.dilation[0]),
+        dw: u(g.spec.dilation[1]),
+        groups: u(g.spec.groups),
+    };
+    let shape = match op {
+        ConvOp::Forward => [g.n, g.o, g.ho, g.wo],
+        ConvOp::InputGrad => [g.n, g.c, g.h, g.w],
+        ConvOp::WeightGrad => [g.o, g.cg(), g.kh, g.kw],
+    };
+    Some(wrap(ok(x.conv(&y, &eg, op), "conv"), &shape))
 }
 
 /// A random draw on GPU `ordinal` with the numbers `rng` would give on the CPU; advances `rng`

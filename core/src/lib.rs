@@ -40,8 +40,9 @@ pub mod storage;
 pub mod tensor;
 
 pub use dtype::{DType, Elem};
+pub use ops::conv::Conv2dSpec;
 pub use ops::elementwise::{BinaryOp, UnaryOp};
-pub use ops::matmul::Gemm;
+pub use ops::matmul::{cpu_model, fma_peak_gflops, gemm_path, Gemm, GemmPath};
 pub use profile::{profile, OpKind, Profile};
 pub use rng::Rng;
 pub use storage::{

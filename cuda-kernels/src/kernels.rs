@@ -80,6 +80,20 @@ pub const LAYOUT: Module = Module {
     ],
 };
 
+/// 2-d convolutions: forward, input gradient, weight gradient.
+pub const CONV: Module = Module {
+    name: "conv",
+    source: include_str!("../kernels/conv.cu"),
+    kernels: &[
+        "conv_fwd_f32",
+        "conv_fwd_f64",
+        "conv_dx_f32",
+        "conv_dx_f64",
+        "conv_dw_f32",
+        "conv_dw_f64",
+    ],
+};
+
 /// Random fills with `ebm_core::Rng`'s numbers.
 pub const RNG: Module = Module {
     name: "rng",
@@ -107,6 +121,7 @@ pub const MODULES: &[Module] = &[
     REDUCE,
     MATMUL,
     LAYOUT,
+    CONV,
     RNG,
     LANGEVIN,
     MLP_LANGEVIN,

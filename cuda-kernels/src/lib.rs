@@ -41,7 +41,7 @@ pub use ebm_optable::{BinaryOp, UnaryOp};
 pub use error::CudaError;
 pub use matmul::MatmulEngine;
 pub use mlp::FusedMlpSampler;
-pub use ops::{Random, Reduce};
+pub use ops::{ConvGeom, ConvOp, Random, Reduce};
 pub use philox::PhiloxState;
 
 /// The line GPU tests and benchmarks print when they cannot run here.

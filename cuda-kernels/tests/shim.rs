@@ -589,6 +589,52 @@ fn reference_gradient_is_ebm_nn_gradient() {
     }
 }
 
+#[test]
+fn conv_kernels_match_core() {
+    let Some(drv) = build("conv") else {
+        return;
+    };
+    // stride, padding, dilation and groups all away from 1/0, on odd sizes
+    let spec = ebm_core::Conv2dSpec {
+        stride: [2, 1],
+        padding: [1, 2],
+        dilation: [1, 2],
+        groups: 2,
+    };
+    let (n, c, h, w, o, kh, kw) = (2usize, 4, 7, 6, 6, 3, 2);
+    let mut rng = Rng::new(8);
+    let x = rng.normal(&[n, c, h, w], DType::F64);
+    let wt = rng.normal(&[o, c / 2, kh, kw], DType::F64);
+    let y = x.conv2d(&wt, spec);
+    let (ho, wo) = (y.shape()[2], y.shape()[3]);
+    let gy = rng.normal(y.shape(), DType::F64);
+    drv.write("x.f64", x.as_slice::<f64>());
+    drv.write("w.f64", wt.as_slice::<f64>());
+    drv.write("gy.f64", gy.as_slice::<f64>());
+    let geom = [n, c, h, w, o, kh, kw, ho, wo, 2, 1, 1, 2, 1, 2, 2].map(|v| v as u32);
+    drv.write("geom.u32", &geom);
+    drv.run();
+    let op = [0, 1].map(|a| {
+        spec.output_padding_for(a, [h, w][a], [kh, kw][a], [ho, wo][a])
+            .unwrap()
+    });
+    for (file, want) in [
+        ("y.f64", y),
+        ("gx.f64", gy.conv_transpose2d(&wt, spec, op)),
+        ("gw.f64", x.conv2d_weight(&gy, spec, [kh, kw])),
+    ] {
+        let got = drv.read::<f64>(file);
+        let want = want.to_vec_f64();
+        assert_eq!(got.len(), want.len(), "{file}");
+        for (a, b) in got.iter().zip(&want) {
+            assert!(
+                (a - b).abs() <= 1e-12 * (1.0 + b.abs()),
+                "{file}: {a} vs {b}"
+            );
+        }
+    }
+}
+
 /// Under CI (CI=true, or EBM_REQUIRE_CUDA_TOOLS=1 as .ci/run sets) a missing tool is a failure.
 fn tools_required() -> bool {
     std::env::var("CI").as_deref() == Ok("true")

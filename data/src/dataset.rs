@@ -40,6 +40,12 @@ pub enum DataSpec {
     },
     /// The built-in UCI digits, dequantised.
     Digits,
+    /// Fashion-MNIST's 28×28 images (60,000 train, 10,000 test), dequantised to [0, 1]: from
+    /// `dir`, or from where Debian's `dataset-fashion-mnist` installs them.
+    FashionMnist {
+        /// A folder holding the IDX files (absolute), or `None` for the Debian location.
+        dir: Option<PathBuf>,
+    },
     /// A CSV or `.npy` file of rows (an absolute path).
     File {
         /// The file.
@@ -55,6 +61,14 @@ impl DataSpec {
         }
         if s == "digits" {
             return Ok(DataSpec::Digits);
+        }
+        if s == "fashion-mnist" {
+            return Ok(DataSpec::FashionMnist { dir: None });
+        }
+        if let Some(dir) = s.strip_prefix("fashion-mnist=") {
+            let dir = std::path::absolute(dir)
+                .map_err(|e| Error::usage(format!("cannot resolve folder {dir}: {e}")))?;
+            return Ok(DataSpec::FashionMnist { dir: Some(dir) });
         }
         let p = PathBuf::from(s);
         let ext = p.extension().and_then(|e| e.to_str()).unwrap_or("");
@@ -73,7 +87,7 @@ impl DataSpec {
         }
         let names: Vec<&str> = Toy::ALL.iter().map(|t| t.name()).collect();
         Err(Error::usage(format!(
-            "unknown data `{s}`: expected one of {}, digits, or a path to a .csv or .npy file",
+            "unknown data `{s}`: expected one of {}, digits, fashion-mnist (or fashion-mnist=FOLDER), or a path to a .csv or .npy file",
             names.join(", ")
         )))
     }
@@ -83,6 +97,7 @@ impl DataSpec {
         match self {
             DataSpec::Toy { name } => name.clone(),
             DataSpec::Digits => "digits".into(),
+            DataSpec::FashionMnist { .. } => "fashion-mnist".into(),
             DataSpec::File { path } => path
                 .file_stem()
                 .map(|s| s.to_string_lossy().into_owned())
@@ -108,8 +123,8 @@ pub struct Dataset {
     pub dim: usize,
     /// The transform applied to a user file.
     pub standardization: Option<Standardization>,
-    /// Digits: rows are dequantised images of (height, width) = (8, 8), in the row layout of
-    /// [`crate::digits`].
+    /// Image sets (digits, Fashion-MNIST): rows are dequantised one-channel images of
+    /// (height, width), pixel (i, j) at column width·i + j.
     pub images: Option<(usize, usize)>,
     seed: u64,
 }
@@ -152,6 +167,30 @@ impl Dataset {
                 let (train, val, test) = split(&x, opts, seed, digits::SOURCE)?;
                 let hw = (digits::IMAGE_SHAPE[1], digits::IMAGE_SHAPE[2]);
                 Ok(finite(train, val, test, digits::PIXELS, None, Some(hw)))
+            }
+            DataSpec::FashionMnist { dir } => {
+                let (train_file, test_file) = crate::idx::fashion_mnist_files(dir.as_deref())?;
+                let mut rng = Rng::new(seed).stream(DEQUANTIZE_STREAM);
+                let load = |f: &std::path::Path, rng: &mut Rng| {
+                    let idx = crate::idx::read_idx(f)?;
+                    match idx.dims[..] {
+                        [_, 28, 28] => idx.dequantized_images(rng, DType::F32),
+                        _ => Err(Error::data(format!(
+                            "{}: Fashion-MNIST images are [n, 28, 28], found {:?}",
+                            f.display(),
+                            idx.dims
+                        ))),
+                    }
+                };
+                let pool = load(&train_file, &mut rng)?;
+                let test = load(&test_file, &mut rng)?;
+                // the official test set stays the test set; validation rows come from train
+                let n = pool.shape()[0];
+                let n_val = (opts.val_frac * n as f64).floor() as usize;
+                let perm = Rng::new(seed).stream(DEQUANTIZE_STREAM + 1).permutation(n);
+                let (tr, va) = perm.split_at(n - n_val);
+                let (train, val) = (pool.index_select(tr), pool.index_select(va));
+                Ok(finite(train, val, test, 784, None, Some((28, 28))))
             }
             DataSpec::File { path } => {
                 let x = crate::table::read_file(path)?.to_tensor(DType::F32);

@@ -12,6 +12,8 @@
 //!   [`DataError`] naming the file and the line, column or header field: ragged rows,
 //!   non-finite values or values beyond float32, declared shapes larger than the file,
 //!   devices and pipes, more than [`MAX_DIM`] columns ([`values`]).
+//! - [`idx`]: IDX image files (MNIST's format), plain or gzip, and Fashion-MNIST where
+//!   Debian's `dataset-fashion-mnist` installs it, dequantised to [0, 1].
 //! - [`standardize`], [`split`], [`dataset`]: per-column standardisation, seeded
 //!   train/validation/test splits, and [`Dataset`], whose minibatches are a pure function of
 //!   (seed, step).
@@ -30,6 +32,7 @@ pub mod csv;
 pub mod dataset;
 pub mod digits;
 pub mod error;
+pub mod idx;
 #[cfg(feature = "npy")]
 pub mod npy;
 pub mod split;
@@ -41,6 +44,7 @@ pub mod values;
 pub use dataset::{DataSpec, Dataset, TOY_TEST_ROWS, TOY_TEST_SEED, TOY_VAL_ROWS, TOY_VAL_SEED};
 pub use digits::Digits;
 pub use error::DataError;
+pub use idx::{fashion_mnist_files, read_idx, Idx};
 pub use split::DataOptions;
 pub use standardize::Standardization;
 pub use table::{read_file, Table};

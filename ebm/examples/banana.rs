@@ -8,8 +8,7 @@ fn exact(a: f64, b: f64, z: &Tensor) -> Tensor {
     Tensor::concat(&[x0, x1], 1)
 }
 
-/// Runs the example (also called by `ebm/tests/examples.rs`).
-pub fn main() {
+pub(crate) fn main() {
     let (n, mut rng) = (10_000, Rng::new(0));
     let data = exact(1.5, 0.5, &rng.normal(&[n, 2], DType::F64));
     let mut model = CustomEnergy::new(&[("a", 1.0), ("b", 0.0)], |x, p| {

@@ -57,8 +57,7 @@ fn fitted(model: &dyn Model) -> Vec<f64> {
     [p["mu"].to_vec_f64(), p["log_prec"].to_vec_f64()].concat()
 }
 
-/// Runs the example (also called by `ebm/tests/examples.rs`).
-pub fn main() {
+pub(crate) fn main() {
     let mut rng = Rng::new(7);
     let (mu, sd) = (
         Tensor::from_vec(MU.to_vec(), &[2]),

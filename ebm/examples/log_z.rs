@@ -12,8 +12,7 @@ use ebm::prelude::*;
 
 const S: f64 = 1.0;
 
-/// Runs the example (also called by `ebm/tests/examples.rs`).
-pub fn main() {
+pub(crate) fn main() {
     let funnel = CustomEnergy::new(&[("s", S)], |x: &Var, p: &ParamVars| {
         let (v, w) = (x.narrow(1, 0, 1), x.narrow(1, 1, 1));
         let neck = w.square().mul(&v.neg().exp());

@@ -14,8 +14,7 @@ fn moments(x: &Tensor) -> Tensor {
     Tensor::concat(&[x.clone(), x.square()], 1)
 }
 
-/// Runs the example (also called by `ebm/tests/examples.rs`).
-pub fn main() {
+pub(crate) fn main() {
     let model = CustomEnergy::new(&[("m", M)], |x: &Var, p: &ParamVars| {
         let (x0, x1_sq) = (x.narrow(1, 0, 1), x.narrow(1, 1, 1).square());
         let right = x0.sub(&p["m"]).square().add(&x1_sq);

@@ -21,6 +21,27 @@ pub fn flag(option: &str) -> String {
     format!("--{}", option.replace('_', "-"))
 }
 
+/// The network family.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Arch {
+    /// An MLP on the rows (a noise-conditional MLP for the multi-scale objectives).
+    #[default]
+    Mlp,
+    /// Rows read as square one-channel images: an IGEBM-style conv energy
+    /// ([`ebm_nn::ConvEnergy`], `--hidden` its stage widths), or a noise-conditional U-Net
+    /// ([`ebm_nn::UNet`], base width `--hidden`'s first) for the multi-scale objectives.
+    Conv,
+}
+
+impl Arch {
+    /// The `[1, s, s]` image of rows of `dim` pixels, if `dim` is a square.
+    pub fn square_image(dim: usize) -> Option<[usize; 3]> {
+        let s = (dim as f64).sqrt().round() as usize;
+        (s > 0 && s * s == dim).then_some([1, s, s])
+    }
+}
+
 /// The optimizer family.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -56,8 +77,12 @@ pub struct TrainConfig {
     pub objective: String,
     /// The objective's options (each objective reads the ones it needs).
     pub params: ObjectiveOptions,
-    /// Hidden widths of the MLP (input and output widths come from the data and the model).
+    /// Hidden widths of the MLP (input and output widths come from the data and the model),
+    /// or the stage widths of the conv energy.
     pub hidden: Vec<usize>,
+    /// The network family (runs written before it existed read as an MLP).
+    #[serde(default)]
+    pub arch: Arch,
     /// The activation between layers.
     pub activation: Activation,
     /// The optimizer family.
@@ -107,6 +132,7 @@ impl Default for TrainConfig {
             objective: names::DSM_CV.into(),
             params: ObjectiveOptions::default(),
             hidden: vec![128, 128],
+            arch: Arch::Mlp,
             activation: Activation::Silu,
             optimizer: OptimKind::Adam,
             lr: 3e-3,

@@ -91,6 +91,22 @@ pub fn check_with_dim(c: &TrainConfig, dim: usize) -> Result<(), Error> {
             "data with {dim} columns: need between 1 and {MAX_DIM}"
         )));
     }
+    if c.arch == crate::config::Arch::Conv {
+        let Some([_, side, _]) = crate::config::Arch::square_image(dim) else {
+            return Err(Error::usage(format!(
+                "--arch conv reads rows as square one-channel images (digits: 64 = 8×8, \
+                 Fashion-MNIST: 784 = 28×28), but the data have {dim} columns"
+            )));
+        };
+        let stages = c.hidden.len();
+        if stages > 1 && side >> (stages - 1) == 0 {
+            return Err(Error::usage(format!(
+                "--arch conv with {stages} stages (--hidden {:?}) halves {side}×{side} images \
+                 below one pixel; give fewer widths",
+                c.hidden
+            )));
+        }
+    }
     if param_count(c, dim).is_none_or(|n| n > MAX_PARAMS) {
         return Err(Error::usage(format!(
             "the network ({dim} inputs, hidden {:?}) would have more than {MAX_PARAMS} parameters",
@@ -124,6 +140,9 @@ pub fn check_with_dim(c: &TrainConfig, dim: usize) -> Result<(), Error> {
 /// adds wᵢ·hᵢ + hᵢ (data path) + e·hᵢ (the embedding's projection, no bias), then the output
 /// layer w·1 + 1. (A unit test holds this to the networks' real counts.)
 pub fn param_count(c: &TrainConfig, dim: usize) -> Option<u64> {
+    if c.arch == crate::config::Arch::Conv {
+        return conv_param_bound(c);
+    }
     let mut total = 0u64;
     let mut width = dim as u64;
     let conditional = ebm_objectives::factory::find(&c.objective)
@@ -143,6 +162,22 @@ pub fn param_count(c: &TrainConfig, dim: usize) -> Option<u64> {
         acc.checked_add(embed.checked_mul(h as u64)?)
     })?;
     total.checked_add(cond)
+}
+
+/// An upper bound on the parameters of `--arch conv`'s networks: 3×3 convs between
+/// consecutive widths (the conv energy), with room for the U-Net's up path, shortcuts,
+/// embedding projections and norms (×8); None on overflow.
+fn conv_param_bound(c: &TrainConfig) -> Option<u64> {
+    let mut total = 0u64;
+    let mut width = 1u64;
+    for &h in c.hidden.iter().chain(c.hidden.first()) {
+        let h = (h as u64).checked_mul(2)?; // U-Net levels double the width
+        total = total.checked_add(width.checked_mul(h)?.checked_mul(9)?.checked_add(h)?)?;
+        width = h;
+    }
+    total
+        .checked_mul(8)?
+        .checked_add(width.checked_mul(width)?.checked_mul(8)?)
 }
 
 /// The sizes of `ebm sample` and `ebm eval`: samples `n` of `dim` columns, sampler steps,

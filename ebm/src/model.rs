@@ -1,12 +1,12 @@
 //! The trained network: an MLP energy, or a noise-conditional energy for the multi-scale
 //! objectives; views of it as a sampler target; loading from a run directory.
 
-use crate::config::TrainConfig;
+use crate::config::{Arch, TrainConfig};
 use crate::error::Error;
 use ebm_core::Rng;
 use ebm_nn::{
-    Checkpoint, Mlp, MlpConfig, Model, ModelRef, Module, NoiseConditionalConfig,
-    NoiseConditionalNet, Params,
+    Checkpoint, Conditioning, ConvEnergy, ConvEnergyConfig, Mlp, MlpConfig, Model, ModelRef,
+    Module, NoiseConditionalConfig, NoiseConditionalNet, Params, UNet, UNetConfig,
 };
 use ebm_objectives::factory::noise_schedule;
 use ebm_objectives::{ModelKind, ModelTarget, NoiseSchedule};
@@ -20,12 +20,19 @@ pub enum Net {
     Mlp(Mlp),
     /// E(x, c) for a noise level c (σ for NCSN, t for the VE/VP SDEs).
     Cond(NoiseConditionalNet),
+    /// An IGEBM-style conv energy on square one-channel images (`--arch conv`).
+    Conv(Box<ConvEnergy>),
+    /// A noise-conditional U-Net score network on square images (`--arch conv`).
+    UNet(Box<UNet>),
 }
 
 impl Net {
     /// A freshly initialised network for `config` on `dim`-dimensional data, of the kind
     /// its objective trains.
     pub fn new(config: &TrainConfig, dim: usize, rng: &mut Rng) -> Net {
+        if config.arch == Arch::Conv {
+            return Net::conv(config, dim, rng);
+        }
         match config.objective_info().model_kind {
             ModelKind::NoiseConditional(cond) => {
                 let c = NoiseConditionalConfig::new(dim, &config.hidden)
@@ -45,11 +52,28 @@ impl Net {
         }
     }
 
+    /// The conv network of `--arch conv` on rows of `dim` pixels (a square, checked by
+    /// `limits::check_with_dim`).
+    fn conv(config: &TrainConfig, dim: usize, rng: &mut Rng) -> Net {
+        let image = Arch::square_image(dim).expect("--arch conv on square images (checked)");
+        match config.objective_info().model_kind {
+            ModelKind::NoiseConditional(cond) => {
+                Net::UNet(Box::new(UNet::new(unet_config(config, image, cond), rng)))
+            }
+            ModelKind::Energy => Net::Conv(Box::new(ConvEnergy::new(
+                ConvEnergyConfig::new(image, &config.hidden).activation(config.activation),
+                rng,
+            ))),
+        }
+    }
+
     /// The network as a module (its parameters and configuration).
     pub fn module(&self) -> &dyn Module {
         match self {
             Net::Mlp(m) => m,
             Net::Cond(m) => m,
+            Net::Conv(m) => m.as_ref(),
+            Net::UNet(m) => m.as_ref(),
         }
     }
 
@@ -63,6 +87,8 @@ impl Net {
         match self {
             Net::Mlp(m) => m.params_mut(),
             Net::Cond(m) => m.params_mut(),
+            Net::Conv(m) => m.params_mut(),
+            Net::UNet(m) => m.params_mut(),
         }
     }
 
@@ -87,8 +113,30 @@ impl Net {
         match self {
             Net::Mlp(m) => ckpt.restore(m, opt, ema),
             Net::Cond(m) => ckpt.restore(m, opt, ema),
+            Net::Conv(m) => ckpt.restore(m.as_mut(), opt, ema),
+            Net::UNet(m) => ckpt.restore(m.as_mut(), opt, ema),
         }
     }
+}
+
+/// The U-Net of `--arch conv` for a multi-scale objective: base width `--hidden`'s first, two
+/// levels when the sides are even, GroupNorm with 4 groups when the width allows, energy
+/// output E = ½‖x − f(x, c)‖²/σ² (so AIS and the energy samplers can read it).
+pub fn unet_config(config: &TrainConfig, image: [usize; 3], cond: Conditioning) -> UNetConfig {
+    let base = config.hidden[0];
+    let mut c = UNetConfig::new(image, base);
+    c.mults = if image[1].is_multiple_of(2) {
+        vec![1, 2]
+    } else {
+        vec![1]
+    };
+    c.norm_groups = if base.is_multiple_of(4) { 4 } else { 0 };
+    c.conditioning = cond;
+    c.activation = config.activation;
+    // an energy, as the evaluation (AIS) and the energy samplers read the model
+    c.energy = true;
+    c.scale_by_sigma = false;
+    c
 }
 
 /// How a noise-conditional network is read as a plain density: the noise level it is
@@ -168,6 +216,8 @@ impl Model for Net {
         match self {
             Net::Mlp(m) => ModelRef::Energy(m),
             Net::Cond(m) => ModelRef::NoiseConditional(m),
+            Net::Conv(m) => ModelRef::Energy(m.as_ref()),
+            Net::UNet(m) => ModelRef::NoiseConditional(m.as_ref()),
         }
     }
 }

@@ -68,6 +68,7 @@ pub fn stored_dim(config: &TrainConfig, ckpt: &Checkpoint, file: &Path) -> Resul
     let fixed = match &config.data {
         DataSpec::Toy { .. } => Some(2),
         DataSpec::Digits => Some(64),
+        DataSpec::FashionMnist { .. } => Some(784),
         DataSpec::File { .. } => None,
     };
     let dim = match ckpt.extra.get(EXTRA_DIM) {

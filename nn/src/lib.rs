@@ -14,6 +14,9 @@
 //! - Your own energy: [`CustomEnergy`] turns named parameters and a closure `|x, p| -> Var`
 //!   (parameters by name, `p["a"]`, or position) into a model like the others;
 //!   [`check_energy`] checks its first and second derivatives.
+//! - Images (NCHW, rows flattened): [`Conv2d`] (optionally spectrally normalised),
+//!   [`GroupNorm`], [`LayerNorm`]; [`ConvEnergy`], an IGEBM-style ResNet energy; [`UNet`], a
+//!   small noise-conditional score network in the NCSN / score-SDE style.
 //! - A normalising flow: [`RealNvp`] (affine couplings), exact log-density and sampling,
 //!   usable as a normalised energy or as a learned noise distribution.
 //! - An analytic energy: [`Quadratic`] ½(x−μ)ᵀLLᵀ(x−μ), with a closed-form score,
@@ -55,6 +58,7 @@ pub mod activation;
 pub mod analytic;
 pub mod checkpoint;
 pub mod clip;
+pub mod conv;
 pub mod custom;
 pub mod ema;
 pub mod flow;
@@ -64,7 +68,9 @@ pub mod model;
 pub mod ncsn;
 pub mod optim;
 pub mod params;
+pub mod resnet;
 pub mod schedule;
+pub mod unet;
 
 pub use activation::Activation;
 pub use analytic::Quadratic;
@@ -73,6 +79,7 @@ pub use checkpoint::{
     write_atomic, write_tensors, Checkpoint, CheckpointError,
 };
 pub use clip::{clip_grad_norm, global_norm};
+pub use conv::{Conv2d, GroupNorm, LayerNorm};
 pub use custom::{check_energy, CustomEnergy};
 pub use ema::{Ema, EmaConfig};
 pub use flow::{FlowConfig, RealNvp};
@@ -82,7 +89,11 @@ pub use model::{
     as_leaf, energy_and_score_on_tape, score_from_energy, score_on_tape, EnergyModel, Model,
     ModelRef, Module, NoiseConditionalModel,
 };
-pub use ncsn::{Conditioning, NetOutput, NoiseConditionalConfig, NoiseConditionalNet};
+pub use ncsn::{
+    fourier_embedding, Conditioning, NetOutput, NoiseConditionalConfig, NoiseConditionalNet,
+};
 pub use optim::{AdamConfig, Optimizer, OptimizerConfig, SgdConfig};
 pub use params::{param_grads, tensor_bit_eq, ParamVars, Params};
+pub use resnet::{ConvEnergy, ConvEnergyConfig};
 pub use schedule::Schedule;
+pub use unet::{UNet, UNetConfig};

@@ -144,6 +144,48 @@ impl NoiseConditionalConfig {
     }
 }
 
+/// The Fourier embedding [B, 2k+1] of per-row conditions `cond` [B]:
+/// `[u, sin(ω₀u), …, sin(ω_{k−1}u), cos(ω₀u), …, cos(ω_{k−1}u)]` with u = log σ
+/// ([`Conditioning::LogSigma`]) or t ([`Conditioning::Time`]) and ω geometric from 1 to
+/// `max_frequency`.
+pub fn fourier_embedding(
+    cond: &Tensor,
+    conditioning: Conditioning,
+    k: usize,
+    max_frequency: f64,
+    dtype: DType,
+) -> Tensor {
+    assert_eq!(
+        cond.rank(),
+        1,
+        "fourier_embedding: cond must be [B], got {:?}",
+        cond.shape()
+    );
+    let omegas: Vec<f64> = (0..k)
+        .map(|j| {
+            if k == 1 {
+                1.0
+            } else {
+                max_frequency.powf(j as f64 / (k - 1) as f64)
+            }
+        })
+        .collect();
+    let mut out = Vec::with_capacity(cond.numel() * (2 * k + 1));
+    for c in cond.to_vec_f64() {
+        let u = match conditioning {
+            Conditioning::LogSigma => {
+                assert!(c > 0.0, "fourier_embedding: σ must be positive, got {c}");
+                c.ln()
+            }
+            Conditioning::Time => c,
+        };
+        out.push(u);
+        out.extend(omegas.iter().map(|w| (w * u).sin()));
+        out.extend(omegas.iter().map(|w| (w * u).cos()));
+    }
+    Tensor::from_f64s(&out, &[cond.numel(), 2 * k + 1], dtype)
+}
+
 /// An MLP on x whose hidden layers are shifted by a learned projection of a Fourier
 /// embedding of the noise level: `h ← act(l_i(h) + c_i(emb(c)))`, then the output layer.
 ///
@@ -245,36 +287,8 @@ impl NoiseConditionalNet {
 
     /// The embedding [B, 2k+1] of the conditions `cond` [B], in `dtype`.
     pub fn embed(&self, cond: &Tensor, dtype: DType) -> Tensor {
-        assert_eq!(
-            cond.rank(),
-            1,
-            "NoiseConditionalNet: cond must be [B], got {:?}",
-            cond.shape()
-        );
-        let k = self.config.frequencies;
-        let omegas: Vec<f64> = (0..k)
-            .map(|j| {
-                if k == 1 {
-                    1.0
-                } else {
-                    self.config.max_frequency.powf(j as f64 / (k - 1) as f64)
-                }
-            })
-            .collect();
-        let mut out = Vec::with_capacity(cond.numel() * (2 * k + 1));
-        for c in cond.to_vec_f64() {
-            let u = match self.config.conditioning {
-                Conditioning::LogSigma => {
-                    assert!(c > 0.0, "NoiseConditionalNet: σ must be positive, got {c}");
-                    c.ln()
-                }
-                Conditioning::Time => c,
-            };
-            out.push(u);
-            out.extend(omegas.iter().map(|w| (w * u).sin()));
-            out.extend(omegas.iter().map(|w| (w * u).cos()));
-        }
-        Tensor::from_f64s(&out, &[cond.numel(), 2 * k + 1], dtype)
+        let c = &self.config;
+        fourier_embedding(cond, c.conditioning, c.frequencies, c.max_frequency, dtype)
     }
 
     /// The raw network output [B, 1] or [B, d], before σ scaling.

@@ -96,17 +96,23 @@ fn cond_energy_and_score(m: &dyn NoiseConditionalModel, x: &Tensor, c: f64) -> [
     [e.value().clone(), s.value().clone()]
 }
 
-/// `f` applied to blocks of at most [`CHUNK_ROWS`] rows of `x`, results joined along axis 0.
-/// Blocks are independent: with several rayon threads they run in parallel (the same values:
-/// each block is computed alone either way).
+/// `f` applied to blocks of at most [`CHUNK_ROWS`] rows of `x` (two halves of a batch of
+/// 2·[`crate::MIN_SPLIT_ROWS`] to [`CHUNK_ROWS`] rows, so that two threads have two blocks),
+/// results joined along axis 0. Blocks are independent: with several rayon threads they run
+/// in parallel (the same values: each block is computed alone either way, and the layout
+/// does not depend on the thread count).
 fn by_rows<const N: usize>(x: &Tensor, f: impl Fn(&Tensor) -> [Tensor; N] + Sync) -> [Tensor; N] {
     use rayon::prelude::*;
     let b = x.shape()[0];
-    if b <= CHUNK_ROWS {
+    let rows = if b > CHUNK_ROWS {
+        CHUNK_ROWS
+    } else if b >= 2 * crate::MIN_SPLIT_ROWS {
+        b.div_ceil(2)
+    } else {
         return f(x);
-    }
-    let starts: Vec<usize> = (0..b).step_by(CHUNK_ROWS).collect();
-    let block = |&start: &usize| f(&x.narrow(0, start, CHUNK_ROWS.min(b - start)));
+    };
+    let starts: Vec<usize> = (0..b).step_by(rows).collect();
+    let block = |&start: &usize| f(&x.narrow(0, start, rows.min(b - start)));
     let parts: Vec<[Tensor; N]> = if rayon::current_num_threads() > 1 {
         starts.par_iter().map(block).collect()
     } else {
@@ -211,6 +217,20 @@ mod tests {
             [e, s, t.energy(&x), t.score(&x)].map(|v| v.to_vec_f64())
         };
         assert_eq!(on(1, all), on(2, all), "same bits on 1 and 2 threads");
+        // a batch of 300 rows: two halves of 150
+        let x = rng.normal(&[300, 2], DType::F32);
+        let (e, s) = t.energy_and_score(&x);
+        close(&e, &model.energy(&x), "energy, halves");
+        close(&s, &model.score(&x), "score, halves");
+        let halves = || {
+            let (e, s) = t.energy_and_score(&x);
+            [e.to_vec_f64(), s.to_vec_f64()]
+        };
+        assert_eq!(
+            on(1, halves),
+            on(2, halves),
+            "halves: same bits on 1 and 2 threads"
+        );
     }
 
     #[test]

@@ -31,6 +31,7 @@
 //! sample`, `ebm eval`). [`factory`] builds any objective from its name and named options
 //! (one table, [`factory::OBJECTIVES`], read by the `ebm` command and library users alike).
 
+mod blocks;
 pub mod bridge;
 pub mod cnce;
 pub mod drl;
@@ -51,6 +52,7 @@ pub mod ratio_matching;
 pub mod score_matching;
 pub mod train;
 
+pub use blocks::MIN_SPLIT_ROWS;
 pub use bridge::{ModelTarget, CHUNK_ROWS};
 pub use cnce::ConditionalNce;
 pub use drl::DiffusionRecoveryLikelihood;
@@ -133,6 +135,16 @@ pub trait Objective {
     /// default `false` is always correct.
     fn row_blocks_allowed(&self) -> bool {
         false
+    }
+
+    /// A copy of this objective that computes one row block's loss on another thread: for an
+    /// objective whose loss changes no state it keeps. With workers, [`train_step`] gives each
+    /// block ([`Objective::row_blocks_allowed`]) its own random stream (the caller's generator
+    /// forked once, block i on stream i) and runs the blocks in parallel: the step is the same
+    /// on any number of threads, and equals the whole-batch step in distribution rather than
+    /// draw for draw. `None` (the default): blocks run in order on the caller's stream.
+    fn block_worker(&self) -> Option<Box<dyn Objective + Send>> {
+        None
     }
 
     /// The loss on `tape`. `p` are the model's parameters bound on that tape (in

@@ -206,6 +206,17 @@ impl Objective for Nce {
         Some(&mut self.params)
     }
 
+    /// Each term is a mean over the block's data rows or its noise rows; a block of r rows
+    /// draws round(νr) noise rows, so with a whole ν the block losses weighted by r/B add up to
+    /// the whole batch's (in distribution: each block draws from its own stream).
+    fn row_blocks_allowed(&self) -> bool {
+        self.nu.fract() == 0.0
+    }
+
+    fn block_worker(&self) -> Option<Box<dyn Objective + Send>> {
+        Some(Box::new(self.clone()))
+    }
+
     fn loss(
         &mut self,
         tape: &Tape,

@@ -26,6 +26,10 @@ impl Objective for ExactScoreMatching {
         true
     }
 
+    fn block_worker(&self) -> Option<Box<dyn Objective + Send>> {
+        Some(Box::new(self.clone()))
+    }
+
     fn loss(
         &mut self,
         tape: &Tape,
@@ -155,11 +159,14 @@ impl Objective for SlicedScoreMatching {
         }
     }
 
-    /// Row b's term depends on row b and its own projections only; with one projection per
-    /// row, blocks draw the same numbers in the same order (with M > 1 the whole batch draws
-    /// projection m for every row before m + 1, so blocks would draw them in another order).
+    /// Row b's term depends on row b and its own projections only (each block draws its
+    /// projections from its own stream, [`Objective::block_worker`]).
     fn row_blocks_allowed(&self) -> bool {
-        self.n_projections <= 1
+        true
+    }
+
+    fn block_worker(&self) -> Option<Box<dyn Objective + Send>> {
+        Some(Box::new(self.clone()))
     }
 
     fn loss(
@@ -269,9 +276,14 @@ impl Objective for DenoisingScoreMatching {
         }
     }
 
-    /// Row b's term depends on row b and its own noise only, and z is drawn in row order.
+    /// Row b's term depends on row b and its own noise only (each block draws its noise from
+    /// its own stream, [`Objective::block_worker`]).
     fn row_blocks_allowed(&self) -> bool {
         true
+    }
+
+    fn block_worker(&self) -> Option<Box<dyn Objective + Send>> {
+        Some(Box::new(self.clone()))
     }
 
     fn loss(

@@ -1,13 +1,11 @@
 //! The one training step every objective, model and caller shares (`ebm train`, the
 //! benchmark, library loops), and the checkpoint of everything it updates.
 
+use crate::blocks::{step_grads, StepGrads};
 use crate::{ModelKind, Objective, StateError};
-use ebm_autodiff::Tape;
 use ebm_core::{Rng, Tensor};
 use ebm_nn::checkpoint::OBJECTIVE_STATE_PREFIX;
-use ebm_nn::{
-    clip_grad_norm, param_grads, Checkpoint, CheckpointError, Ema, Model, ModelRef, Optimizer,
-};
+use ebm_nn::{clip_grad_norm, Checkpoint, CheckpointError, Ema, Model, ModelRef, Optimizer};
 
 /// Rows per block when [`train_step`] splits a batch ([`Objective::row_blocks_allowed`]): a
 /// 512×128 f32 activation is 256 KiB, so an element-wise op's operands stay near L2 (on the
@@ -179,7 +177,10 @@ impl TrainStep {
 ///
 /// When the objective allows row blocks ([`Objective::row_blocks_allowed`]) and the batch is
 /// larger than `step.block_rows`, the loss and gradients are taken block by block (one tape
-/// each) and combined with weights rows/B: the same step.
+/// each) and combined with weights rows/B: the same step. An objective with block workers
+/// ([`Objective::block_worker`]) has its blocks (also the two halves of a batch of 256 to
+/// `block_rows` rows) drawn from their own streams and computed in parallel on the rayon
+/// pool: the same step on any number of threads.
 ///
 /// Panics when `model` is not of the kind the objective trains ([`Objective::model_kind`]).
 pub fn train_step(
@@ -190,39 +191,11 @@ pub fn train_step(
     rng: &mut Rng,
 ) -> f64 {
     check_kind(objective, model.view());
-    let b = x.shape().first().copied().unwrap_or(0);
-    let rows = step.block_rows.max(1);
-    let blocks: Vec<(usize, usize)> = if objective.row_blocks_allowed() && b > rows {
-        (0..b).step_by(rows).map(|s| (s, rows.min(b - s))).collect()
-    } else {
-        vec![(0, b)]
-    };
-    let mut loss = 0.0;
-    let mut g: Vec<Tensor> = Vec::new();
-    let mut gq: Vec<Tensor> = Vec::new();
-    for &(start, rows) in &blocks {
-        let xb = if blocks.len() == 1 {
-            x.clone()
-        } else {
-            x.narrow(0, start, rows)
-        };
-        let weight = rows as f64 / b.max(1) as f64;
-        let tape = Tape::new();
-        let p = model.params().bind(&tape);
-        let q = objective
-            .params()
-            .map(|q| q.bind(&tape))
-            .unwrap_or_default();
-        let mut l = objective.loss(&tape, &*model, &p, &q, &xb, rng);
-        if blocks.len() > 1 {
-            l = l.mul_scalar(weight);
-        }
-        loss += l.item();
-        if !q.is_empty() {
-            accumulate(&mut gq, param_grads(&l, &q));
-        }
-        accumulate(&mut g, param_grads(&l, &p));
-    }
+    let StepGrads {
+        loss,
+        model: mut g,
+        objective: gq,
+    } = step_grads(objective, &*model, x, step.block_rows, rng);
     if !loss.is_finite() {
         return loss;
     }
@@ -248,17 +221,6 @@ pub fn train_step(
     loss
 }
 
-/// Adds `new` to the gradients in `acc` (or takes them when `acc` is empty).
-fn accumulate(acc: &mut Vec<Tensor>, new: Vec<Tensor>) {
-    if acc.is_empty() {
-        *acc = new;
-    } else {
-        for (a, n) in acc.iter_mut().zip(new) {
-            *a = a.add(&n);
-        }
-    }
-}
-
 /// Panics, naming both, when `model` is not of the kind `objective` trains.
 fn check_kind(objective: &dyn Objective, model: ModelRef<'_>) {
     let fits = matches!(
@@ -281,57 +243,43 @@ fn check_kind(objective: &dyn Objective, model: ModelRef<'_>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{DenoisingScoreMatching, ExactScoreMatching, SlicedScoreMatching};
+    use crate::{DenoisingScoreMatching, ExactScoreMatching};
+    use ebm_autodiff::Tape;
     use ebm_core::DType;
+    use ebm_nn::param_grads;
     use ebm_nn::{Mlp, MlpConfig, Module};
 
-    /// The blocked step equals one tape over the whole batch: same loss, same update.
+    /// ESM draws nothing: its blocked step (two blocks of 512 and one of 37, on their own
+    /// streams) equals one tape over the whole batch: same loss, same update.
     #[test]
     fn blocked_step_is_the_whole_batch_step() {
-        let objectives: Vec<Box<dyn Fn() -> Box<dyn Objective>>> = vec![
-            Box::new(|| Box::new(DenoisingScoreMatching::new(0.3))),
-            Box::new(|| Box::new(DenoisingScoreMatching::with_control_variate(0.3))),
-            Box::new(|| Box::new(ExactScoreMatching)),
-            Box::new(|| Box::new(SlicedScoreMatching::default())),
-        ];
-        for make in objectives {
-            assert!(make().row_blocks_allowed());
-            let mut init = Rng::new(3);
-            let model = Mlp::with_dtype(MlpConfig::new(&[2, 16, 16, 1]), &mut init, DType::F64);
-            let b = 2 * TRAIN_BLOCK_ROWS + 37;
-            let x = init.normal(&[b, 2], DType::F64);
-            // blocked, through train_step
-            let mut m1 = model.clone();
-            let mut s1 = TrainStep::new(Optimizer::sgd(0.1, 0.0, model.params()));
-            let mut r1 = Rng::new(9);
-            let l1 = train_step(make().as_mut(), &mut m1, &mut s1, &x, &mut r1);
-            // one tape over the whole batch
-            let (mut m2, mut o2) = (model.clone(), Optimizer::sgd(0.1, 0.0, model.params()));
-            let mut r2 = Rng::new(9);
-            let (l2, g) = {
-                let tape = Tape::new();
-                let p = m2.params().bind(&tape);
-                let l = make().loss(&tape, &m2, &p, &[], &x, &mut r2);
-                (l.item(), param_grads(&l, &p))
-            };
-            o2.step(m2.params_mut(), &g);
-            let name = make().name();
-            assert!(
-                (l1 - l2).abs() <= 1e-12 * (1.0 + l2.abs()),
-                "{name}: loss {l1} vs {l2}"
-            );
-            for ((n, a), (_, c)) in m1.params().iter().zip(m2.params().iter()) {
-                let d = a.max_abs_diff(c);
-                assert!(
-                    d <= 1e-12 * (1.0 + c.max_abs()),
-                    "{name}: {n} differs by {d}"
-                );
-            }
-            assert_eq!(
-                r1.state(),
-                r2.state(),
-                "{name}: the same randomness was drawn"
-            );
+        let mut init = Rng::new(3);
+        let model = Mlp::with_dtype(MlpConfig::new(&[2, 16, 16, 1]), &mut init, DType::F64);
+        let x = init.normal(&[2 * TRAIN_BLOCK_ROWS + 37, 2], DType::F64);
+        let mut m1 = model.clone();
+        let mut s1 = TrainStep::new(Optimizer::sgd(0.1, 0.0, model.params()));
+        let l1 = train_step(
+            &mut ExactScoreMatching,
+            &mut m1,
+            &mut s1,
+            &x,
+            &mut Rng::new(9),
+        );
+        let (mut m2, mut o2) = (model.clone(), Optimizer::sgd(0.1, 0.0, model.params()));
+        let (l2, g) = {
+            let tape = Tape::new();
+            let p = m2.params().bind(&tape);
+            let l = ExactScoreMatching.loss(&tape, &m2, &p, &[], &x, &mut Rng::new(9));
+            (l.item(), param_grads(&l, &p))
+        };
+        o2.step(m2.params_mut(), &g);
+        assert!(
+            (l1 - l2).abs() <= 1e-12 * (1.0 + l2.abs()),
+            "loss {l1} vs {l2}"
+        );
+        for ((n, a), (_, c)) in m1.params().iter().zip(m2.params().iter()) {
+            let d = a.max_abs_diff(c);
+            assert!(d <= 1e-12 * (1.0 + c.max_abs()), "{n} differs by {d}");
         }
     }
 

@@ -22,7 +22,7 @@
 //! Sampling then uses ε̄ (dual averaging's average) and T̄ = exp of a moving average of log T
 //! with weight k^(−1/2) on iteration k, as BlackJAX does.
 
-use crate::mala::DualAveraging;
+use crate::mala::{acceptance_target, DualAveraging};
 use crate::target::Target;
 use crate::util::{axpy, noise_like, row_len, row_sum, select_rows};
 use crate::{Record, Samples};
@@ -153,6 +153,12 @@ impl Chees {
     pub fn with_step_size(mut self, eps: f64) -> Chees {
         assert!(eps > 0.0, "Chees: step size {eps} must be positive");
         self.step_size = eps;
+        self
+    }
+
+    /// Sets the target acceptance of the step-size adaptation (harmonic mean over chains).
+    pub fn with_target_accept(mut self, delta: f64) -> Chees {
+        self.target_accept = acceptance_target(delta, "Chees");
         self
     }
 

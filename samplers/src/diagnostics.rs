@@ -237,21 +237,32 @@ pub struct Efficiency {
 
 /// The [`Efficiency`] of a run with recorded states that took `seconds`.
 pub fn efficiency(samples: &Samples, seconds: f64) -> Efficiency {
-    let d = samples.x.numel() / samples.x.shape()[0];
-    let mut ess: Vec<f64> = (0..d).map(|j| samples.ess(j)).collect();
-    ess.sort_by(f64::total_cmp);
-    let max_rhat = (0..d)
-        .map(|j| samples.split_rhat(j))
-        .fold(f64::NAN, f64::max);
+    assert!(
+        !samples.states.is_empty(),
+        "efficiency: no states were recorded"
+    );
+    let b = samples.x.shape()[0];
+    let d = samples.x.numel() / b;
+    // one conversion of the recorded states, then each coordinate's draws[chain][iteration]
+    let flat: Vec<Vec<f64>> = samples.states.iter().map(|s| s.to_vec_f64()).collect();
+    let (mut ess_all, mut max_rhat) = (Vec::with_capacity(d), f64::NAN);
+    for j in 0..d {
+        let draws: Vec<Vec<f64>> = (0..b)
+            .map(|c| flat.iter().map(|s| s[c * d + j]).collect())
+            .collect();
+        ess_all.push(ess(&draws));
+        max_rhat = max_rhat.max(split_rhat(&draws));
+    }
+    ess_all.sort_by(f64::total_cmp);
     let grads = samples.gradient_evals();
     Efficiency {
-        min_ess: ess[0],
-        median_ess: ess[d / 2],
+        min_ess: ess_all[0],
+        median_ess: ess_all[d / 2],
         max_rhat,
         gradient_evals: grads,
         seconds,
-        ess_per_gradient: ess[0] / grads as f64,
-        ess_per_second: ess[0] / seconds,
+        ess_per_gradient: ess_all[0] / grads as f64,
+        ess_per_second: ess_all[0] / seconds,
     }
 }
 

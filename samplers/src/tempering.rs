@@ -20,7 +20,7 @@
 //! chain c), so each inner step is one target call. Each replica has its own step size, adapted
 //! by dual averaging on its mean acceptance during warm-up. Only the cold replica is recorded.
 
-use crate::mala::DualAveraging;
+use crate::mala::{positive_step, DualAveraging};
 use crate::target::Target;
 use crate::util::row_len;
 use crate::{Record, Samples};
@@ -38,7 +38,9 @@ pub enum InnerKernel {
     },
 }
 
-/// Parallel-tempering options: a geometric ladder by default ([`Tempering::new`]).
+/// Parallel-tempering options, built by name: `Tempering::default().with_replicas(8)
+/// .with_beta_min(0.02).with_warmup(500).with_draws(1000)` (a geometric ladder; see
+/// [`Tempering::default`] and [`Tempering::new`]).
 #[derive(Clone, Debug)]
 pub struct Tempering {
     /// Warm-up iterations (step sizes and, optionally, the ladder adapt), not recorded.
@@ -105,18 +107,77 @@ enum Trip {
     FromHot,
 }
 
-impl Tempering {
-    /// `replicas` rungs geometric from 1 to `beta_min`, MALA inside, fixed ladder.
-    pub fn new(replicas: usize, beta_min: f64, warmup: usize, draws: usize) -> Tempering {
+impl Default for Tempering {
+    /// 8 replicas geometric from 1 to 0.05, MALA inside, fixed ladder, 1000 warm-up
+    /// iterations and 1000 draws.
+    fn default() -> Tempering {
         Tempering {
-            warmup,
-            draws,
-            betas: geometric_ladder(replicas, beta_min),
+            warmup: 1000,
+            draws: 1000,
+            betas: geometric_ladder(8, 0.05),
             kernel: InnerKernel::Mala,
             step_size: 0.5,
             adapt_ladder: false,
             record: Record::every(1),
         }
+    }
+}
+
+impl Tempering {
+    /// `replicas` rungs geometric from 1 to `beta_min`, MALA inside, fixed ladder; the same
+    /// as `Tempering::default().with_replicas(replicas).with_beta_min(beta_min)` with
+    /// `warmup` and `draws` set.
+    pub fn new(replicas: usize, beta_min: f64, warmup: usize, draws: usize) -> Tempering {
+        Tempering {
+            warmup,
+            draws,
+            betas: geometric_ladder(replicas, beta_min),
+            ..Tempering::default()
+        }
+    }
+
+    /// The hottest inverse temperature of the ladder.
+    pub fn beta_min(&self) -> f64 {
+        *self.betas.last().expect("a ladder has rungs")
+    }
+
+    /// Sets the number of replicas (≥ 2), keeping a geometric ladder down to the same β_min.
+    pub fn with_replicas(mut self, replicas: usize) -> Tempering {
+        assert!(
+            replicas >= 2,
+            "Tempering: need at least 2 replicas, got {replicas}"
+        );
+        self.betas = geometric_ladder(replicas, self.beta_min());
+        self
+    }
+
+    /// Sets the hottest inverse temperature β_min in (0, 1), keeping a geometric ladder of the
+    /// same number of replicas.
+    pub fn with_beta_min(mut self, beta_min: f64) -> Tempering {
+        assert!(
+            0.0 < beta_min && beta_min < 1.0,
+            "Tempering: β_min {beta_min} not in (0, 1)"
+        );
+        self.betas = geometric_ladder(self.betas.len(), beta_min);
+        self
+    }
+
+    /// Sets the number of warm-up iterations.
+    pub fn with_warmup(mut self, iterations: usize) -> Tempering {
+        self.warmup = iterations;
+        self
+    }
+
+    /// Sets the number of sampling iterations (draws per chain).
+    pub fn with_draws(mut self, draws: usize) -> Tempering {
+        self.draws = draws;
+        self
+    }
+
+    /// Sets the initial step size of every replica.
+    pub fn with_step_size(mut self, eps: f64) -> Tempering {
+        self.step_size = positive_step(eps, "Tempering");
+        self
     }
 
     /// Sets the replicas' kernel.
@@ -453,6 +514,26 @@ mod tests {
         // equal rates leave the ladder alone
         let same = equalised_ladder(&betas, &[0.3, 0.3, 0.3]);
         assert!(same.iter().zip(&betas).all(|(a, b)| (a - b).abs() < 1e-12));
+    }
+
+    #[test]
+    fn the_builder_makes_the_constructors_ladder() {
+        let built = Tempering::default()
+            .with_beta_min(0.02)
+            .with_replicas(5)
+            .with_warmup(30)
+            .with_draws(40)
+            .with_step_size(0.2);
+        let old = Tempering::new(5, 0.02, 30, 40);
+        assert_eq!(built.betas, old.betas);
+        assert_eq!((built.warmup, built.draws), (30, 40));
+        assert_eq!((built.step_size, old.step_size), (0.2, 0.5));
+        assert_eq!(built.beta_min(), 0.02);
+        // the replica count keeps β_min, β_min keeps the replica count
+        let more = built.clone().with_replicas(9);
+        assert_eq!(more.betas, geometric_ladder(9, 0.02));
+        assert_eq!(more.with_beta_min(0.5).betas, geometric_ladder(9, 0.5));
+        assert_eq!(Tempering::default().betas, geometric_ladder(8, 0.05));
     }
 
     #[test]

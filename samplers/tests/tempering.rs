@@ -44,7 +44,11 @@ fn weight_z(label: &str, draws: &[Vec<f64>]) -> f64 {
 
 fn check_tempering(kernel: InnerKernel, adapt: bool, seed: u64) {
     let mut rng = Rng::new(seed);
-    let pt = Tempering::new(8, 0.02, 500, 1000)
+    let pt = Tempering::default()
+        .with_replicas(8)
+        .with_beta_min(0.02)
+        .with_warmup(500)
+        .with_draws(1000)
         .with_kernel(kernel)
         .with_adaptive_ladder(adapt);
     let out = pt.run(&mixture(), starts(100, &mut rng), &mut rng);

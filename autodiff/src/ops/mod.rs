@@ -2,6 +2,7 @@
 //! side by side.
 
 pub mod composite;
+pub mod conv;
 pub mod elementwise;
 pub mod layout;
 pub mod matmul;

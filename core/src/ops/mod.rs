@@ -1,5 +1,6 @@
 //! CPU kernels behind `Tensor`'s methods.
 
+pub mod conv;
 pub mod elementwise;
 pub mod fastmath;
 pub mod layout;

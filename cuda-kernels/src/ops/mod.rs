@@ -1,11 +1,12 @@
 //! Kernel launches behind the tensor ops, one file per family: element-wise maps and
 //! broadcasting binary ops (`elementwise`), reductions over an axis (`reduce`), strided gathers,
-//! block copies and row gather/scatter (`gather`), random fills and the fused Langevin step
+//! block copies and row gather/scatter (`gather`), convolutions (`conv`), random fills and the fused Langevin step
 //! (`random`). Every op allocates its output and queues one or two kernels on the stream.
 
 use crate::buffer::DeviceBuffer;
 use crate::error::CudaError;
 
+pub use conv::{ConvGeom, ConvOp};
 pub use gather::group_by_destination;
 pub use random::Random;
 pub use reduce::Reduce;
@@ -53,6 +54,7 @@ fn same_dtype(op: &str, a: &DeviceBuffer, b: &DeviceBuffer) -> Result<(), CudaEr
     Ok(())
 }
 
+mod conv;
 mod elementwise;
 mod gather;
 mod random;

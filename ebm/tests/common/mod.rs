@@ -2,6 +2,7 @@
 //! judging its exit, reading its JSON, `.npy` and PNG outputs.
 #![allow(dead_code)]
 
+use ebm::nn::Checkpoint;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -153,4 +154,75 @@ pub fn npy_raw(descr: &str, fortran: bool, shape: &str, data: &[u8]) -> Vec<u8> 
     out.extend(header.as_bytes());
     out.extend(data);
     out
+}
+
+/// Trains `steps` steps without interruption, and the same run stopped at `stop` and resumed;
+/// the final checkpoints must hold the same bits.
+pub fn resume_matches(obj: &str, steps: u64, stop: u64) {
+    let d = scratch(&format!("resume-{obj}"));
+    let (a, b) = (d.join("a"), d.join("b"));
+    let common = |out: &Path| -> Vec<String> {
+        [
+            "train",
+            "--objective",
+            obj,
+            "--steps",
+            &steps.to_string(),
+            "--checkpoint-every",
+            "10",
+            "--hidden",
+            "16,16",
+            "--batch",
+            "32",
+            "--buffer-size",
+            "200",
+            "--log-every",
+            "4",
+            "--eval-every",
+            "0",
+            "--no-report",
+            "--quiet",
+            "--out",
+            out.to_str().unwrap(),
+        ]
+        .map(String::from)
+        .to_vec()
+    };
+    let run = |args: Vec<String>| ebm(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(run(common(&a)).status.success());
+    let mut stopped = common(&b);
+    stopped.extend(["--stop-at".to_string(), stop.to_string()]);
+    let o = run(stopped);
+    assert_eq!(o.status.code(), Some(130), "{:?}", text(&o));
+    let mid = Checkpoint::load(b.join("checkpoint.safetensors")).unwrap();
+    assert_eq!(mid.step, stop);
+    let o = ebm(&[
+        "train",
+        "--resume",
+        b.to_str().unwrap(),
+        "--no-report",
+        "--quiet",
+    ]);
+    assert!(o.status.success(), "{:?}", text(&o));
+    let ca = Checkpoint::load(a.join("checkpoint.safetensors")).unwrap();
+    let cb = Checkpoint::load(b.join("checkpoint.safetensors")).unwrap();
+    assert_eq!(cb.step, steps);
+    assert!(
+        ca.bit_eq(&cb),
+        "{obj}: the resumed run differs from the uninterrupted one"
+    );
+    // the metrics agree too, line for line (but for the wall clock)
+    let strip = |p: &Path| -> Vec<serde_json::Value> {
+        std::fs::read_to_string(p.join("metrics.jsonl"))
+            .unwrap()
+            .lines()
+            .map(|l| {
+                let mut v: serde_json::Value = serde_json::from_str(l).unwrap();
+                v.as_object_mut().unwrap().remove("elapsed_s");
+                v
+            })
+            .collect()
+    };
+    assert_eq!(strip(&a), strip(&b), "{obj}: metrics differ");
+    let _ = std::fs::remove_dir_all(&d);
 }

@@ -1,5 +1,6 @@
-//! The GEMM driver: the [`Gemm`] kernel of each element type (our AVX-512 f32 kernel, split
-//! into row blocks on the rayon pool for large products, or `matrixmultiply`), and
+//! The GEMM driver: the [`Gemm`] kernel of each element type (our AVX-512 or AVX2 f32 kernel,
+//! chosen at run time by [`gemm_path`] and split into row blocks on the rayon pool for large
+//! products, or `matrixmultiply`), and
 //! `matmul_into`, which lays out the batch, sends skinny shapes to [`super::skinny`] and the
 //! rest to the kernel.
 
@@ -53,46 +54,54 @@ impl Gemm for f32 {
         debug_assert!(beta == 0.0 || beta == 1.0, "GEMM β is 0 or 1 here");
         debug_assert!(bias.is_none() || beta == 0.0, "a bias replaces C");
         #[cfg(target_arch = "x86_64")]
-        if csc == 1 && rsc >= n as isize && std::arch::is_x86_feature_detected!("avx512f") {
-            let run = |r0: usize, rows: usize| {
-                // SAFETY: the feature was detected; the caller vouches for the matrices, and
-                // rows r0..r0+rows of A and C are inside them.
-                unsafe {
-                    super::sgemm_avx512::sgemm(
-                        rows,
-                        k,
-                        n,
-                        a.offset(r0 as isize * rsa),
-                        (rsa, csa),
-                        b,
-                        (rsb, csb),
-                        c.offset(r0 as isize * rsc),
-                        rsc as usize,
-                        beta != 0.0,
-                        bias.map(|v| v.as_ptr()),
-                    )
-                }
+        if csc == 1 && rsc >= n as isize {
+            let kernel: Option<super::SgemmKernel> = match gemm_path() {
+                GemmPath::Avx512 => Some(super::sgemm_avx512::sgemm),
+                GemmPath::Avx2 => Some(super::sgemm_avx2::sgemm),
+                GemmPath::Portable => None,
             };
-            let parts = gemm_parts(m, k, n);
-            if parts <= 1 {
-                run(0, m);
+            if let Some(kernel) = kernel {
+                let run = |r0: usize, rows: usize| {
+                    // SAFETY: `gemm_path` only names a kernel whose features were detected;
+                    // the caller vouches for the matrices, and rows r0..r0+rows of A and C
+                    // are inside them.
+                    unsafe {
+                        kernel(
+                            rows,
+                            k,
+                            n,
+                            a.offset(r0 as isize * rsa),
+                            (rsa, csa),
+                            b,
+                            (rsb, csb),
+                            c.offset(r0 as isize * rsc),
+                            rsc as usize,
+                            beta != 0.0,
+                            bias.map(|v| v.as_ptr()),
+                        )
+                    }
+                };
+                let parts = gemm_parts(m, k, n);
+                if parts <= 1 {
+                    run(0, m);
+                    return;
+                }
+                // Row blocks on the rayon pool: disjoint rows of C, whole tiles of 12 rows each
+                // (every element is summed in the same order as on one thread: same bits).
+                let rows = m.div_ceil(parts).div_ceil(12) * 12;
+                struct Shared<F>(F);
+                // SAFETY: the closure only reads A and B and writes rows of C that no other
+                // part writes; the pointers stay valid for the scope.
+                unsafe impl<F> Sync for Shared<F> {}
+                let shared = Shared(&run);
+                rayon::scope(|s| {
+                    for r0 in (0..m).step_by(rows) {
+                        let shared = &shared;
+                        s.spawn(move |_| (shared.0)(r0, rows.min(m - r0)));
+                    }
+                });
                 return;
             }
-            // Row blocks on the rayon pool: disjoint rows of C, whole tiles of 12 rows each
-            // (every element is summed in the same order as on one thread: same bits).
-            let rows = m.div_ceil(parts).div_ceil(12) * 12;
-            struct Shared<F>(F);
-            // SAFETY: the closure only reads A and B and writes rows of C that no other part
-            // writes; the pointers stay valid for the scope.
-            unsafe impl<F> Sync for Shared<F> {}
-            let shared = Shared(&run);
-            rayon::scope(|s| {
-                for r0 in (0..m).step_by(rows) {
-                    let shared = &shared;
-                    s.spawn(move |_| (shared.0)(r0, rows.min(m - r0)));
-                }
-            });
-            return;
         }
         let beta = prefill_bias(bias, m, n, c, rsc, csc).unwrap_or(beta);
         // SAFETY: the caller vouches for the m×k, k×n and m×n matrices (the trait's contract).
@@ -128,6 +137,7 @@ impl Gemm for f64 {
 /// pool thread that went to sleep between products takes tens of µs to wake on these VMs:
 /// splitting the 17–34 MFLOP products of a training step made 2 threads slower than 1
 /// (DSM M64 790 → 571 steps/s); coarse parallelism (ModelTarget's row blocks) pays instead.
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
 pub(super) fn gemm_parts(m: usize, k: usize, n: usize) -> usize {
     let threads = rayon::current_num_threads();
     if threads <= 1 {
@@ -135,6 +145,75 @@ pub(super) fn gemm_parts(m: usize, k: usize, n: usize) -> usize {
     }
     let flops = 2.0 * (m * n * k) as f64;
     threads.min(m / 48).min((flops / 32e6) as usize).max(1)
+}
+
+/// The f32 GEMM kernel products run on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GemmPath {
+    /// Our AVX-512F kernel (`sgemm_avx512`).
+    Avx512,
+    /// Our AVX2+FMA kernel (`sgemm_avx2`).
+    Avx2,
+    /// `matrixmultiply` (its own run-time kernel choice; the only path off x86-64).
+    Portable,
+}
+
+impl GemmPath {
+    /// The name `EBM_GEMM` takes for this path.
+    pub fn name(self) -> &'static str {
+        match self {
+            GemmPath::Avx512 => "avx512",
+            GemmPath::Avx2 => "avx2",
+            GemmPath::Portable => "portable",
+        }
+    }
+
+    /// Whether this CPU can run the path.
+    fn supported(self) -> bool {
+        match self {
+            #[cfg(target_arch = "x86_64")]
+            GemmPath::Avx512 => std::arch::is_x86_feature_detected!("avx512f"),
+            #[cfg(target_arch = "x86_64")]
+            GemmPath::Avx2 => {
+                std::arch::is_x86_feature_detected!("avx2")
+                    && std::arch::is_x86_feature_detected!("fma")
+            }
+            #[cfg(not(target_arch = "x86_64"))]
+            GemmPath::Avx512 | GemmPath::Avx2 => false,
+            GemmPath::Portable => true,
+        }
+    }
+}
+
+/// The path f32 products take in this process: the best one this CPU supports, or the one the
+/// environment variable `EBM_GEMM` (`avx512`, `avx2` or `portable`) names, so that an AVX-512
+/// machine can measure the AVX2 path too. A name this CPU cannot run, or an unknown one, is
+/// reported once on stderr and the best path is used. Decided on the first product.
+pub fn gemm_path() -> GemmPath {
+    static PATH: std::sync::OnceLock<GemmPath> = std::sync::OnceLock::new();
+    *PATH.get_or_init(|| {
+        let best = [GemmPath::Avx512, GemmPath::Avx2, GemmPath::Portable]
+            .into_iter()
+            .find(|p| p.supported())
+            .unwrap_or(GemmPath::Portable);
+        let Ok(want) = std::env::var("EBM_GEMM") else {
+            return best;
+        };
+        let named = [GemmPath::Avx512, GemmPath::Avx2, GemmPath::Portable]
+            .into_iter()
+            .find(|p| p.name() == want.trim());
+        match named {
+            Some(p) if p.supported() => p,
+            _ => {
+                eprintln!(
+                    "ebm: EBM_GEMM={want:?} is not a GEMM path this CPU runs \
+                     (avx512, avx2, portable); using {}",
+                    best.name()
+                );
+                best
+            }
+        }
+    })
 }
 
 /// Writes the bias row into every row of C and returns β = 1 for a kernel without native bias

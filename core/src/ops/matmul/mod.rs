@@ -1,25 +1,49 @@
-//! Matrix products: f32 on AVX-512 through our own kernel (`sgemm_avx512`, which reads the
-//! batch-sized operand in place instead of packing it), everything else through
-//! `matrixmultiply` (AVX-512/AVX2 kernels chosen at run time).
+//! Matrix products: f32 on AVX-512 or AVX2+FMA through our own kernels (`sgemm_avx512`,
+//! `sgemm_avx2`, which read the batch-sized operand in place instead of packing it; the path is
+//! chosen at run time, see [`gemm_path`]), everything else through `matrixmultiply`
+//! (AVX-512/AVX2 kernels chosen at run time; its portable kernel elsewhere, e.g. aarch64).
 //!
 //! Transposes are free: `matrixmultiply` takes arbitrary row/column strides, so
 //! `matmul_t(a, b, true, false)` computes aᵀb without copying a. Backward passes use this.
 //!
 //! This file holds the `Tensor` methods (shape checks, the kept transpose of a weight,
 //! profiling); `gemm.rs` the driver and each element type's kernel, `skinny.rs` the direct
-//! loops for products with a side of a few elements, `sgemm_avx512.rs` the f32 kernel.
+//! loops for products with a side of a few elements, `sgemm_avx512.rs` and `sgemm_avx2.rs` the f32 kernels.
 
 mod gemm;
+#[cfg(all(test, target_arch = "x86_64"))]
+mod kernel_check;
+mod peak;
+#[cfg(target_arch = "x86_64")]
+mod sgemm_avx2;
 #[cfg(target_arch = "x86_64")]
 mod sgemm_avx512;
 mod skinny;
 
-pub use gemm::Gemm;
+pub use gemm::{gemm_path, Gemm, GemmPath};
+pub use peak::{cpu_model, fma_peak_gflops};
 
 use crate::profile::{timed_op_flops, OpKind};
 use crate::tensor::Tensor;
 use crate::with_slices2;
 use gemm::{matmul_into, operand};
+
+/// An f32 kernel's signature: (m, k, n, A, A's strides, B, B's strides, C, C's row stride,
+/// accumulate onto C, bias row); see `sgemm_avx2::sgemm`.
+#[cfg(target_arch = "x86_64")]
+type SgemmKernel = unsafe fn(
+    usize,
+    usize,
+    usize,
+    *const f32,
+    (isize, isize),
+    *const f32,
+    (isize, isize),
+    *mut f32,
+    usize,
+    bool,
+    Option<*const f32>,
+);
 
 /// Most elements of a B operand whose transpose is kept with it.
 const KEPT_TRANSPOSE_MAX: usize = 1 << 22;

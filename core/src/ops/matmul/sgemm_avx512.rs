@@ -161,32 +161,7 @@ pub unsafe fn sgemm(
 
 #[cfg(test)]
 mod tests {
-    use crate::rng::Rng;
-
-    /// f64 reference of op(A)·op(B) (+ C).
-    #[allow(clippy::too_many_arguments)]
-    fn reference(
-        m: usize,
-        k: usize,
-        n: usize,
-        a: &[f32],
-        (rsa, csa): (usize, usize),
-        b: &[f32],
-        (rsb, csb): (usize, usize),
-        c0: &[f32],
-    ) -> Vec<f64> {
-        let mut out = vec![0.0; m * n];
-        for i in 0..m {
-            for j in 0..n {
-                let mut s = c0[i * n + j] as f64;
-                for p in 0..k {
-                    s += a[i * rsa + p * csa] as f64 * b[p * rsb + j * csb] as f64;
-                }
-                out[i * n + j] = s;
-            }
-        }
-        out
-    }
+    use super::super::kernel_check::check;
 
     #[test]
     fn agrees_with_reference_on_every_layout_and_remainder() {
@@ -194,10 +169,9 @@ mod tests {
             eprintln!("skipped: this CPU has no AVX-512F (the kernel is never called here)");
             return;
         }
-        let mut rng = Rng::new(11);
         // remainders in every direction: m mod 12 ∈ {0, 1, 8, 4+3}, n mod 32 ∈ {0, 1, 17, 31},
         // and depths past one KC block
-        for &(m, k, n) in &[
+        for (q, &(m, k, n)) in [
             (24, 5, 32),
             (1, 1, 1),
             (13, 7, 17),
@@ -206,68 +180,17 @@ mod tests {
             (37, 130, 96),
             (12, 1, 31),
             (20, 600, 40), // three depth blocks of KC
-        ] {
-            let a = rng
-                .normal_vec(m * k)
-                .iter()
-                .map(|&v| v as f32)
-                .collect::<Vec<_>>();
-            let b = rng
-                .normal_vec(k * n)
-                .iter()
-                .map(|&v| v as f32)
-                .collect::<Vec<_>>();
-            let c0 = rng
-                .normal_vec(m * n)
-                .iter()
-                .map(|&v| v as f32)
-                .collect::<Vec<_>>();
-            for ta in [false, true] {
-                for tb in [false, true] {
-                    let sa = if ta { (1, m) } else { (k, 1) };
-                    let sb = if tb { (1, k) } else { (n, 1) };
-                    for accumulate in [false, true] {
-                        // C starts as NaN when it must not be read
-                        let mut c = if accumulate {
-                            c0.clone()
-                        } else {
-                            vec![f32::NAN; m * n]
-                        };
-                        // SAFETY: AVX-512F was detected above; a, b and c hold m×k, k×n and m×n.
-                        unsafe {
-                            super::sgemm(
-                                m,
-                                k,
-                                n,
-                                a.as_ptr(),
-                                (sa.0 as isize, sa.1 as isize),
-                                b.as_ptr(),
-                                (sb.0 as isize, sb.1 as isize),
-                                c.as_mut_ptr(),
-                                n,
-                                accumulate,
-                                None,
-                            )
-                        };
-                        let zero = vec![0.0; m * n];
-                        let want = reference(
-                            m,
-                            k,
-                            n,
-                            &a,
-                            sa,
-                            &b,
-                            sb,
-                            if accumulate { &c0 } else { &zero },
-                        );
-                        for (idx, (&got, &w)) in c.iter().zip(&want).enumerate() {
-                            assert!(
-                                (got as f64 - w).abs() <= 1e-5 * (k as f64).sqrt() * (1.0 + w.abs()),
-                                "{m}x{k}x{n} ta={ta} tb={tb} acc={accumulate}: C[{idx}] = {got}, want {w}"
-                            );
-                        }
-                    }
-                }
+        ]
+        .iter()
+        .enumerate()
+        {
+            for (ta, tb, pad) in [
+                (false, false, 0),
+                (true, false, 2),
+                (false, true, 1),
+                (true, true, 0),
+            ] {
+                check(super::sgemm, m, k, n, ta, tb, pad, q as u64 * 10);
             }
         }
     }

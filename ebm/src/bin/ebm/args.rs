@@ -1,11 +1,14 @@
 //! The command line: every subcommand's arguments, and the training configuration they
 //! describe (defaults, then the flags given).
 
+use clap::builder::{PossibleValue, PossibleValuesParser};
 use clap::{Args, Parser, Subcommand};
 use ebm::config::{OptimKind, ScheduleKind, TrainConfig};
 use ebm::data::DataSpec;
-use ebm::sample::SamplerKind;
-use ebm_objectives::{names, NAMES};
+use ebm::sample::table::{parse_metric, METRIC_NAMES};
+use ebm::sample::{PtKernel, SampleOptions, SamplerKind};
+use ebm_objectives::factory::OBJECTIVES;
+use ebm_objectives::names;
 use std::path::PathBuf;
 
 const DATA_HELP: &str = "8gaussians, checkerboard, 2spirals, rings, moons, swissroll, pinwheel, circles, digits, or a path to a .csv/.npy file (rows = samples)";
@@ -48,6 +51,10 @@ pub struct ConfigArgs {
     /// Hidden widths of the network, comma-separated [default: 128,128]
     #[arg(long, value_delimiter = ',', help_heading = "Model")]
     pub hidden: Option<Vec<usize>>,
+    /// Network family: an MLP on the rows, or (rows read as square one-channel images) a
+    /// conv energy / noise-conditional U-Net [default: mlp]
+    #[arg(long, value_parser = ["mlp", "conv"], help_heading = "Model")]
+    pub arch: Option<String>,
     /// Activation between layers [default: silu]
     #[arg(long, value_parser = ["silu", "softplus", "elu", "tanh", "gelu", "relu"], help_heading = "Model")]
     pub activation: Option<String>,
@@ -198,7 +205,7 @@ impl ConfigArgs {
         macro_rules! check {
             ($($f:ident => $n:literal),*) => { $( if self.$f.is_some() { v.push($n); } )* };
         }
-        check!(hidden => "--hidden", activation => "--activation", optimizer => "--optimizer",
+        check!(hidden => "--hidden", arch => "--arch", activation => "--activation", optimizer => "--optimizer",
             lr => "--lr", weight_decay => "--weight-decay", momentum => "--momentum",
             schedule => "--schedule", warmup => "--warmup", min_lr_factor => "--min-lr-factor",
             clip_grad => "--clip-grad", ema => "--ema", batch => "--batch", seed => "--seed",
@@ -260,6 +267,12 @@ impl ConfigArgs {
         c.clip_grad = self.clip_grad;
         c.ema = self.ema;
         c.early_stop = self.early_stop;
+        if let Some(a) = &self.arch {
+            c.arch = match a.as_str() {
+                "conv" => ebm::config::Arch::Conv,
+                _ => ebm::config::Arch::Mlp,
+            };
+        }
         if let Some(a) = &self.activation {
             c.activation = a.parse().expect("clap checked the name");
         }
@@ -288,7 +301,7 @@ pub struct TrainArgs {
     #[arg(long, help = format!("Training data: {DATA_HELP} [default: 8gaussians]"))]
     pub data: Option<String>,
     /// Training objective [default: dsm-cv]
-    #[arg(long, value_parser = NAMES)]
+    #[arg(long, value_parser = objective_names())]
     pub objective: Option<String>,
     #[command(flatten)]
     pub config: ConfigArgs,
@@ -325,23 +338,76 @@ pub struct TrainArgs {
 pub struct SampleArgs {
     /// Run directory (its checkpoint.safetensors), or a checkpoint file such as RUN/best.safetensors
     pub run: PathBuf,
-    /// Sampler; auto picks MALA for an energy, annealed Langevin for ncsn, predictor–corrector for ve/vp
+    /// Sampler; auto picks MALA for an energy, annealed Langevin for ncsn, predictor–corrector
+    /// for ve/vp
     #[arg(long, default_value = "auto", value_parser = SamplerKind::NAMES)]
     pub sampler: String,
     /// Number of samples (chains)
     #[arg(long, short, default_value_t = 1000)]
     pub n: usize,
-    /// Sampler steps (per noise level for annealed) [default: depends on the sampler]
+    /// Sampler steps after warm-up (per noise level for annealed) [default: depends on the
+    /// sampler]
     #[arg(long)]
     pub steps: Option<usize>,
-    /// Step size (fixes it; MALA and HMC otherwise adapt it) [default: depends on the sampler]
+    /// Step size (fixes it for ULA, MALA and HMC, which otherwise adapt it; the initial one of
+    /// nuts, chees and pt) [default: depends on the sampler]
     #[arg(long)]
     pub step_size: Option<f64>,
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
-    /// Output .npy [default: RUN/samples-<sampler>.npy]; the PNG goes beside it
+    /// Output .npy [default: RUN/samples-<sampler>.npy]; the PNG and the JSON of diagnostics
+    /// go beside it
     #[arg(long)]
     pub out: Option<PathBuf>,
+    /// Warm-up (adaptation) iterations of mala, hmc, nuts, chees and pt [default: --steps/2]
+    #[arg(long, help_heading = "Sampler options")]
+    pub warmup: Option<usize>,
+    /// Target acceptance of the step-size adaptation, in (0, 1) (mala 0.574, hmc 0.65, nuts
+    /// 0.8, chees 0.651)
+    #[arg(long, help_heading = "Sampler options")]
+    pub target_accept: Option<f64>,
+    /// nuts: maximum tree depth (at most 2^depth − 1 leapfrog steps) [default: 10]
+    #[arg(long, help_heading = "Sampler options")]
+    pub max_depth: Option<u32>,
+    /// nuts: the mass matrix adapted during warm-up [default: diag]
+    #[arg(long, value_parser = METRIC_NAMES, help_heading = "Sampler options")]
+    pub metric: Option<String>,
+    /// hmc, and pt with --kernel hmc: leapfrog steps per trajectory [default: 10]
+    #[arg(long, help_heading = "Sampler options")]
+    pub leapfrog: Option<usize>,
+    /// pt: replicas on the temperature ladder [default: 8]
+    #[arg(long, help_heading = "Sampler options")]
+    pub replicas: Option<usize>,
+    /// pt: the hottest inverse temperature, in (0, 1) [default: 0.05]
+    #[arg(long, help_heading = "Sampler options")]
+    pub beta_min: Option<f64>,
+    /// pt: the kernel inside each replica [default: mala]
+    #[arg(long, value_parser = PtKernel::NAMES, help_heading = "Sampler options")]
+    pub kernel: Option<String>,
+    /// pt: adapt the ladder from the swap rates during warm-up
+    #[arg(long, help_heading = "Sampler options")]
+    pub adaptive_ladder: bool,
+}
+
+impl SampleArgs {
+    /// The sampler and its options, as given (checked against the sampler by `draw`).
+    pub fn options(&self) -> Result<SampleOptions, ebm::error::Error> {
+        Ok(SampleOptions {
+            sampler: Some(SamplerKind::parse(&self.sampler)?),
+            steps: self.steps,
+            step_size: self.step_size,
+            warmup: self.warmup,
+            target_accept: self.target_accept,
+            max_depth: self.max_depth,
+            metric: self.metric.as_deref().map(parse_metric).transpose()?,
+            leapfrog: self.leapfrog,
+            replicas: self.replicas,
+            beta_min: self.beta_min,
+            kernel: self.kernel.as_deref().map(PtKernel::parse).transpose()?,
+            adaptive_ladder: self.adaptive_ladder,
+            diagnostics: true,
+        })
+    }
 }
 
 #[derive(Args)]
@@ -371,7 +437,7 @@ pub struct EvalArgs {
 #[derive(Args)]
 pub struct CompareArgs {
     /// Objectives to train, comma-separated
-    #[arg(long, value_delimiter = ',', default_value = "dsm,dsm-cv,ssm-vr,nce,pcd,ncsn", value_parser = NAMES)]
+    #[arg(long, value_delimiter = ',', default_value = "dsm,dsm-cv,ssm-vr,nce,pcd,ncsn", value_parser = objective_names())]
     pub objectives: Vec<String>,
     /// Training data (see `ebm train --help`) [default: 8gaussians]
     #[arg(long)]
@@ -384,4 +450,14 @@ pub struct CompareArgs {
     /// Print only errors and the table
     #[arg(long, short)]
     pub quiet: bool,
+}
+
+/// The objectives' names for clap, each with its line from the table of objectives (shown by
+/// `--help`).
+fn objective_names() -> PossibleValuesParser {
+    PossibleValuesParser::new(
+        OBJECTIVES
+            .iter()
+            .map(|o| PossibleValue::new(o.name).help(o.about)),
+    )
 }

@@ -90,13 +90,9 @@ pub fn sample_cmd(a: SampleArgs) -> Result<i32, Error> {
     if a.n < 2 {
         return Err(Error::usage("--n must be at least 2"));
     }
+    let opts = a.options()?;
     let (loaded, data) = load_run(&a.run)?;
     limits::check_sampling(a.n, data.dim, a.steps, None, None)?;
-    let opts = SampleOptions {
-        sampler: Some(SamplerKind::parse(&a.sampler)?),
-        steps: a.steps,
-        step_size: a.step_size,
-    };
     let mut rng = Rng::new(a.seed).stream(0x5A3);
     let t0 = std::time::Instant::now();
     let (x, info) = ebm::sample::draw(
@@ -144,22 +140,43 @@ pub fn sample_cmd(a: SampleArgs) -> Result<i32, Error> {
     } else {
         ebm::plot::scatter_png(&png, &data.test, &x, &title)?;
     }
+    let json = npy.with_extension("json");
+    let record = serde_json::json!({
+        "checkpoint": loaded.file.display().to_string(),
+        "step": loaded.step,
+        "n": a.n,
+        "seed": a.seed,
+        "seconds": secs,
+        "samples": npy.display().to_string(),
+        "sampler": &info,
+    });
+    ebm::io::write_json(&json, &record)?;
     let finite = x.to_vec_f64().iter().filter(|v| v.is_finite()).count();
+    let figures = info.summary();
+    let mixing = info.diagnostics.as_ref().map_or(String::new(), |d| {
+        format!(
+            "\nmin ESS {:.0} (median {:.0}), max split-R̂ {:.3}, {:.2e} ESS/gradient, {:.0} ESS/s",
+            d.min_ess, d.median_ess, d.max_rhat, d.ess_per_gradient, d.ess_per_second
+        )
+    });
     say(&format!(
-        "{} samples by {} ({} steps{}) in {secs:.1} s{}\nwrote {}, {}",
+        "{} samples by {} ({} steps{}) in {secs:.1} s{}{mixing}\nwrote {}, {}, {}",
         a.n,
         info.sampler,
         info.steps,
-        info.accept_rate
-            .map(|r| format!(", acceptance {r:.2}"))
-            .unwrap_or_default(),
+        if figures.is_empty() {
+            String::new()
+        } else {
+            format!(", {figures}")
+        },
         if finite < x.numel() {
             format!("; {} values are not finite", x.numel() - finite)
         } else {
             String::new()
         },
         npy.display(),
-        png.display()
+        png.display(),
+        json.display()
     ));
     Ok(0)
 }

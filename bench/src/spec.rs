@@ -1,0 +1,129 @@
+//! The models of the benchmark: "M2", "M64", and the specs of the sweeps and the torchebm
+//! shapes, `d{D}w{W}b{B}[p{P}][k{K}][c{C}][s{S}]` (parsed alike by bench/python/common.py's
+//! `model_cfg`): MLP D-W-W-1 SiLU, batch B, data 8-Gaussians when D = 2 and N(0, I)
+//! otherwise, NCE noise N(0, I); P projections per row for SSM, K Langevin steps per pcd step,
+//! C chains and S Langevin steps per timed step for `langevin`.
+
+/// Where a model's batches come from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Data {
+    /// The 8-Gaussians toy set.
+    EightGaussians,
+    /// The digits, pixels / 16.
+    Digits,
+    /// Standard normal rows.
+    Normal,
+}
+
+/// One model's settings.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Spec {
+    /// Layer widths D, W, W, 1.
+    pub widths: [usize; 4],
+    /// Rows per training batch.
+    pub batch: usize,
+    /// NCE noise standard deviation.
+    pub nce_std: f64,
+    /// The training data.
+    pub data: Data,
+    /// SSM projections per row.
+    pub projections: usize,
+    /// Langevin steps per pcd step.
+    pub pcd_steps: usize,
+    /// Chains of the `langevin` workload.
+    pub chains: usize,
+    /// Langevin steps per timed step of the `langevin` workload.
+    pub langevin_steps: usize,
+}
+
+/// The model named `name`, or why the name is not one.
+pub fn spec(name: &str) -> Result<Spec, String> {
+    let base = |widths, batch, nce_std, data| Spec {
+        widths,
+        batch,
+        nce_std,
+        data,
+        projections: 1,
+        pcd_steps: 20,
+        chains: 10_000,
+        langevin_steps: 100,
+    };
+    match name {
+        "M2" => return Ok(base([2, 128, 128, 1], 1024, 2.0, Data::EightGaussians)),
+        "M64" => return Ok(base([64, 256, 256, 1], 256, 1.0, Data::Digits)),
+        _ => {}
+    }
+    let bad =
+        || format!("unknown model `{name}` (M2, M64 or d<D>w<W>b<B>[p<P>][k<K>][c<C>][s<S>])");
+    // letters in this order, each followed by a whole number ≥ 1; d, w and b required
+    let mut fields: Vec<(char, usize)> = Vec::new();
+    let mut rest = name;
+    while let Some(c) = rest.chars().next() {
+        let digits = rest[1..]
+            .find(|ch: char| !ch.is_ascii_digit())
+            .map_or(rest.len(), |i| i + 1);
+        let v: usize = rest[1..digits].parse().map_err(|_| bad())?;
+        if v == 0 {
+            return Err(bad());
+        }
+        fields.push((c, v));
+        rest = &rest[digits..];
+    }
+    let order = ['d', 'w', 'b', 'p', 'k', 'c', 's'];
+    let positions: Vec<usize> = fields
+        .iter()
+        .map(|(c, _)| order.iter().position(|o| o == c))
+        .collect::<Option<_>>()
+        .ok_or_else(bad)?;
+    if fields.len() < 3 || positions[..3] != [0, 1, 2] || positions.windows(2).any(|w| w[0] >= w[1])
+    {
+        return Err(bad());
+    }
+    let get = |c: char| fields.iter().find(|f| f.0 == c).map(|f| f.1);
+    let (d, w) = (get('d').unwrap_or(2), get('w').unwrap_or(128));
+    let data = if d == 2 {
+        Data::EightGaussians
+    } else {
+        Data::Normal
+    };
+    let mut s = base([d, w, w, 1], get('b').unwrap_or(1), 1.0, data);
+    s.projections = get('p').unwrap_or(1);
+    s.pcd_steps = get('k').unwrap_or(20);
+    s.chains = get('c').unwrap_or(10_000);
+    s.langevin_steps = get('s').unwrap_or(100);
+    Ok(s)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn specs_parse_and_bad_names_are_refused() {
+        assert_eq!(spec("M2").unwrap().widths, [2, 128, 128, 1]);
+        assert_eq!(spec("M64").unwrap().data, Data::Digits);
+        let s = spec("d128w128b1024p5k10").unwrap();
+        assert_eq!(
+            (s.widths, s.batch, s.projections, s.pcd_steps, s.data),
+            ([128, 128, 128, 1], 1024, 5, 10, Data::Normal)
+        );
+        let s = spec("d2w128b1c100000s2").unwrap();
+        assert_eq!(
+            (s.chains, s.langevin_steps, s.data),
+            (100_000, 2, Data::EightGaussians)
+        );
+        for bad in [
+            "",
+            "M3",
+            "d2w128",
+            "w128d2b4",
+            "d2w0b4",
+            "d2w128b4x1",
+            "d2w128b4p",
+            "d2w128b4k1p1",
+            "d2wxb4",
+        ] {
+            assert!(spec(bad).is_err(), "{bad:?}");
+        }
+    }
+}

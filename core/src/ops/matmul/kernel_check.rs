@@ -1,0 +1,108 @@
+//! The shared test of the f32 GEMM kernels: each kernel against an f64 reference on A and B
+//! stored transposed or not, padded rows, and C started from zero, from itself or from a bias.
+
+use super::SgemmKernel;
+
+/// f64 reference of op(A)·op(B) (+ C or + bias), C with row stride ldc.
+#[allow(clippy::too_many_arguments)]
+fn reference(
+    (m, k, n): (usize, usize, usize),
+    a: &[f32],
+    (rsa, csa): (usize, usize),
+    b: &[f32],
+    (rsb, csb): (usize, usize),
+    start: impl Fn(usize, usize) -> f64,
+) -> Vec<f64> {
+    let mut out = vec![0.0; m * n];
+    for i in 0..m {
+        for j in 0..n {
+            let mut s = start(i, j);
+            for p in 0..k {
+                s += a[i * rsa + p * csa] as f64 * b[p * rsb + j * csb] as f64;
+            }
+            out[i * n + j] = s;
+        }
+    }
+    out
+}
+
+/// `len` standard normal draws of seed `seed`, as f32.
+fn vals(seed: u64, len: usize) -> Vec<f32> {
+    crate::Rng::new(seed)
+        .normal_vec(len)
+        .iter()
+        .map(|&v| v as f32)
+        .collect()
+}
+
+/// Runs `kernel` on A (m×k) and B (k×n) stored transposed or not with `pad` extra
+/// elements per stored row, and C with row stride n + pad, in each of its three modes,
+/// against the f64 reference.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn check(
+    kernel: SgemmKernel,
+    m: usize,
+    k: usize,
+    n: usize,
+    ta: bool,
+    tb: bool,
+    pad: usize,
+    seed: u64,
+) {
+    // stored A: m rows of k (or k rows of m when transposed), each `pad` longer
+    let (ar, ac) = if ta { (k, m) } else { (m, k) };
+    let (br, bc) = if tb { (n, k) } else { (k, n) };
+    let a = vals(seed, ar * (ac + pad));
+    let b = vals(seed + 1, br * (bc + pad));
+    let sa = if ta { (1, m + pad) } else { (k + pad, 1) };
+    let sb = if tb { (1, k + pad) } else { (n + pad, 1) };
+    let ldc = n + pad;
+    let c0 = vals(seed + 2, m * ldc);
+    let bias = vals(seed + 3, n);
+    let tol = 1e-5 * ((k + 1) as f64).sqrt();
+    for mode in 0..3 {
+        let mut c = if mode == 1 {
+            c0.clone()
+        } else {
+            vec![f32::NAN; m * ldc]
+        };
+        // SAFETY: the caller detected the kernel's features; a, b and c hold the matrices
+        // their strides describe.
+        unsafe {
+            kernel(
+                m,
+                k,
+                n,
+                a.as_ptr(),
+                (sa.0 as isize, sa.1 as isize),
+                b.as_ptr(),
+                (sb.0 as isize, sb.1 as isize),
+                c.as_mut_ptr(),
+                ldc,
+                mode == 1,
+                (mode == 2).then_some(bias.as_ptr()),
+            )
+        };
+        let want = reference((m, k, n), &a, sa, &b, sb, |i, j| match mode {
+            1 => c0[i * ldc + j] as f64,
+            2 => bias[j] as f64,
+            _ => 0.0,
+        });
+        for i in 0..m {
+            for j in 0..ldc {
+                let got = c[i * ldc + j];
+                if j >= n {
+                    // padding past column n is never written
+                    let was = if mode == 1 { c0[i * ldc + j] } else { f32::NAN };
+                    assert_eq!(got.to_bits(), was.to_bits(), "pad written at {i},{j}");
+                    continue;
+                }
+                let w = want[i * n + j];
+                assert!(
+                    (got as f64 - w).abs() <= tol * (1.0 + w.abs()),
+                    "{m}x{k}x{n} ta={ta} tb={tb} pad={pad} mode={mode}: C[{i},{j}] = {got}, want {w}"
+                );
+            }
+        }
+    }
+}
