@@ -6,8 +6,7 @@
 //! a look at its values but fails the check.
 use ebm::prelude::*;
 
-/// Runs the example (also called by `ebm/tests/examples.rs`).
-pub fn main() {
+pub(crate) fn main() {
     let energy = |x: &Var, p: &ParamVars| {
         let quadratic = x.square().sum(&[1], false).mul(&p["k"]).mul_scalar(0.5);
         quadratic.add(&x.sin().sum(&[1], false))
