@@ -74,6 +74,8 @@ pub mod plot1d;
 #[cfg(feature = "cli")]
 pub mod report;
 #[cfg(feature = "cli")]
+pub mod reproduce;
+#[cfg(feature = "cli")]
 pub mod rundir;
 #[cfg(feature = "cli")]
 pub mod sample;

@@ -45,6 +45,7 @@ pub(crate) fn normalised(e: &[f64], cell: f64) -> Vec<f64> {
 }
 
 /// The normalised density exp(−E)/Z on an n×n grid over `bounds` (row-major, y outer).
+#[derive(Clone, Debug)]
 pub struct Grid {
     /// Cells per side.
     pub n: usize,
@@ -100,7 +101,8 @@ impl Grid {
     }
 }
 
-fn heat_panel(
+/// One heat map of `grid` (colour by √p) with `points` drawn over it.
+pub(crate) fn heat_panel(
     area: &DrawingArea<BitMapBackend, Shift>,
     grid: &Grid,
     title: &str,

@@ -30,13 +30,7 @@ fn rescaled_cnce_gradient_tends_to_the_score_matching_gradient() {
         flat(&param_grads(&l, &p))
     };
     // directions +√d e_i for every row; the antithetic pairs add −√d e_i
-    let mut z = vec![0.0; b * d * d];
-    for r in 0..b {
-        for i in 0..d {
-            z[(r * d + i) * d + i] = (d as f64).sqrt();
-        }
-    }
-    let z = Tensor::from_vec(z, &[b, d, d]);
+    let z = ConditionalNce::axis_directions(b, d, DType::F64);
     let norm = g_sm.iter().map(|v| v * v).sum::<f64>().sqrt();
     let mut rel = Vec::new();
     let eps = [0.2, 0.1, 0.05, 0.025];

@@ -41,6 +41,8 @@ pub enum Cmd {
     /// Train several objectives on the same data with the same budget; one table, one figure.
     #[command(allow_negative_numbers = true)]
     Compare(CompareArgs),
+    /// Reproduce the claims of Song & Kingma (2021): each experiment writes a PNG and a JSON.
+    Reproduce(ebm::reproduce::ReproduceArgs),
 }
 
 /// Model, optimizer and objective settings shared by `train` and `compare`.

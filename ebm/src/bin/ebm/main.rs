@@ -1,4 +1,5 @@
-//! The `ebm` command: train, sample, evaluate and compare energy-based models.
+//! The `ebm` command: train, sample, evaluate and compare energy-based models, and reproduce
+//! the review's claims.
 
 mod args;
 mod commands;
@@ -37,6 +38,7 @@ fn main() {
         Cmd::Sample(a) => commands::sample_cmd(a),
         Cmd::Eval(a) => commands::eval_cmd(a),
         Cmd::Compare(a) => commands::compare_cmd(a),
+        Cmd::Reproduce(a) => ebm::reproduce::command(a),
     };
     match result {
         Ok(code) => std::process::exit(code),
