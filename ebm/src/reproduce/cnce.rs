@@ -16,7 +16,7 @@
 
 use super::common::{flatten, geometric, log_log_slope, relative_error};
 use super::figure::{Chart, Figure, Legend, Panel, Scale, Series};
-use super::{Budget, Outcome};
+use super::{Budget, Measured};
 use ebm_autodiff::{Tape, Var};
 use ebm_core::{DType, Rng, Tensor};
 use ebm_data::Toy;
@@ -119,11 +119,11 @@ pub fn measure(budget: Budget, rng: &mut Rng) -> Numbers {
     n
 }
 
-impl Numbers {
+impl Measured for Numbers {
     /// The O(ε²) law holds: slope within 0.2 of 2, at the smallest ε the rescaled CNCE
     /// gradient with the axis directions is the SM gradient to 10⁻⁴, and with Gaussian
     /// probes it is within twice their own Monte Carlo error.
-    pub fn holds(&self) -> bool {
+    fn holds(&self) -> bool {
         let last = self.eps.len() - 1;
         (self.slope - 2.0).abs() < 0.2
             && self.grad_error_axes[last] < 1e-4
@@ -131,7 +131,7 @@ impl Numbers {
     }
 
     /// The measured figures in a sentence.
-    pub fn summary(&self) -> String {
+    fn summary(&self) -> String {
         let last = self.eps.len() - 1;
         format!(
             "with the axis directions ‖(4/ε²)∇J_CNCE − ∇J_SM‖/‖∇J_SM‖ falls as ε^{:.2} (± {:.2}) to {:.1e} at ε = {}; with {} Gaussian probes per row it levels off at {:.3}, their own Monte Carlo error ({:.3})",
@@ -146,7 +146,7 @@ impl Numbers {
     }
 
     /// The gradient distances against ε (log-log), and the rescaled losses.
-    pub fn figure(&self) -> Figure {
+    fn figure(&self) -> Figure {
         let pts = |v: &[f64]| self.eps.iter().copied().zip(v.iter().copied()).collect();
         let i = self.eps.iter().position(|&e| e <= 0.1 + 1e-12).unwrap_or(0);
         let c = self.grad_error_axes[i] / (self.eps[i] * self.eps[i]);
@@ -188,26 +188,16 @@ impl Numbers {
             0,
         ))
         .series(Series::reference("exact SM", flat(self.exact_loss), 2));
-        Figure {
-            title: format!(
+        let title = format!(
                 "Conditional NCE → score matching (2-32-32-1 MLP, {} rows of 8-Gaussians, {} antithetic Gaussian probes each)",
                 self.rows, self.probes_per_row
-            ),
-            panels: vec![Panel::Chart(grads), Panel::Chart(losses)],
-            columns: 2,
-            panel_size: (560, 430),
-        }
-    }
-}
-
-/// The experiment: numbers, verdict and figure.
-pub fn run(budget: Budget, rng: &mut Rng) -> Outcome {
-    let n = measure(budget, rng);
-    Outcome {
-        numbers: serde_json::to_value(&n).expect("numbers serialise"),
-        holds: n.holds(),
-        summary: n.summary(),
-        figure: n.figure(),
+            );
+        Figure::new(
+            title,
+            vec![Panel::Chart(grads), Panel::Chart(losses)],
+            2,
+            (560, 430),
+        )
     }
 }
 

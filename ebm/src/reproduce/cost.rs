@@ -14,7 +14,7 @@
 
 use super::common::log_log_slope;
 use super::figure::{Chart, Figure, Legend, Panel, Scale, Series};
-use super::{Budget, Outcome};
+use super::{Budget, Measured};
 use ebm_autodiff::Tape;
 use ebm_core::{DType, Rng};
 use ebm_nn::{Mlp, MlpConfig, Module, Optimizer};
@@ -104,12 +104,6 @@ pub fn measure(budget: Budget, rng: &mut Rng) -> Numbers {
 }
 
 impl Numbers {
-    /// ESM's time grows at a log-log slope above 1.5 over the largest dimensions while SSM's
-    /// and DSM's stay below 1.2, and ESM's tape grows with d while the others' do not.
-    pub fn holds(&self) -> bool {
-        self.slope[0] > 1.5 && self.slope[1] < 1.2 && self.slope[2] < 1.2 && self.tape_scaling()
-    }
-
     /// ESM's tape nodes grow by at least the growth of d (less its constant part), and the
     /// others' are the same at every d.
     pub fn tape_scaling(&self) -> bool {
@@ -121,9 +115,17 @@ impl Numbers {
             .all(|t| t.iter().all(|&v| v == t[0]));
         grows && flat
     }
+}
+
+impl Measured for Numbers {
+    /// ESM's time grows at a log-log slope above 1.5 over the largest dimensions while SSM's
+    /// and DSM's stay below 1.2, and ESM's tape grows with d while the others' do not.
+    fn holds(&self) -> bool {
+        self.slope[0] > 1.5 && self.slope[1] < 1.2 && self.slope[2] < 1.2 && self.tape_scaling()
+    }
 
     /// The measured figures in a sentence.
-    pub fn summary(&self) -> String {
+    fn summary(&self) -> String {
         let last = self.dims.len() - 1;
         let show = |i: usize| {
             format!(
@@ -140,7 +142,7 @@ impl Numbers {
     }
 
     /// Time against d, and tape nodes against d.
-    pub fn figure(&self) -> Figure {
+    fn figure(&self) -> Figure {
         let xs: Vec<f64> = self.dims.iter().map(|&d| d as f64).collect();
         let mut time = Chart::new(
             format!("seconds per training step (batch {})", self.batch),
@@ -181,23 +183,13 @@ impl Numbers {
         time = time
             .series(Series::reference("∝ d²", anchor(2), 6))
             .series(Series::reference("∝ d", anchor(1), 5));
-        Figure {
-            title: "The cost of score matching: exact (d backward passes) against sliced and denoising, d-64-64-1 MLP".into(),
-            panels: vec![Panel::Chart(time), Panel::Chart(nodes)],
-            columns: 2,
-            panel_size: (580, 440),
-        }
-    }
-}
-
-/// The experiment: numbers, verdict and figure.
-pub fn run(budget: Budget, rng: &mut Rng) -> Outcome {
-    let n = measure(budget, rng);
-    Outcome {
-        numbers: serde_json::to_value(&n).expect("numbers serialise"),
-        holds: n.holds(),
-        summary: n.summary(),
-        figure: n.figure(),
+        let title = "The cost of score matching: exact (d backward passes) against sliced and denoising, d-64-64-1 MLP".into();
+        Figure::new(
+            title,
+            vec![Panel::Chart(time), Panel::Chart(nodes)],
+            2,
+            (580, 440),
+        )
     }
 }
 

@@ -16,7 +16,7 @@ use super::common::{
     diagonal_gaussian, diagonal_gaussian_log_z, fast_adam, fit, geometric, log_log_slope,
 };
 use super::figure::{Chart, Figure, Legend, Panel, Scale, Series};
-use super::{Budget, Outcome};
+use super::{Budget, Measured};
 use ebm_autodiff::Tape;
 use ebm_core::{DType, Rng, Tensor};
 use ebm_nn::{param_grads, Mlp, MlpConfig, Module};
@@ -224,11 +224,11 @@ pub fn measure(budget: Budget, rng: &mut Rng) -> Numbers {
     n
 }
 
-impl Numbers {
+impl Measured for Numbers {
     /// Each fit's test NLL is within 4 SE (test and training sampling) of the closed form, the
     /// largest σ costs more than 4 SE over the smallest, DSM's variance grows as σ^(−2 ± 0.3)
     /// and the control variate's stays within a factor 2 over σ ≤ 0.1.
-    pub fn holds(&self) -> bool {
+    fn holds(&self) -> bool {
         let agree = (0..self.fit_sigma.len()).all(|i| {
             let se = self.test_nll_se[i].hypot(self.fit_se[i]);
             (self.test_nll[i] - self.closed_form_nll[i]).abs() < 4.0 * se
@@ -240,7 +240,7 @@ impl Numbers {
     }
 
     /// The measured figures in a sentence.
-    pub fn summary(&self) -> String {
+    fn summary(&self) -> String {
         let (k, last) = (self.fit_sigma.len() - 1, self.var_sigma.len() - 1);
         let small = self
             .var_sigma
@@ -259,7 +259,7 @@ impl Numbers {
     }
 
     /// Test NLL against σ with its closed form, and the gradient variances (log-log).
-    pub fn figure(&self) -> Figure {
+    fn figure(&self) -> Figure {
         let fine = geometric(self.fit_sigma[0], *self.fit_sigma.last().unwrap(), 60);
         let nll = Chart::new(
             "DSM fits q_σ: test NLL of a Gaussian fit on p_data",
@@ -330,26 +330,16 @@ impl Numbers {
                 .collect(),
             6,
         ));
-        Figure {
-            title: format!(
+        let title = format!(
                 "Denoising score matching: the noisy optimum ({} training rows) and the gradient variance ({} minibatches of {})",
                 self.train_rows, self.minibatches, self.batch
-            ),
-            panels: vec![Panel::Chart(nll), Panel::Chart(var)],
-            columns: 2,
-            panel_size: (580, 440),
-        }
-    }
-}
-
-/// The experiment: numbers, verdict and figure.
-pub fn run(budget: Budget, rng: &mut Rng) -> Outcome {
-    let n = measure(budget, rng);
-    Outcome {
-        numbers: serde_json::to_value(&n).expect("numbers serialise"),
-        holds: n.holds(),
-        summary: n.summary(),
-        figure: n.figure(),
+            );
+        Figure::new(
+            title,
+            vec![Panel::Chart(nll), Panel::Chart(var)],
+            2,
+            (580, 440),
+        )
     }
 }
 

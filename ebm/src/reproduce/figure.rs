@@ -183,6 +183,21 @@ pub struct Figure {
 }
 
 impl Figure {
+    /// A figure of `panels`, `columns` to a row, each `panel_size` pixels, under `title`.
+    pub fn new(
+        title: String,
+        panels: Vec<Panel>,
+        columns: usize,
+        panel_size: (u32, u32),
+    ) -> Figure {
+        Figure {
+            title,
+            panels,
+            columns,
+            panel_size,
+        }
+    }
+
     /// Writes the figure to `path` as a PNG, atomically.
     pub fn write_png(&self, path: &Path) -> Result<(), Error> {
         fonts();

@@ -15,7 +15,7 @@
 
 use super::common::{geometric, log_log_slope, mean_se};
 use super::figure::{Chart, Figure, Legend, Panel, Scale, Series};
-use super::{Budget, Outcome};
+use super::{Budget, Measured};
 use ebm_core::{DType, Rng, Tensor};
 use ebm_samplers::analytic::{Gaussian, GaussianMixture};
 use ebm_samplers::{Mala, Step, Ula};
@@ -195,19 +195,19 @@ fn trace(p: &GaussianMixture, budget: Budget, rng: &mut Rng, n: &mut Numbers) {
     n.trace_steps = steps;
 }
 
-impl Numbers {
+impl Measured for Numbers {
     /// ULA's bias is significant (> 4 SE) at the largest ε and shrinks with ε at a log-log
     /// slope between 1.5 and 3 over the ε ≤ 0.55 where it is significant, and MALA's error is
     /// within 4 SE at every ε. (The leading order is ε²; at finite ε a Gaussian mode's bias
     /// goes as x/(1 − x), x = ε²λ/4, whose slope 2/(1 − x) is 2 to 2.6 over these ε.)
-    pub fn holds(&self) -> bool {
+    fn holds(&self) -> bool {
         let mala_ok = (0..self.eps.len()).all(|i| self.mala_error[i].abs() < 4.0 * self.mala_se[i]);
         let significant = self.ula_error[0].abs() > 4.0 * self.ula_se[0];
         mala_ok && significant && (1.5..=3.0).contains(&self.ula_slope)
     }
 
     /// The measured figures in a sentence.
-    pub fn summary(&self) -> String {
+    fn summary(&self) -> String {
         let k = self.eps.len() - 1;
         let worst_mala = (0..self.eps.len())
             .map(|i| self.mala_error[i].abs() / self.mala_se[i])
@@ -220,7 +220,7 @@ impl Numbers {
     }
 
     /// Bias against ε (log-log), and error against steps.
-    pub fn figure(&self) -> Figure {
+    fn figure(&self) -> Figure {
         let pts = |v: &[f64]| -> Vec<(f64, f64)> {
             self.eps
                 .iter()
@@ -274,26 +274,16 @@ impl Numbers {
             at(&self.trace_mala_error),
             0,
         ));
-        Figure {
-            title: format!(
+        let title = format!(
                 "Langevin on a 2-D Gaussian mixture: ULA's O(ε²) bias and MALA's correction ({} chains)",
                 self.chains
-            ),
-            panels: vec![Panel::Chart(bias), Panel::Chart(steps)],
-            columns: 2,
-            panel_size: (580, 440),
-        }
-    }
-}
-
-/// The experiment: numbers, verdict and figure.
-pub fn run(budget: Budget, rng: &mut Rng) -> Outcome {
-    let n = measure(budget, rng);
-    Outcome {
-        numbers: serde_json::to_value(&n).expect("numbers serialise"),
-        holds: n.holds(),
-        summary: n.summary(),
-        figure: n.figure(),
+            );
+        Figure::new(
+            title,
+            vec![Panel::Chart(bias), Panel::Chart(steps)],
+            2,
+            (580, 440),
+        )
     }
 }
 

@@ -16,7 +16,7 @@
 
 use super::common::{fast_adam, fit, mean_se};
 use super::figure::{Chart, Figure, Legend, Panel, Scale, Series};
-use super::{Budget, Outcome};
+use super::{Budget, Measured};
 use ebm_autodiff::Var;
 use ebm_core::{DType, Rng, Tensor};
 use ebm_nn::{CustomEnergy, Model, ParamVars, Params};
@@ -201,15 +201,6 @@ fn worse(a: &Fit, b: &Fit) -> bool {
 }
 
 impl Numbers {
-    /// CD with the smallest k is worse (by 4 SE in test NLL) than with the largest, and its
-    /// left weight further from the truth. (PCD against CD at `compare_k` is measured and
-    /// reported, not part of the verdict.)
-    pub fn holds(&self) -> bool {
-        let (small, large) = (&self.cd[0], self.cd.last().expect("k"));
-        let off = |f: &Fit| (f.left_weight - self.true_left_weight).abs();
-        worse(small, large) && off(small) > off(large)
-    }
-
     /// CD's and PCD's fits at `compare_k`.
     pub fn at_compare_k(&self) -> (&Fit, &Fit) {
         let find = |v: &'_ [Fit]| -> usize {
@@ -219,9 +210,20 @@ impl Numbers {
         };
         (&self.cd[find(&self.cd)], &self.pcd[find(&self.pcd)])
     }
+}
+
+impl Measured for Numbers {
+    /// CD with the smallest k is worse (by 4 SE in test NLL) than with the largest, and its
+    /// left weight further from the truth. (PCD against CD at `compare_k` is measured and
+    /// reported, not part of the verdict.)
+    fn holds(&self) -> bool {
+        let (small, large) = (&self.cd[0], self.cd.last().expect("k"));
+        let off = |f: &Fit| (f.left_weight - self.true_left_weight).abs();
+        worse(small, large) && off(small) > off(large)
+    }
 
     /// The measured figures in a sentence.
-    pub fn summary(&self) -> String {
+    fn summary(&self) -> String {
         let (small, large) = (&self.cd[0], self.cd.last().expect("k"));
         let show = |name: &str, f: &Fit| {
             format!(
@@ -241,7 +243,7 @@ impl Numbers {
     }
 
     /// NLL and weight against k, and the learned densities.
-    pub fn figure(&self) -> Figure {
+    fn figure(&self) -> Figure {
         let ks = |fits: &[Fit], y: fn(&Fit) -> f64| -> Vec<(f64, f64)> {
             fits.iter().map(|f| (f.k as f64, y(f))).collect()
         };
@@ -297,26 +299,20 @@ impl Numbers {
                 line(&self.curve_cd_large_k),
                 0,
             ));
-        Figure {
-            title: format!(
+        let title = format!(
                 "Maximum likelihood with Langevin negatives: CD-k against PCD-k ({} updates of {} rows, ε = {EPS})",
                 self.steps, self.batch
-            ),
-            panels: vec![Panel::Chart(nll), Panel::Chart(weight), Panel::Chart(curves)],
-            columns: 3,
-            panel_size: (500, 420),
-        }
-    }
-}
-
-/// The experiment: numbers, verdict and figure.
-pub fn run(budget: Budget, rng: &mut Rng) -> Outcome {
-    let n = measure(budget, rng);
-    Outcome {
-        numbers: serde_json::to_value(&n).expect("numbers serialise"),
-        holds: n.holds(),
-        summary: n.summary(),
-        figure: n.figure(),
+            );
+        Figure::new(
+            title,
+            vec![
+                Panel::Chart(nll),
+                Panel::Chart(weight),
+                Panel::Chart(curves),
+            ],
+            3,
+            (500, 420),
+        )
     }
 }
 

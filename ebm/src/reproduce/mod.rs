@@ -57,6 +57,29 @@ pub struct Outcome {
     pub figure: Figure,
 }
 
+impl Outcome {
+    /// The outcome of an experiment's measurements.
+    pub fn of(n: &impl Measured) -> Outcome {
+        Outcome {
+            numbers: serde_json::to_value(n).expect("numbers serialise"),
+            holds: n.holds(),
+            summary: n.summary(),
+            figure: n.figure(),
+        }
+    }
+}
+
+/// What an experiment measures: numbers that serialise (its JSON), a verdict, a sentence and a
+/// figure.
+pub trait Measured: serde::Serialize {
+    /// Whether the measurements bear the claim out, by the criterion the doc comment states.
+    fn holds(&self) -> bool;
+    /// The measured figures behind the verdict, in a sentence.
+    fn summary(&self) -> String;
+    /// The figure of the measurements.
+    fn figure(&self) -> Figure;
+}
+
 /// One claim of the review and the experiment that measures it.
 pub struct Experiment {
     /// The name on the command line and of the output files.
@@ -72,42 +95,42 @@ pub const EXPERIMENTS: [Experiment; 8] = [
     Experiment {
         name: "langevin",
         claim: "Unadjusted Langevin dynamics is biased at any finite step, by O(ε²) in the tied step ε; MALA's Metropolis correction removes the bias.",
-        run: langevin::run,
+        run: |budget, rng| Outcome::of(&langevin::measure(budget, rng)),
     },
     Experiment {
         name: "mle",
         claim: "Maximum likelihood with short-run MCMC: CD-k's negatives see only what k Langevin steps from the data reach, so short runs bias the fit (here the weights of two modes); longer chains reach a better likelihood, and persistent chains (PCD) are the alternative to long runs.",
-        run: mle::run,
+        run: |budget, rng| Outcome::of(&mle::measure(budget, rng)),
     },
     Experiment {
         name: "cost",
         claim: "Exact score matching needs d backward passes per step, a cost quadratic in the data dimension; sliced and denoising score matching are linear.",
-        run: cost::run,
+        run: |budget, rng| Outcome::of(&cost::measure(budget, rng)),
     },
     Experiment {
         name: "dsm",
         claim: "Denoising score matching fits the noised data q_σ, not p_data (test NLL above the entropy by a closed-form amount as σ grows); as σ shrinks its gradient variance explodes as σ⁻², and the control variate of Wang et al. (2020) keeps it flat.",
-        run: dsm::run,
+        run: |budget, rng| Outcome::of(&dsm::measure(budget, rng)),
     },
     Experiment {
         name: "weights",
         claim: "Score matching is blind to the weights of separated modes: Langevin sampling on even the exact score gets them wrong; annealed Langevin over multi-scale noise gets them right.",
-        run: weights::run,
+        run: |budget, rng| Outcome::of(&weights::measure(budget, rng)),
     },
     Experiment {
         name: "nce",
         claim: "NCE needs noise close to the data: too wide or shifted noise costs test likelihood and log Z accuracy; log Z comes as a by-product, checked against quadrature.",
-        run: nce::run,
+        run: |budget, rng| Outcome::of(&nce::measure(budget, rng)),
     },
     Experiment {
         name: "cnce",
         claim: "Conditional NCE becomes score matching as its perturbation shrinks: (4/ε²)·∇J_CNCE → ∇J_SM with an O(ε²) error.",
-        run: cnce::run,
+        run: |budget, rng| Outcome::of(&cnce::measure(budget, rng)),
     },
     Experiment {
         name: "ncsn",
         claim: "A multi-scale score model samples the data by annealed Langevin, the reverse SDE and the probability-flow ODE alike, and the PF-ODE gives its likelihood.",
-        run: ncsn::run,
+        run: |budget, rng| Outcome::of(&ncsn::measure(budget, rng)),
     },
 ];
 

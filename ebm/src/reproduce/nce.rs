@@ -15,7 +15,7 @@
 
 use super::common::{diagonal_gaussian, fast_adam, fit, mean_se};
 use super::figure::{Chart, Figure, Legend, Panel, Scale, Series};
-use super::{Budget, Outcome};
+use super::{Budget, Measured};
 use ebm_core::{DType, Rng, Tensor};
 use ebm_objectives::eval::{grid_log_z, nll};
 use ebm_objectives::{ModelTarget, Nce, NoiseDistribution};
@@ -152,11 +152,13 @@ impl Numbers {
     fn best(&self) -> &Setting {
         &self.by_shift[0]
     }
+}
 
+impl Measured for Numbers {
     /// Noise matched to the data (r = 1, δ = 0) gives the smallest log Z error of all widths,
     /// and the narrowest noise and the largest shift are worse than it by more than 4 SE in
     /// both the NLL excess and the log Z error.
-    pub fn holds(&self) -> bool {
+    fn holds(&self) -> bool {
         let b = self.best();
         let z = |s: &Setting| (s.log_z_error, s.log_z_error_se);
         let nll = |s: &Setting| (s.excess_nll, s.excess_nll_se);
@@ -174,7 +176,7 @@ impl Numbers {
     }
 
     /// The measured figures in a sentence.
-    pub fn summary(&self) -> String {
+    fn summary(&self) -> String {
         let (b, n, w, f) = (
             self.best(),
             &self.by_width[0],
@@ -200,7 +202,7 @@ impl Numbers {
     }
 
     /// Both errors against the width, and against the shift.
-    pub fn figure(&self) -> Figure {
+    fn figure(&self) -> Figure {
         let chart =
             |title: &str, x_label: &str, settings: &[Setting], x: fn(&Setting) -> f64, log_x| {
                 let pts = |y: fn(&Setting) -> f64| settings.iter().map(|s| (x(s), y(s))).collect();
@@ -231,26 +233,16 @@ impl Numbers {
             |s| s.shift,
             false,
         );
-        Figure {
-            title: format!(
-                "NCE needs noise close to the data (diagonal Gaussian, {} rows, ν = 1, {} replicates)",
-                self.train_rows, self.replicates
-            ),
-            panels: vec![Panel::Chart(width), Panel::Chart(shift)],
-            columns: 2,
-            panel_size: (580, 440),
-        }
-    }
-}
-
-/// The experiment: numbers, verdict and figure.
-pub fn run(budget: Budget, rng: &mut Rng) -> Outcome {
-    let n = measure(budget, rng);
-    Outcome {
-        numbers: serde_json::to_value(&n).expect("numbers serialise"),
-        holds: n.holds(),
-        summary: n.summary(),
-        figure: n.figure(),
+        let title = format!(
+            "NCE needs noise close to the data (diagonal Gaussian, {} rows, ν = 1, {} replicates)",
+            self.train_rows, self.replicates
+        );
+        Figure::new(
+            title,
+            vec![Panel::Chart(width), Panel::Chart(shift)],
+            2,
+            (580, 440),
+        )
     }
 }
 

@@ -11,7 +11,7 @@
 
 use super::common::mean_se;
 use super::figure::{Bars, Figure, Panel};
-use super::{Budget, Outcome};
+use super::{Budget, Measured};
 use crate::plot::Grid;
 use ebm_core::{DType, Rng, Tensor};
 use ebm_data::{Toy, EIGHT_GAUSSIANS};
@@ -191,10 +191,10 @@ pub fn measure(budget: Budget, rng: &mut Rng) -> Numbers {
     }
 }
 
-impl Numbers {
+impl Measured for Numbers {
     /// Every sampler's MMD² is below `mmd_share` of the prior's, and the PF-ODE NLL lies
     /// within `nll_tolerance` of the data's own NLL on the same rows (and below the prior's).
-    pub fn holds(&self) -> bool {
+    fn holds(&self) -> bool {
         self.mmd
             .iter()
             .all(|m| *m < self.mmd_share * self.prior_mmd)
@@ -203,7 +203,7 @@ impl Numbers {
     }
 
     /// The measured figures in a sentence.
-    pub fn summary(&self) -> String {
+    fn summary(&self) -> String {
         let each: Vec<String> = SAMPLERS
             .iter()
             .zip(&self.mmd)
@@ -217,7 +217,7 @@ impl Numbers {
     }
 
     /// The samples of each sampler over the data density, and the MMDs.
-    pub fn figure(&self) -> Figure {
+    fn figure(&self) -> Figure {
         let bounds = [(-4.0, 4.0), (-4.0, 4.0)];
         let ring = GaussianMixture::ring(
             EIGHT_GAUSSIANS.modes,
@@ -252,26 +252,11 @@ impl Numbers {
             y_range: (self.entropy - 0.6, top),
         };
         panels.push(Panel::Bars(nll));
-        Figure {
-            title: format!(
+        let title = format!(
                 "A multi-scale score model (VE SDE, {:?} MLP, {} steps) sampled three ways over the 8-Gaussians density",
                 self.hidden, self.train_steps
-            ),
-            panels,
-            columns: 2,
-            panel_size: (500, 480),
-        }
-    }
-}
-
-/// The experiment: numbers, verdict and figure.
-pub fn run(budget: Budget, rng: &mut Rng) -> Outcome {
-    let n = measure(budget, rng);
-    Outcome {
-        numbers: serde_json::to_value(&n).expect("numbers serialise"),
-        holds: n.holds(),
-        summary: n.summary(),
-        figure: n.figure(),
+            );
+        Figure::new(title, panels, 2, (500, 480))
     }
 }
 

@@ -15,7 +15,7 @@
 
 use super::common::mean_se;
 use super::figure::{Bars, Figure, Panel};
-use super::{Budget, Outcome};
+use super::{Budget, Measured};
 use crate::plot::Grid;
 use ebm_core::{DType, Rng, Tensor};
 use ebm_objectives::eval::fisher_divergence;
@@ -139,17 +139,17 @@ pub fn measure(budget: Budget, rng: &mut Rng) -> Numbers {
     }
 }
 
-impl Numbers {
+impl Measured for Numbers {
     /// Langevin's weight is more than 10 SE off the truth, annealed Langevin's within 4 SE,
     /// and the equal-weight mixture's Fisher divergence is below 10⁻³ of its KL.
-    pub fn holds(&self) -> bool {
+    fn holds(&self) -> bool {
         (self.langevin_weight - self.true_weight).abs() > 10.0 * self.langevin_se
             && (self.annealed_weight - self.true_weight).abs() < 4.0 * self.annealed_se
             && self.fisher_equal_weights < 1e-3 * self.kl_equal_weights
     }
 
     /// The measured figures in a sentence.
-    pub fn summary(&self) -> String {
+    fn summary(&self) -> String {
         format!(
             "small-mode weight {}: Langevin on the exact score gives {:.3} ± {:.3}, annealed Langevin {:.3} ± {:.3}; the equal-weight mixture's Fisher divergence is {:.1e} against a KL of {:.3} ± {:.3} nats",
             self.true_weight, self.langevin_weight, self.langevin_se, self.annealed_weight,
@@ -158,7 +158,7 @@ impl Numbers {
     }
 
     /// Weights as bars, and each sampler's chains as a histogram.
-    pub fn figure(&self) -> Figure {
+    fn figure(&self) -> Figure {
         let bars = Bars {
             title: "weight of the small mode (± SE)".into(),
             y_label: "share of chains at x₀ < 0".into(),
@@ -193,31 +193,21 @@ impl Numbers {
             grid: Grid::of(&mixture(self.true_weight), &bounds, 80),
             points: None,
         };
-        Figure {
-            title: format!(
-                "Score matching is blind to mode weights: {} chains from U[−5, 5]² on the exact scores",
-                self.chains
-            ),
-            panels: vec![
+        let title = format!(
+            "Score matching is blind to mode weights: {} chains from U[−5, 5]² on the exact scores",
+            self.chains
+        );
+        Figure::new(
+            title,
+            vec![
                 Panel::Bars(bars),
                 truth,
                 density("Langevin: chains", &self.samples[0]),
                 density("annealed Langevin: chains", &self.samples[1]),
             ],
-            columns: 2,
-            panel_size: (520, 440),
-        }
-    }
-}
-
-/// The experiment: numbers, verdict and figure.
-pub fn run(budget: Budget, rng: &mut Rng) -> Outcome {
-    let n = measure(budget, rng);
-    Outcome {
-        numbers: serde_json::to_value(&n).expect("numbers serialise"),
-        holds: n.holds(),
-        summary: n.summary(),
-        figure: n.figure(),
+            2,
+            (520, 440),
+        )
     }
 }
 
