@@ -28,17 +28,25 @@ pub enum Arch {
     /// An MLP on the rows (a noise-conditional MLP for the multi-scale objectives).
     #[default]
     Mlp,
-    /// Rows read as square one-channel images: an IGEBM-style conv energy
+    /// Rows read as square one- or three-channel images: an IGEBM-style conv energy
     /// ([`ebm_nn::ConvEnergy`], `--hidden` its stage widths), or a noise-conditional U-Net
     /// ([`ebm_nn::UNet`], base width `--hidden`'s first) for the multi-scale objectives.
     Conv,
 }
 
 impl Arch {
-    /// The `[1, s, s]` image of rows of `dim` pixels, if `dim` is a square.
+    /// The square image of rows of `dim` pixels: `[1, s, s]` if `dim` is a square, else
+    /// `[3, s, s]` if `dim / 3` is one (3s² is never a square, so the two cannot clash).
     pub fn square_image(dim: usize) -> Option<[usize; 3]> {
-        let s = (dim as f64).sqrt().round() as usize;
-        (s > 0 && s * s == dim).then_some([1, s, s])
+        let side = |n: usize| {
+            let s = (n as f64).sqrt().round() as usize;
+            (s > 0 && s * s == n).then_some(s)
+        };
+        match side(dim) {
+            Some(s) => Some([1, s, s]),
+            None if dim.is_multiple_of(3) => side(dim / 3).map(|s| [3, s, s]),
+            None => None,
+        }
     }
 }
 

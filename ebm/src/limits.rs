@@ -94,8 +94,8 @@ pub fn check_with_dim(c: &TrainConfig, dim: usize) -> Result<(), Error> {
     if c.arch == crate::config::Arch::Conv {
         let Some([_, side, _]) = crate::config::Arch::square_image(dim) else {
             return Err(Error::usage(format!(
-                "--arch conv reads rows as square one-channel images (digits: 64 = 8×8, \
-                 Fashion-MNIST: 784 = 28×28), but the data have {dim} columns"
+                "--arch conv reads rows as square images of 1 or 3 channels (digits: 64 = 8×8, \
+                 Fashion-MNIST: 784 = 28×28, RGB: 3·s²), but the data have {dim} columns"
             )));
         };
         let stages = c.hidden.len();

@@ -32,6 +32,10 @@ pub struct Report {
     /// Test negative log-likelihood: nats per row, in the data file's units (standardisation
     /// undone), as [`Report::nll_units`] says.
     pub test_nll: Option<f64>,
+    /// Test bits per dimension of an image set, in the usual 8-bit units: the NLL of the
+    /// dequantised pixels on [0, 256)^d, NLL/(d ln 2) + 8 (Theis et al. 2016).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub test_bits_per_dim: Option<f64>,
     /// The units of every NLL of the run (training progress, metrics, loss.png, eval.json).
     pub nll_units: String,
     /// log Z and how it was computed ("grid" quadrature or "ais").
@@ -119,6 +123,12 @@ fn head(x: &Tensor, n: usize) -> Tensor {
     x.index_select(&(0..n).collect::<Vec<_>>())
 }
 
+/// Bits per dimension, in 8-bit units, of an NLL of `dim` pixels in [0, 1] (nats per row):
+/// the density on [0, 256)^d is 256^−d times the one on [0, 1]^d.
+pub fn bits_per_dim(nll: f64, dim: usize) -> f64 {
+    nll / (dim as f64 * std::f64::consts::LN_2) + 8.0
+}
+
 /// Evaluates `net` on `data`; returns the report and the model samples it drew.
 pub fn evaluate(
     net: &Net,
@@ -155,6 +165,9 @@ pub fn evaluate(
     if log_z.is_finite() {
         let v = nll(&density, &data.test, log_z) + log_det;
         r.test_nll = v.is_finite().then_some(v);
+        if data.images.is_some() {
+            r.test_bits_per_dim = r.test_nll.map(|v| bits_per_dim(v, data.dim));
+        }
         r.log_z = Some(log_z);
         r.log_z_method = Some(method.into());
         r.log_z_error = Some(err);
@@ -214,8 +227,9 @@ pub fn pictures(
         let st = format!("{} {sampler} samples over exp(−E)/Z", samples.shape()[0]);
         plot::samples_png(&dir.join("samples.png"), &model, samples, &st)?;
         files.push("samples.png".into());
-    } else if let Some(hw) = data.images {
-        plot::digits_png(&dir.join("samples.png"), samples, &data.test, hw, title)?;
+    } else if let Some(image) = data.images {
+        let (model, real) = (data.to_pixels(samples), data.to_pixels(&data.test));
+        plot::digits_png(&dir.join("samples.png"), &model, &real, image, title)?;
         files.push("samples.png".into());
     } else {
         plot::scatter_png(
@@ -271,7 +285,7 @@ pub fn final_report(
         e.copy_to(net.params_mut());
     }
     let noise = Noise::of(&t.config);
-    let log_det = t.data.standardization.as_ref().map_or(0.0, |s| s.log_det());
+    let log_det = t.data.nll_offset(&t.data.test);
     let mut opts = EvalOptions {
         seed: t.config.seed,
         ..EvalOptions::default()

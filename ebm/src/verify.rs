@@ -69,7 +69,7 @@ pub fn stored_dim(config: &TrainConfig, ckpt: &Checkpoint, file: &Path) -> Resul
         DataSpec::Toy { .. } => Some(2),
         DataSpec::Digits => Some(64),
         DataSpec::FashionMnist { .. } => Some(784),
-        DataSpec::File { .. } => None,
+        DataSpec::File { .. } | DataSpec::Images { .. } => None,
     };
     let dim = match ckpt.extra.get(EXTRA_DIM) {
         Some(s) => s

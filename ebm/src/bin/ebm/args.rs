@@ -11,7 +11,7 @@ use ebm_objectives::factory::OBJECTIVES;
 use ebm_objectives::names;
 use std::path::PathBuf;
 
-const DATA_HELP: &str = "8gaussians, checkerboard, 2spirals, rings, moons, swissroll, pinwheel, circles, digits, or a path to a .csv/.npy file (rows = samples)";
+const DATA_HELP: &str = "8gaussians, checkerboard, 2spirals, rings, moons, swissroll, pinwheel, circles, digits, fashion-mnist[=FOLDER], a folder of PNGs, a .npy of images ([n,H,W], NCHW or NHWC; nchw:FILE / nhwc:FILE to say which), or a path to a .csv/.npy file (rows = samples)";
 
 #[derive(Parser)]
 #[command(
@@ -51,7 +51,7 @@ pub struct ConfigArgs {
     /// Hidden widths of the network, comma-separated [default: 128,128]
     #[arg(long, value_delimiter = ',', help_heading = "Model")]
     pub hidden: Option<Vec<usize>>,
-    /// Network family: an MLP on the rows, or (rows read as square one-channel images) a
+    /// Network family: an MLP on the rows, or (rows read as square images of 1 or 3 channels) a
     /// conv energy / noise-conditional U-Net [default: mlp]
     #[arg(long, value_parser = ["mlp", "conv"], help_heading = "Model")]
     pub arch: Option<String>,
@@ -182,6 +182,10 @@ pub struct ConfigArgs {
     /// Do not standardise CSV/.npy columns (zero mean, unit variance)
     #[arg(long, help_heading = "Data")]
     pub no_standardize: bool,
+    /// Train image sets on y = logit(λ + (1 − 2λ)x) of their pixels x in [0, 1], with this λ
+    /// in (0, 0.5); NLLs and bits/dim stay those of the pixels [default: off]
+    #[arg(long, value_name = "LAMBDA", help_heading = "Data")]
+    pub logit: Option<f64>,
     /// Write the checkpoint every N steps (and at the end) [default: 500]
     #[arg(long, help_heading = "Output")]
     pub checkpoint_every: Option<u64>,
@@ -219,7 +223,7 @@ impl ConfigArgs {
             mpf_sigma => "--mpf-sigma", neighbours => "--neighbours", mvl_step => "--mvl-step",
             ksd_bandwidth => "--ksd-bandwidth", lsd_lambda => "--lsd-lambda", ed_t => "--ed-t",
             contrasts => "--contrasts", drl_sigma => "--drl-sigma", drl_steps => "--drl-steps",
-            test_frac => "--test-frac", val_frac => "--val-frac",
+            test_frac => "--test-frac", val_frac => "--val-frac", logit => "--logit",
             checkpoint_every => "--checkpoint-every", log_every => "--log-every",
             eval_every => "--eval-every", early_stop => "--early-stop");
         if self.no_standardize {
@@ -291,6 +295,7 @@ impl ConfigArgs {
             };
         }
         c.data_options.standardize = !self.no_standardize;
+        c.data_options.logit = self.logit;
         c
     }
 }
