@@ -91,6 +91,10 @@ pub struct TrainConfig {
     /// The network family (runs written before it existed read as an MLP).
     #[serde(default)]
     pub arch: Arch,
+    /// The conv energy's output layer: IGEBM's sum pooling, or a position-aware linear map of
+    /// the whole last feature map (runs written before it existed read as sum pooling).
+    #[serde(default)]
+    pub conv_head: ebm_nn::ConvHead,
     /// The activation between layers.
     pub activation: Activation,
     /// The optimizer family.
@@ -141,6 +145,7 @@ impl Default for TrainConfig {
             params: ObjectiveOptions::default(),
             hidden: vec![128, 128],
             arch: Arch::Mlp,
+            conv_head: ebm_nn::ConvHead::SumPool,
             activation: Activation::Silu,
             optimizer: OptimKind::Adam,
             lr: 3e-3,
@@ -196,6 +201,9 @@ impl TrainConfig {
                 "--hidden needs at least one positive width, got {:?}",
                 self.hidden
             ));
+        }
+        if self.conv_head != ebm_nn::ConvHead::SumPool && self.arch != Arch::Conv {
+            return u("--conv-head is the conv energy's; add --arch conv".into());
         }
         if self.checkpoint_every == 0 || self.log_every == 0 {
             return u("--checkpoint-every and --log-every must be at least 1".into());

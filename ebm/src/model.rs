@@ -61,7 +61,9 @@ impl Net {
                 Net::UNet(Box::new(UNet::new(unet_config(config, image, cond), rng)))
             }
             ModelKind::Energy => Net::Conv(Box::new(ConvEnergy::new(
-                ConvEnergyConfig::new(image, &config.hidden).activation(config.activation),
+                ConvEnergyConfig::new(image, &config.hidden)
+                    .activation(config.activation)
+                    .head(config.conv_head),
                 rng,
             ))),
         }

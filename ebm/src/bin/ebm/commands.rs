@@ -188,11 +188,17 @@ pub fn eval_cmd(a: EvalArgs) -> Result<i32, Error> {
     }
     let (loaded, data) = load_run(&a.run)?;
     limits::check_sampling(a.samples, data.dim, None, Some(a.rows), Some(a.ais_temps))?;
+    limits::at_most("--ais-chains", a.ais_chains, limits::MAX_SAMPLES)?;
+    if a.ais_chains < 2 {
+        return Err(Error::usage("--ais-chains must be at least 2"));
+    }
     let log_det = data.nll_offset(&data.test);
     let opts = EvalOptions {
         rows: a.rows,
         samples: a.samples,
         ais_temps: a.ais_temps,
+        ais_chains: a.ais_chains,
+        ais_prior: report::AisPrior::parse(&a.ais_prior)?,
         seed: a.seed,
         sample: SampleOptions {
             sampler: Some(SamplerKind::parse(&a.sampler)?),
