@@ -778,6 +778,78 @@ fn conv_energy_and_unet_train_on_digit_images() {
     check_png(&run.join("samples.png"), 800, 500);
     let cfg = std::fs::read_to_string(run.join("config.json")).unwrap_or_default();
     assert!(cfg.is_empty() || cfg.contains("conv"), "{cfg}");
+    // `ebm eval` reads the conv run back (from the data prior and from N(0, I))
+    for prior in ["data", "standard"] {
+        let out = ok(&[
+            "eval",
+            run.to_str().unwrap(),
+            "--ais-temps",
+            "5",
+            "--ais-chains",
+            "8",
+            "--ais-prior",
+            prior,
+            "--samples",
+            "8",
+            "--rows",
+            "8",
+        ]);
+        let e: serde_json::Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(e["ais_prior"], prior, "{e}");
+        assert!(e["test_bits_per_dim"].as_f64().unwrap().is_finite(), "{e}");
+    }
+    // image PCD: a replay buffer and short-run SGLD (decoupled drift and noise), a
+    // position-aware head, EMA weights; the header names the conv network
+    let run = d.join("pcd");
+    let out = ok(&[
+        "train",
+        "--data",
+        "digits",
+        "--arch",
+        "conv",
+        "--conv-head",
+        "flatten",
+        "--hidden",
+        "8,8",
+        "--objective",
+        "pcd",
+        "--langevin-eps",
+        "1",
+        "--langevin-noise",
+        "0.01",
+        "--langevin-steps",
+        "3",
+        "--buffer-size",
+        "64",
+        "--ema",
+        "0.9",
+        "--steps",
+        "3",
+        "--batch",
+        "16",
+        "--eval-samples",
+        "20",
+        "--out",
+        run.to_str().unwrap(),
+    ]);
+    assert!(out.contains("1×8×8 8-8 silu conv energy (flatten head)"), "{out}");
+    assert!(json(&run.join("eval.json"))["test_nll"]
+        .as_f64()
+        .unwrap()
+        .is_finite());
+    check_png(&run.join("samples.png"), 800, 500);
+    let err = fails_one_line(&["train", "--data", "digits", "--conv-head", "flatten"]);
+    assert!(err.contains("add --arch conv"), "{err}");
+    let err = fails_one_line(&[
+        "train",
+        "--data",
+        "digits",
+        "--objective",
+        "pcd",
+        "--langevin-noise",
+        "-1",
+    ]);
+    assert!(err.contains("--langevin-noise must be 0"), "{err}");
     // the multi-scale objective gets the noise-conditional U-Net
     let run = d.join("unet");
     ok(&[

@@ -692,6 +692,7 @@ fn tiny_eval() -> EvalOptions {
             steps: Some(3),
             ..SampleOptions::default()
         },
+        ..EvalOptions::default()
     }
 }
 
