@@ -199,6 +199,9 @@ pub struct Dataset {
     pub images: Option<[usize; 3]>,
     /// The logit transform applied to an image set's pixels (`--logit`).
     pub logit: Option<Logit>,
+    /// The number of pixel levels an image set was dequantised from (17 for the digits, whose
+    /// pixels are 0..=16; 256 for 8-bit images): pixels in [0, 1] are (p + u)/levels.
+    pub levels: Option<usize>,
     seed: u64,
 }
 
@@ -265,6 +268,7 @@ impl Dataset {
             standardization,
             images,
             logit: None,
+            levels: images.map(|_| 256),
             seed,
         };
         match spec {
@@ -288,7 +292,10 @@ impl Dataset {
                 let x = Digits::load()?.dequantized(&mut rng, DType::F32);
                 let (train, val, test) = split(&x, opts, seed, digits::SOURCE)?;
                 let image = Some(digits::IMAGE_SHAPE);
-                Ok(finite(train, val, test, digits::PIXELS, None, image))
+                Ok(Dataset {
+                    levels: Some(digits::MAX_PIXEL as usize + 1),
+                    ..finite(train, val, test, digits::PIXELS, None, image)
+                })
             }
             DataSpec::FashionMnist { dir } => {
                 let (train_file, test_file) = crate::idx::fashion_mnist_files(dir.as_deref())?;
@@ -429,6 +436,7 @@ mod tests {
             standardization: None,
             images: None,
             logit: None,
+            levels: None,
             seed: 4,
         };
         // 5 batches of 4 span two epochs; the first 10 rows (epoch 0) are a permutation
@@ -454,7 +462,10 @@ mod tests {
         assert_eq!((ds.test.shape()[0], ds.val.shape()[0]), (359, 143));
         let v = ds.train.to_vec_f64();
         assert!(v.iter().all(|x| *x > 0.0 && *x < 1.0));
-        assert_eq!((ds.dim, ds.images), (64, Some([1, 8, 8])));
+        assert_eq!(
+            (ds.dim, ds.images, ds.levels),
+            (64, Some([1, 8, 8]), Some(17))
+        );
     }
 
     #[test]
@@ -473,5 +484,62 @@ mod tests {
         );
         let e = DataSpec::parse("/no/such/file.csv").unwrap_err();
         assert!(matches!(e, Error::Usage(_)), "{e}");
+    }
+
+    #[cfg(feature = "npy")]
+    #[test]
+    fn image_arrays_parse_load_and_take_the_logit_transform() {
+        let dir = std::env::temp_dir().join(format!("ebm-ds-images-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        // 10 one-channel 2×2 images as [n, H, W] uint8, written with a hand-made header
+        let mut h = "{'descr': '|u1', 'fortran_order': False, 'shape': (10, 2, 2), }".to_string();
+        while !(10 + h.len() + 1).is_multiple_of(64) {
+            h.push(' ');
+        }
+        h.push('\n');
+        let mut bytes = b"\x93NUMPY\x01\x00".to_vec();
+        bytes.extend((h.len() as u16).to_le_bytes());
+        bytes.extend(h.as_bytes());
+        bytes.extend((0..40u8).map(|v| v * 6));
+        let f = dir.join("im.npy");
+        std::fs::write(&f, &bytes).unwrap();
+        let spec = DataSpec::parse(f.to_str().unwrap()).unwrap();
+        assert!(
+            matches!(spec, DataSpec::Images { layout: None, .. }),
+            "{spec:?}"
+        );
+        let spec = DataSpec::parse(&format!("nchw:{}", f.display())).unwrap();
+        assert!(matches!(
+            spec,
+            DataSpec::Images {
+                layout: Some(ImageLayout::Nchw),
+                ..
+            }
+        ));
+        let opts = DataOptions {
+            standardize: false,
+            ..DataOptions::default()
+        };
+        let plain = Dataset::load(&spec, &opts, 0).unwrap();
+        assert_eq!(
+            (plain.dim, plain.images, plain.levels),
+            (4, Some([1, 2, 2]), Some(256))
+        );
+        assert_eq!(plain.nll_offset(&plain.test), 0.0);
+        let logit = DataOptions {
+            logit: Some(0.01),
+            ..opts.clone()
+        };
+        let ds = Dataset::load(&spec, &logit, 0).unwrap();
+        // the same pixels, transformed; the offset is minus the mean log-det of the test rows
+        assert!(ds.to_pixels(&ds.test).max_abs_diff(&plain.test) < 1e-5);
+        let l = Logit { lambda: 0.01 };
+        let ld = l.log_det(&plain.test);
+        let want = -ld.iter().sum::<f64>() / ld.len() as f64;
+        assert!((ds.nll_offset(&ds.test) - want).abs() < 1e-3);
+        // the logit is for image sets only
+        let e = Dataset::load(&DataSpec::parse("moons").unwrap(), &logit, 0).unwrap_err();
+        assert!(e.to_string().contains("not an image set"), "{e}");
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

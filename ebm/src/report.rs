@@ -32,8 +32,9 @@ pub struct Report {
     /// Test negative log-likelihood: nats per row, in the data file's units (standardisation
     /// undone), as [`Report::nll_units`] says.
     pub test_nll: Option<f64>,
-    /// Test bits per dimension of an image set, in the usual 8-bit units: the NLL of the
-    /// dequantised pixels on [0, 256)^d, NLL/(d ln 2) + 8 (Theis et al. 2016).
+    /// Test bits per dimension of an image set, in the units of its discrete pixels: the NLL
+    /// of the dequantised pixels on [0, L)^d for L levels, NLL/(d ln 2) + log₂ L (Theis et al.
+    /// 2016; L = 256 for 8-bit images, 17 for the digits).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub test_bits_per_dim: Option<f64>,
     /// The units of every NLL of the run (training progress, metrics, loss.png, eval.json).
@@ -179,10 +180,10 @@ fn head(x: &Tensor, n: usize) -> Tensor {
     x.index_select(&(0..n).collect::<Vec<_>>())
 }
 
-/// Bits per dimension, in 8-bit units, of an NLL of `dim` pixels in [0, 1] (nats per row):
-/// the density on [0, 256)^d is 256^−d times the one on [0, 1]^d.
-pub fn bits_per_dim(nll: f64, dim: usize) -> f64 {
-    nll / (dim as f64 * std::f64::consts::LN_2) + 8.0
+/// Bits per dimension of an NLL of `dim` pixels in [0, 1] (nats per row) dequantised from
+/// `levels` levels: the density on [0, L)^d is L^−d times the one on [0, 1]^d.
+pub fn bits_per_dim(nll: f64, dim: usize, levels: usize) -> f64 {
+    nll / (dim as f64 * std::f64::consts::LN_2) + (levels as f64).log2()
 }
 
 /// Evaluates `net` on `data`; returns the report and the model samples it drew.
@@ -231,8 +232,8 @@ pub fn evaluate(
     if log_z.is_finite() {
         let v = nll(&density, &data.test, log_z) + log_det;
         r.test_nll = v.is_finite().then_some(v);
-        if data.images.is_some() {
-            r.test_bits_per_dim = r.test_nll.map(|v| bits_per_dim(v, data.dim));
+        if let Some(levels) = data.levels {
+            r.test_bits_per_dim = r.test_nll.map(|v| bits_per_dim(v, data.dim, levels));
         }
         r.log_z = Some(log_z);
         r.log_z_method = Some(method.into());

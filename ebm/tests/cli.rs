@@ -832,7 +832,10 @@ fn conv_energy_and_unet_train_on_digit_images() {
         "--out",
         run.to_str().unwrap(),
     ]);
-    assert!(out.contains("1×8×8 8-8 silu conv energy (flatten head)"), "{out}");
+    assert!(
+        out.contains("1×8×8 8-8 silu conv energy (flatten head)"),
+        "{out}"
+    );
     assert!(json(&run.join("eval.json"))["test_nll"]
         .as_f64()
         .unwrap()

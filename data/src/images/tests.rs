@@ -34,7 +34,7 @@ fn npy_bytes(descr: &str, shape: &[usize], raw: &[u8]) -> Vec<u8> {
         format!("({})", dims.join(", "))
     };
     let mut h = format!("{{'descr': '{descr}', 'fortran_order': False, 'shape': {shape}, }}");
-    while (10 + h.len() + 1) % 64 != 0 {
+    while !(10 + h.len() + 1).is_multiple_of(64) {
         h.push(' ');
     }
     h.push('\n');
