@@ -165,7 +165,14 @@ fn read_images(path: &std::path::Path, layout: Option<ImageLayout>) -> Result<Im
     }
 }
 
+/// The rank a `.npy` file's header declares: unknown without the `npy` feature.
+#[cfg(not(feature = "npy"))]
+fn npy_rank(_path: &std::path::Path) -> Option<usize> {
+    None
+}
+
 /// The rank a `.npy` file's header declares (its first 64 KiB read), if readable.
+#[cfg(feature = "npy")]
 fn npy_rank(path: &std::path::Path) -> Option<usize> {
     use std::io::Read;
     let mut head = Vec::new();

@@ -75,7 +75,7 @@ pub enum ImageLayout {
 impl ImageLayout {
     /// The layout of a 4-D array: `given`, or the one whose channel axis holds 1 or 3
     /// channels when only one does.
-    fn of(shape: &[usize], given: Option<ImageLayout>, what: &str) -> Result<Self, Error> {
+    pub fn of(shape: &[usize], given: Option<ImageLayout>, what: &str) -> Result<Self, Error> {
         if let Some(l) = given {
             return Ok(l);
         }
@@ -93,7 +93,7 @@ impl ImageLayout {
 
 /// Total pixel bytes of `n` images of `shape`, refused past [`MAX_IMAGE_BYTES`] (overflow
 /// checked).
-fn checked_bytes(n: usize, shape: [usize; 3], what: &str) -> Result<usize, Error> {
+pub fn checked_bytes(n: usize, shape: [usize; 3], what: &str) -> Result<usize, Error> {
     shape
         .iter()
         .try_fold(n as u64, |acc, &s| acc.checked_mul(s as u64))
