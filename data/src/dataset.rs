@@ -7,6 +7,7 @@
 
 use crate::digits::{self, Digits};
 use crate::error::DataError as Error;
+use crate::images::{ImageLayout, Images, Logit};
 use crate::split::{split, DataOptions};
 use crate::standardize::Standardization;
 use crate::toy::Toy;
@@ -46,6 +47,14 @@ pub enum DataSpec {
         /// A folder holding the IDX files (absolute), or `None` for the Debian location.
         dir: Option<PathBuf>,
     },
+    /// Images: a folder of PNGs, or a `.npy` array of them (`[n, H, W]`, NCHW or NHWC),
+    /// dequantised to [0, 1] and split like a file of rows.
+    Images {
+        /// The folder or `.npy` file (absolute).
+        path: PathBuf,
+        /// The layout of a 4-D array, or `None` to infer it from the channel axis.
+        layout: Option<ImageLayout>,
+    },
     /// A CSV or `.npy` file of rows (an absolute path).
     File {
         /// The file.
@@ -54,7 +63,9 @@ pub enum DataSpec {
 }
 
 impl DataSpec {
-    /// Parses the `--data` argument: a toy name, `digits`, or an existing `.csv`/`.npy` path.
+    /// Parses the `--data` argument: a toy name, `digits`, `fashion-mnist[=FOLDER]`, a folder
+    /// of PNGs, `nchw:FILE.npy` / `nhwc:FILE.npy`, or an existing `.csv`/`.npy` path (a
+    /// `.npy` array of rank 3 or 4 is read as images).
     pub fn parse(s: &str) -> Result<DataSpec, Error> {
         if Toy::from_name(s).is_some() {
             return Ok(DataSpec::Toy { name: s.into() });
@@ -70,8 +81,38 @@ impl DataSpec {
                 .map_err(|e| Error::usage(format!("cannot resolve folder {dir}: {e}")))?;
             return Ok(DataSpec::FashionMnist { dir: Some(dir) });
         }
+        let absolute = |p: &std::path::Path| {
+            if !p.exists() {
+                return Err(Error::usage(format!(
+                    "data file {} does not exist",
+                    p.display()
+                )));
+            }
+            std::path::absolute(p)
+                .map_err(|e| Error::usage(format!("cannot resolve {}: {e}", p.display())))
+        };
+        for (prefix, layout) in [("nchw:", ImageLayout::Nchw), ("nhwc:", ImageLayout::Nhwc)] {
+            if let Some(f) = s.strip_prefix(prefix) {
+                return Ok(DataSpec::Images {
+                    path: absolute(f.as_ref())?,
+                    layout: Some(layout),
+                });
+            }
+        }
         let p = PathBuf::from(s);
+        if p.is_dir() {
+            return Ok(DataSpec::Images {
+                path: absolute(&p)?,
+                layout: None,
+            });
+        }
         let ext = p.extension().and_then(|e| e.to_str()).unwrap_or("");
+        if ext == "npy" && npy_rank(&p).is_some_and(|r| r >= 3) {
+            return Ok(DataSpec::Images {
+                path: absolute(&p)?,
+                layout: None,
+            });
+        }
         if ext == "csv" || ext == "npy" {
             if !p.exists() {
                 return Err(Error::usage(format!(
@@ -87,7 +128,7 @@ impl DataSpec {
         }
         let names: Vec<&str> = Toy::ALL.iter().map(|t| t.name()).collect();
         Err(Error::usage(format!(
-            "unknown data `{s}`: expected one of {}, digits, fashion-mnist (or fashion-mnist=FOLDER), or a path to a .csv or .npy file",
+            "unknown data `{s}`: expected one of {}, digits, fashion-mnist (or fashion-mnist=FOLDER), a folder of PNGs, or a path to a .csv or .npy file (nchw:FILE.npy / nhwc:FILE.npy for images)",
             names.join(", ")
         )))
     }
@@ -98,12 +139,49 @@ impl DataSpec {
             DataSpec::Toy { name } => name.clone(),
             DataSpec::Digits => "digits".into(),
             DataSpec::FashionMnist { .. } => "fashion-mnist".into(),
-            DataSpec::File { path } => path
+            DataSpec::File { path } | DataSpec::Images { path, .. } => path
                 .file_stem()
                 .map(|s| s.to_string_lossy().into_owned())
                 .unwrap_or_else(|| "data".into()),
         }
     }
+}
+
+/// The images of a PNG folder or an image `.npy` file.
+fn read_images(path: &std::path::Path, layout: Option<ImageLayout>) -> Result<Images, Error> {
+    if path.is_dir() {
+        return crate::images::read_png_folder(path);
+    }
+    let bytes = crate::values::read_regular_file(path)?;
+    #[cfg(feature = "npy")]
+    return crate::images::read_npy_images(&bytes, layout, &path.display().to_string());
+    #[cfg(not(feature = "npy"))]
+    {
+        let _ = (bytes, layout);
+        Err(Error::usage(format!(
+            "{}: reading .npy files needs ebm-data's `npy` feature",
+            path.display()
+        )))
+    }
+}
+
+/// The rank a `.npy` file's header declares: unknown without the `npy` feature.
+#[cfg(not(feature = "npy"))]
+fn npy_rank(_path: &std::path::Path) -> Option<usize> {
+    None
+}
+
+/// The rank a `.npy` file's header declares (its first 64 KiB read), if readable.
+#[cfg(feature = "npy")]
+fn npy_rank(path: &std::path::Path) -> Option<usize> {
+    use std::io::Read;
+    let mut head = Vec::new();
+    std::fs::File::open(path)
+        .ok()?
+        .take(1 << 16)
+        .read_to_end(&mut head)
+        .ok()?;
+    crate::npy::declared_dims(&head).map(|d| d.len())
 }
 
 /// A loaded dataset: training rows (or a generator), test rows, and how they were made.
@@ -123,15 +201,68 @@ pub struct Dataset {
     pub dim: usize,
     /// The transform applied to a user file.
     pub standardization: Option<Standardization>,
-    /// Image sets (digits, Fashion-MNIST): rows are dequantised one-channel images of
-    /// (height, width), pixel (i, j) at column width·i + j.
-    pub images: Option<(usize, usize)>,
+    /// Image sets (digits, Fashion-MNIST, PNG folders, `.npy` images): rows are dequantised
+    /// images of `[channels, height, width]`, pixel (c, i, j) at column c·H·W + W·i + j.
+    pub images: Option<[usize; 3]>,
+    /// The logit transform applied to an image set's pixels (`--logit`).
+    pub logit: Option<Logit>,
+    /// The number of pixel levels an image set was dequantised from (17 for the digits, whose
+    /// pixels are 0..=16; 256 for 8-bit images): pixels in [0, 1] are (p + u)/levels.
+    pub levels: Option<usize>,
     seed: u64,
 }
 
 impl Dataset {
     /// Loads `spec`; `seed` fixes the split, the dequantisation and the minibatch order.
+    /// An image set is then put through the logit transform when `opts.logit` asks for it.
     pub fn load(spec: &DataSpec, opts: &DataOptions, seed: u64) -> Result<Dataset, Error> {
+        let mut ds = Dataset::load_untransformed(spec, opts, seed)?;
+        if let Some(lambda) = opts.logit {
+            let logit = Logit { lambda };
+            logit.check()?;
+            if ds.images.is_none() {
+                return Err(Error::usage(format!(
+                    "--logit transforms pixels in [0, 1]; {} is not an image set",
+                    spec.label()
+                )));
+            }
+            ds.train = logit.apply(&ds.train);
+            ds.val = logit.apply(&ds.val);
+            ds.test = logit.apply(&ds.test);
+            ds.logit = Some(logit);
+        }
+        Ok(ds)
+    }
+
+    /// What to add to a model's NLL of transformed rows `rows` (mean over them) to have the
+    /// NLL of the data as read: Σ log sⱼ of a standardisation, −log|dy/dx| of the logit
+    /// transform ([`Logit::log_det`]), 0 otherwise.
+    pub fn nll_offset(&self, rows: &Tensor) -> f64 {
+        if let Some(s) = &self.standardization {
+            return s.log_det();
+        }
+        match self.logit {
+            Some(l) if rows.shape()[0] > 0 => {
+                let ld = l.log_det(&l.invert(rows));
+                -ld.iter().sum::<f64>() / ld.len() as f64
+            }
+            _ => 0.0,
+        }
+    }
+
+    /// Rows as pixels in [0, 1] for pictures: the logit transform undone when there is one.
+    pub fn to_pixels(&self, rows: &Tensor) -> Tensor {
+        match self.logit {
+            Some(l) => l.invert(rows),
+            None => rows.clone(),
+        }
+    }
+
+    fn load_untransformed(
+        spec: &DataSpec,
+        opts: &DataOptions,
+        seed: u64,
+    ) -> Result<Dataset, Error> {
         opts.check()?;
         let empty = || Tensor::zeros(&[0, 2], DType::F32);
         let finite = |train, val, test, dim, standardization, images| Dataset {
@@ -143,6 +274,8 @@ impl Dataset {
             dim,
             standardization,
             images,
+            logit: None,
+            levels: images.map(|_| 256),
             seed,
         };
         match spec {
@@ -165,8 +298,11 @@ impl Dataset {
                 let mut rng = Rng::new(seed).stream(DEQUANTIZE_STREAM);
                 let x = Digits::load()?.dequantized(&mut rng, DType::F32);
                 let (train, val, test) = split(&x, opts, seed, digits::SOURCE)?;
-                let hw = (digits::IMAGE_SHAPE[1], digits::IMAGE_SHAPE[2]);
-                Ok(finite(train, val, test, digits::PIXELS, None, Some(hw)))
+                let image = Some(digits::IMAGE_SHAPE);
+                Ok(Dataset {
+                    levels: Some(digits::MAX_PIXEL as usize + 1),
+                    ..finite(train, val, test, digits::PIXELS, None, image)
+                })
             }
             DataSpec::FashionMnist { dir } => {
                 let (train_file, test_file) = crate::idx::fashion_mnist_files(dir.as_deref())?;
@@ -190,7 +326,15 @@ impl Dataset {
                 let perm = Rng::new(seed).stream(DEQUANTIZE_STREAM + 1).permutation(n);
                 let (tr, va) = perm.split_at(n - n_val);
                 let (train, val) = (pool.index_select(tr), pool.index_select(va));
-                Ok(finite(train, val, test, 784, None, Some((28, 28))))
+                Ok(finite(train, val, test, 784, None, Some([1, 28, 28])))
+            }
+            DataSpec::Images { path, layout } => {
+                let images = read_images(path, *layout)?;
+                let mut rng = Rng::new(seed).stream(DEQUANTIZE_STREAM);
+                let x = images.dequantized(&mut rng, DType::F32);
+                let (train, val, test) = split(&x, opts, seed, &path.display().to_string())?;
+                let d = x.shape()[1];
+                Ok(finite(train, val, test, d, None, Some(images.shape)))
             }
             DataSpec::File { path } => {
                 let x = crate::table::read_file(path)?.to_tensor(DType::F32);
@@ -298,6 +442,8 @@ mod tests {
             dim: 2,
             standardization: None,
             images: None,
+            logit: None,
+            levels: None,
             seed: 4,
         };
         // 5 batches of 4 span two epochs; the first 10 rows (epoch 0) are a permutation
@@ -323,7 +469,10 @@ mod tests {
         assert_eq!((ds.test.shape()[0], ds.val.shape()[0]), (359, 143));
         let v = ds.train.to_vec_f64();
         assert!(v.iter().all(|x| *x > 0.0 && *x < 1.0));
-        assert_eq!((ds.dim, ds.images), (64, Some((8, 8))));
+        assert_eq!(
+            (ds.dim, ds.images, ds.levels),
+            (64, Some([1, 8, 8]), Some(17))
+        );
     }
 
     #[test]
@@ -342,5 +491,62 @@ mod tests {
         );
         let e = DataSpec::parse("/no/such/file.csv").unwrap_err();
         assert!(matches!(e, Error::Usage(_)), "{e}");
+    }
+
+    #[cfg(feature = "npy")]
+    #[test]
+    fn image_arrays_parse_load_and_take_the_logit_transform() {
+        let dir = std::env::temp_dir().join(format!("ebm-ds-images-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        // 10 one-channel 2×2 images as [n, H, W] uint8, written with a hand-made header
+        let mut h = "{'descr': '|u1', 'fortran_order': False, 'shape': (10, 2, 2), }".to_string();
+        while !(10 + h.len() + 1).is_multiple_of(64) {
+            h.push(' ');
+        }
+        h.push('\n');
+        let mut bytes = b"\x93NUMPY\x01\x00".to_vec();
+        bytes.extend((h.len() as u16).to_le_bytes());
+        bytes.extend(h.as_bytes());
+        bytes.extend((0..40u8).map(|v| v * 6));
+        let f = dir.join("im.npy");
+        std::fs::write(&f, &bytes).unwrap();
+        let spec = DataSpec::parse(f.to_str().unwrap()).unwrap();
+        assert!(
+            matches!(spec, DataSpec::Images { layout: None, .. }),
+            "{spec:?}"
+        );
+        let spec = DataSpec::parse(&format!("nchw:{}", f.display())).unwrap();
+        assert!(matches!(
+            spec,
+            DataSpec::Images {
+                layout: Some(ImageLayout::Nchw),
+                ..
+            }
+        ));
+        let opts = DataOptions {
+            standardize: false,
+            ..DataOptions::default()
+        };
+        let plain = Dataset::load(&spec, &opts, 0).unwrap();
+        assert_eq!(
+            (plain.dim, plain.images, plain.levels),
+            (4, Some([1, 2, 2]), Some(256))
+        );
+        assert_eq!(plain.nll_offset(&plain.test), 0.0);
+        let logit = DataOptions {
+            logit: Some(0.01),
+            ..opts.clone()
+        };
+        let ds = Dataset::load(&spec, &logit, 0).unwrap();
+        // the same pixels, transformed; the offset is minus the mean log-det of the test rows
+        assert!(ds.to_pixels(&ds.test).max_abs_diff(&plain.test) < 1e-5);
+        let l = Logit { lambda: 0.01 };
+        let ld = l.log_det(&plain.test);
+        let want = -ld.iter().sum::<f64>() / ld.len() as f64;
+        assert!((ds.nll_offset(&ds.test) - want).abs() < 1e-3);
+        // the logit is for image sets only
+        let e = Dataset::load(&DataSpec::parse("moons").unwrap(), &logit, 0).unwrap_err();
+        assert!(e.to_string().contains("not an image set"), "{e}");
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -11,6 +11,7 @@
 //! different from the bytes present.
 
 use crate::error::DataError as Error;
+use crate::images::Images;
 use ebm_core::{DType, Rng, Tensor};
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -99,22 +100,23 @@ pub fn parse_idx(bytes: &[u8], source: &str) -> Result<Idx, Error> {
 }
 
 impl Idx {
-    /// The images `[n, h, w]` as rows of h·w pixels in [0, 1], dequantised: (p + u)/256.
-    pub fn dequantized_images(&self, rng: &mut Rng, dtype: DType) -> Result<Tensor, Error> {
-        let [n, h, w] = self.dims[..] else {
+    /// The images `[n, h, w]` as one-channel [`Images`].
+    pub fn images(&self) -> Result<Images, Error> {
+        let [_, h, w] = self.dims[..] else {
             return Err(Error::data(format!(
                 "IDX images must have 3 dimensions [n, h, w], found {:?}",
                 self.dims
             )));
         };
-        let u = rng.uniform(&[n * h * w], 0.0, 1.0, DType::F64).to_vec_f64();
-        let v: Vec<f64> = self
-            .values
-            .iter()
-            .zip(&u)
-            .map(|(&p, &u)| (p as f64 + u) / 256.0)
-            .collect();
-        Ok(Tensor::from_f64s(&v, &[n, h * w], dtype))
+        Ok(Images {
+            shape: [1, h, w],
+            pixels: self.values.clone(),
+        })
+    }
+
+    /// The images `[n, h, w]` as rows of h·w pixels in [0, 1], dequantised: (p + u)/256.
+    pub fn dequantized_images(&self, rng: &mut Rng, dtype: DType) -> Result<Tensor, Error> {
+        Ok(self.images()?.dequantized(rng, dtype))
     }
 }
 

@@ -14,6 +14,8 @@
 //!   devices and pipes, more than [`MAX_DIM`] columns ([`values`]).
 //! - [`idx`]: IDX image files (MNIST's format), plain or gzip, and Fashion-MNIST where
 //!   Debian's `dataset-fashion-mnist` installs it, dequantised to [0, 1].
+//! - [`images`]: folders of PNGs and `.npy` image arrays (NCHW or NHWC), dequantised to
+//!   [0, 1], and the logit transform ([`Logit`]).
 //! - [`standardize`], [`split`], [`dataset`]: per-column standardisation, seeded
 //!   train/validation/test splits, and [`Dataset`], whose minibatches are a pure function of
 //!   (seed, step).
@@ -33,6 +35,7 @@ pub mod dataset;
 pub mod digits;
 pub mod error;
 pub mod idx;
+pub mod images;
 #[cfg(feature = "npy")]
 pub mod npy;
 pub mod split;
@@ -45,6 +48,7 @@ pub use dataset::{DataSpec, Dataset, TOY_TEST_ROWS, TOY_TEST_SEED, TOY_VAL_ROWS,
 pub use digits::Digits;
 pub use error::DataError;
 pub use idx::{fashion_mnist_files, read_idx, Idx};
+pub use images::{ImageLayout, Images, Logit};
 pub use split::DataOptions;
 pub use standardize::Standardization;
 pub use table::{read_file, Table};

@@ -14,6 +14,46 @@ use npyz::{DType as NpyType, TypeChar};
 
 /// Reads `.npy` bytes as a table of rows; `what` names the source in errors.
 pub fn read_npy(bytes: &[u8], what: &str) -> Result<Table, Error> {
+    let array = read_npy_array(bytes, what, |shape| match shape {
+        [_] | [_, _] => Ok(()),
+        other => Err(Error::data(format!(
+            "{what}: array of shape {other:?}; expected rows of samples, shape [n, d] or [n]"
+        ))),
+    })?;
+    let (n, d) = match array.shape[..] {
+        [n] => (n, 1),
+        [n, d] => (n, d),
+        _ => unreachable!("shapes checked above"),
+    };
+    check_columns(d, what)?;
+    check_values(&array.values, d, what)?;
+    Ok(Table {
+        rows: n,
+        cols: d,
+        values: array.values,
+    })
+}
+
+/// A `.npy` array of any rank: its shape and values (C order, as f64).
+#[derive(Clone, Debug, PartialEq)]
+pub struct NpyArray {
+    /// The shape, as declared.
+    pub shape: Vec<usize>,
+    /// The values, row-major.
+    pub values: Vec<f64>,
+    /// Whether the stored dtype is a float (else an integer).
+    pub float: bool,
+}
+
+/// Reads `.npy` bytes of any rank: sizes checked against the file before anything is
+/// allocated, `check_shape` run on the declared shape before the values are read, Fortran
+/// order refused when it matters, empty arrays refused, float32/float64/integer dtypes
+/// converted to f64. `what` names the source in errors.
+pub fn read_npy_array(
+    bytes: &[u8],
+    what: &str,
+    check_shape: impl Fn(&[usize]) -> Result<(), Error>,
+) -> Result<NpyArray, Error> {
     check_npy_shape(bytes, what)?;
     let file = npyz::NpyFile::new(bytes)
         .map_err(|e| Error::data(format!("{what}: not a valid .npy file: {}", one_line(e))))?;
@@ -23,26 +63,17 @@ pub fn read_npy(bytes: &[u8], what: &str) -> Result<Table, Error> {
     };
     check_declared_size(file.shape(), item.max(1), bytes.len(), what)?;
     let shape: Vec<usize> = file.shape().iter().map(|&s| s as usize).collect();
-    let (n, d) = match shape.as_slice() {
-        [n] => (*n, 1),
-        [n, d] => (*n, *d),
-        other => {
-            return Err(Error::data(format!(
-                "{what}: array of shape {other:?}; expected rows of samples, shape [n, d] or [n]"
-            )))
-        }
-    };
-    if file.order() == npyz::Order::Fortran && d > 1 {
+    check_shape(&shape)?;
+    if file.order() == npyz::Order::Fortran && shape.iter().filter(|&&s| s > 1).count() > 1 {
         return Err(Error::data(format!(
             "{what}: array is in Fortran order; save it C-contiguous (numpy.ascontiguousarray)"
         )));
     }
-    if n == 0 || d == 0 {
+    if shape.is_empty() || shape.contains(&0) {
         return Err(Error::data(format!(
             "{what}: array of shape {shape:?} is empty"
         )));
     }
-    check_columns(d, what)?;
     let ts = match file.dtype() {
         NpyType::Plain(ts) => ts,
         other => {
@@ -69,11 +100,10 @@ pub fn read_npy(bytes: &[u8], what: &str) -> Result<Table, Error> {
             )))
         }
     };
-    check_values(&values, d, what)?;
-    Ok(Table {
-        rows: n,
-        cols: d,
+    Ok(NpyArray {
+        shape,
         values,
+        float: ts.type_char() == TypeChar::Float,
     })
 }
 
@@ -136,11 +166,9 @@ pub fn check_declared_size(
     Ok(())
 }
 
-/// Checks the shape a `.npy` header declares before the header is handed to the parser
-/// (npyz multiplies the dimensions without overflow checks, which panics or wraps): every
-/// product of dimensions, zeros counted as ones, must stay within the file's length. A
-/// header this cannot read is left to the parser's own error.
-pub fn check_npy_shape(bytes: &[u8], what: &str) -> Result<(), Error> {
+/// The dimensions a `.npy` header declares, read from its text without the parser (`None`
+/// when the header cannot be read this way; the parser then gives its own error).
+pub fn declared_dims(bytes: &[u8]) -> Option<Vec<u128>> {
     let header = match bytes.get(6) {
         Some(1) => bytes
             .get(8..10)
@@ -152,31 +180,30 @@ pub fn check_npy_shape(bytes: &[u8], what: &str) -> Result<(), Error> {
             .and_then(|n| bytes.get(12..12usize.checked_add(n)?)),
         _ => None,
     };
-    let Some(text) = header.and_then(|h| std::str::from_utf8(h).ok()) else {
-        return Ok(());
-    };
-    let Some(at) = text.find("'shape'").or_else(|| text.find("\"shape\"")) else {
-        return Ok(());
-    };
+    let text = std::str::from_utf8(header?).ok()?;
+    let at = text.find("'shape'").or_else(|| text.find("\"shape\""))?;
     let rest = &text[at..];
-    let (Some(open), Some(close)) = (rest.find('('), rest.find(')')) else {
+    let (open, close) = (rest.find('(')?, rest.find(')')?);
+    if close < open {
+        return None;
+    }
+    rest[open + 1..close]
+        .split(',')
+        .map(str::trim)
+        .filter(|f| !f.is_empty())
+        .map(|f| f.parse::<u128>().ok())
+        .collect()
+}
+
+/// Checks the shape a `.npy` header declares before the header is handed to the parser
+/// (npyz multiplies the dimensions without overflow checks, which panics or wraps): every
+/// product of dimensions, zeros counted as ones, must stay within the file's length. A
+/// header this cannot read is left to the parser's own error.
+pub fn check_npy_shape(bytes: &[u8], what: &str) -> Result<(), Error> {
+    let Some(dims) = declared_dims(bytes) else {
         return Ok(());
     };
-    if close < open {
-        return Ok(());
-    }
-    let mut product: u128 = 1;
-    let mut dims = Vec::new();
-    for f in rest[open + 1..close].split(',').map(str::trim) {
-        if f.is_empty() {
-            continue;
-        }
-        let Ok(d) = f.parse::<u128>() else {
-            return Ok(());
-        };
-        dims.push(d);
-        product = product.saturating_mul(d.max(1));
-    }
+    let product = dims.iter().fold(1u128, |p, &d| p.saturating_mul(d.max(1)));
     if product > bytes.len() as u128 {
         return Err(Error::data(format!(
             "{what}: the header declares shape {dims:?}, more values than the {} bytes the file holds",

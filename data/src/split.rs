@@ -19,6 +19,10 @@ pub struct DataOptions {
     pub val_frac: f64,
     /// Standardise user files to zero mean and unit variance per column (train statistics).
     pub standardize: bool,
+    /// The logit transform's λ for image sets, y = logit(λ + (1 − 2λ)x) (`--logit`; runs
+    /// written before it existed read as None).
+    #[serde(default)]
+    pub logit: Option<f64>,
 }
 
 impl Default for DataOptions {
@@ -27,6 +31,7 @@ impl Default for DataOptions {
             test_frac: 0.2,
             val_frac: 0.1,
             standardize: true,
+            logit: None,
         }
     }
 }

@@ -28,17 +28,25 @@ pub enum Arch {
     /// An MLP on the rows (a noise-conditional MLP for the multi-scale objectives).
     #[default]
     Mlp,
-    /// Rows read as square one-channel images: an IGEBM-style conv energy
+    /// Rows read as square one- or three-channel images: an IGEBM-style conv energy
     /// ([`ebm_nn::ConvEnergy`], `--hidden` its stage widths), or a noise-conditional U-Net
     /// ([`ebm_nn::UNet`], base width `--hidden`'s first) for the multi-scale objectives.
     Conv,
 }
 
 impl Arch {
-    /// The `[1, s, s]` image of rows of `dim` pixels, if `dim` is a square.
+    /// The square image of rows of `dim` pixels: `[1, s, s]` if `dim` is a square, else
+    /// `[3, s, s]` if `dim / 3` is one (3s² is never a square, so the two cannot clash).
     pub fn square_image(dim: usize) -> Option<[usize; 3]> {
-        let s = (dim as f64).sqrt().round() as usize;
-        (s > 0 && s * s == dim).then_some([1, s, s])
+        let side = |n: usize| {
+            let s = (n as f64).sqrt().round() as usize;
+            (s > 0 && s * s == n).then_some(s)
+        };
+        match side(dim) {
+            Some(s) => Some([1, s, s]),
+            None if dim.is_multiple_of(3) => side(dim / 3).map(|s| [3, s, s]),
+            None => None,
+        }
     }
 }
 
@@ -83,6 +91,10 @@ pub struct TrainConfig {
     /// The network family (runs written before it existed read as an MLP).
     #[serde(default)]
     pub arch: Arch,
+    /// The conv energy's output layer: IGEBM's sum pooling, or a position-aware linear map of
+    /// the whole last feature map (runs written before it existed read as sum pooling).
+    #[serde(default)]
+    pub conv_head: ebm_nn::ConvHead,
     /// The activation between layers.
     pub activation: Activation,
     /// The optimizer family.
@@ -133,6 +145,7 @@ impl Default for TrainConfig {
             params: ObjectiveOptions::default(),
             hidden: vec![128, 128],
             arch: Arch::Mlp,
+            conv_head: ebm_nn::ConvHead::SumPool,
             activation: Activation::Silu,
             optimizer: OptimKind::Adam,
             lr: 3e-3,
@@ -188,6 +201,9 @@ impl TrainConfig {
                 "--hidden needs at least one positive width, got {:?}",
                 self.hidden
             ));
+        }
+        if self.conv_head != ebm_nn::ConvHead::SumPool && self.arch != Arch::Conv {
+            return u("--conv-head is the conv energy's; add --arch conv".into());
         }
         if self.checkpoint_every == 0 || self.log_every == 0 {
             return u("--checkpoint-every and --log-every must be at least 1".into());

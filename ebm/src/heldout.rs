@@ -104,8 +104,7 @@ pub fn measure(t: &mut Trainer, figure: Figure) -> Option<f64> {
             let d = net.density(Noise::of(&t.config));
             let cells = if t.data.dim == 1 { 1000 } else { 100 };
             let g = ebm_objectives::eval::grid_log_z(&d, &t.data.bounds(), cells, 1e-3, DType::F32);
-            let log_det = t.data.standardization.as_ref().map_or(0.0, |s| s.log_det());
-            ebm_objectives::eval::nll(&d, &rows, g.log_z) + log_det
+            ebm_objectives::eval::nll(&d, &rows, g.log_z) + t.data.nll_offset(&rows)
         }
         Figure::Loss => {
             let rows = t

@@ -94,8 +94,8 @@ pub fn check_with_dim(c: &TrainConfig, dim: usize) -> Result<(), Error> {
     if c.arch == crate::config::Arch::Conv {
         let Some([_, side, _]) = crate::config::Arch::square_image(dim) else {
             return Err(Error::usage(format!(
-                "--arch conv reads rows as square one-channel images (digits: 64 = 8×8, \
-                 Fashion-MNIST: 784 = 28×28), but the data have {dim} columns"
+                "--arch conv reads rows as square images of 1 or 3 channels (digits: 64 = 8×8, \
+                 Fashion-MNIST: 784 = 28×28, RGB: 3·s²), but the data have {dim} columns"
             )));
         };
         let stages = c.hidden.len();
@@ -141,7 +141,12 @@ pub fn check_with_dim(c: &TrainConfig, dim: usize) -> Result<(), Error> {
 /// layer w·1 + 1. (A unit test holds this to the networks' real counts.)
 pub fn param_count(c: &TrainConfig, dim: usize) -> Option<u64> {
     if c.arch == crate::config::Arch::Conv {
-        return conv_param_bound(c);
+        // a flattening head weighs each channel of the last map at each position (≤ dim)
+        let head = match c.conv_head {
+            ebm_nn::ConvHead::SumPool => 0,
+            ebm_nn::ConvHead::Flatten => (*c.hidden.last()? as u64).checked_mul(dim as u64)?,
+        };
+        return conv_param_bound(c)?.checked_add(head);
     }
     let mut total = 0u64;
     let mut width = dim as u64;

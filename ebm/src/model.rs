@@ -20,7 +20,7 @@ pub enum Net {
     Mlp(Mlp),
     /// E(x, c) for a noise level c (σ for NCSN, t for the VE/VP SDEs).
     Cond(NoiseConditionalNet),
-    /// An IGEBM-style conv energy on square one-channel images (`--arch conv`).
+    /// An IGEBM-style conv energy on square images of 1 or 3 channels (`--arch conv`).
     Conv(Box<ConvEnergy>),
     /// A noise-conditional U-Net score network on square images (`--arch conv`).
     UNet(Box<UNet>),
@@ -61,7 +61,9 @@ impl Net {
                 Net::UNet(Box::new(UNet::new(unet_config(config, image, cond), rng)))
             }
             ModelKind::Energy => Net::Conv(Box::new(ConvEnergy::new(
-                ConvEnergyConfig::new(image, &config.hidden).activation(config.activation),
+                ConvEnergyConfig::new(image, &config.hidden)
+                    .activation(config.activation)
+                    .head(config.conv_head),
                 rng,
             ))),
         }

@@ -330,12 +330,13 @@ fn line_panel(
     Ok(())
 }
 
-/// A grid of 8×8 images (values in [0, 1]) as gray tiles: samples beside data.
+/// A 10×10 grid of `[C, H, W]` images (values in [0, 1], C = 1 as dark ink on white, C = 3
+/// in colour): model samples beside data.
 pub fn digits_png(
     path: &Path,
     samples: &Tensor,
     data: &Tensor,
-    (h, w): (usize, usize),
+    [c, h, w]: [usize; 3],
     title: &str,
 ) -> Result<(), Error> {
     fonts();
@@ -358,17 +359,28 @@ pub fn digits_png(
             root.draw(&Text::new(*name, (ox, 36), (FONT, 16).into_font()))
                 .map_err(|e| e.to_string())?;
             let v = x.to_vec_f64();
-            let d = h * w;
+            let d = c * h * w;
+            let level = |v: f64| (255.0 * v.clamp(0.0, 1.0)) as u8;
             for (k, img) in v.chunks(d).take(COLS * ROWS).enumerate() {
                 let (tr, tc) = ((k / COLS) as i32, (k % COLS) as i32);
-                for (q, val) in img.iter().enumerate() {
-                    let g = (255.0 * (1.0 - val.clamp(0.0, 1.0))) as u8;
-                    let (r, c) = ((q / w) as i32, (q % w) as i32);
-                    let x0 = ox + tc * tile.0 + 2 + c * SCALE;
+                for q in 0..h * w {
+                    // one channel: ink dark on white; three: the colours as they are
+                    let colour = if c == 3 {
+                        RGBColor(
+                            level(img[q]),
+                            level(img[h * w + q]),
+                            level(img[2 * h * w + q]),
+                        )
+                    } else {
+                        let g = 255 - level(img[q]);
+                        RGBColor(g, g, g)
+                    };
+                    let (r, col) = ((q / w) as i32, (q % w) as i32);
+                    let x0 = ox + tc * tile.0 + 2 + col * SCALE;
                     let y0 = oy + tr * tile.1 + 2 + r * SCALE;
                     root.draw(&Rectangle::new(
                         [(x0, y0), (x0 + SCALE, y0 + SCALE)],
-                        RGBColor(g, g, g).filled(),
+                        colour.filled(),
                     ))
                     .map_err(|e| e.to_string())?;
                 }

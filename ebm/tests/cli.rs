@@ -778,6 +778,81 @@ fn conv_energy_and_unet_train_on_digit_images() {
     check_png(&run.join("samples.png"), 800, 500);
     let cfg = std::fs::read_to_string(run.join("config.json")).unwrap_or_default();
     assert!(cfg.is_empty() || cfg.contains("conv"), "{cfg}");
+    // `ebm eval` reads the conv run back (from the data prior and from N(0, I))
+    for prior in ["data", "standard"] {
+        let out = ok(&[
+            "eval",
+            run.to_str().unwrap(),
+            "--ais-temps",
+            "5",
+            "--ais-chains",
+            "8",
+            "--ais-prior",
+            prior,
+            "--samples",
+            "8",
+            "--rows",
+            "8",
+        ]);
+        let e: serde_json::Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(e["ais_prior"], prior, "{e}");
+        assert!(e["test_bits_per_dim"].as_f64().unwrap().is_finite(), "{e}");
+    }
+    // image PCD: a replay buffer and short-run SGLD (decoupled drift and noise), a
+    // position-aware head, EMA weights; the header names the conv network
+    let run = d.join("pcd");
+    let out = ok(&[
+        "train",
+        "--data",
+        "digits",
+        "--arch",
+        "conv",
+        "--conv-head",
+        "flatten",
+        "--hidden",
+        "8,8",
+        "--objective",
+        "pcd",
+        "--langevin-eps",
+        "1",
+        "--langevin-noise",
+        "0.01",
+        "--langevin-steps",
+        "3",
+        "--buffer-size",
+        "64",
+        "--ema",
+        "0.9",
+        "--steps",
+        "3",
+        "--batch",
+        "16",
+        "--eval-samples",
+        "20",
+        "--out",
+        run.to_str().unwrap(),
+    ]);
+    assert!(
+        out.contains("1×8×8 8-8 silu conv energy (flatten head)"),
+        "{out}"
+    );
+    assert!(json(&run.join("eval.json"))["test_nll"]
+        .as_f64()
+        .unwrap()
+        .is_finite());
+    check_png(&run.join("samples.png"), 800, 500);
+    let err = fails_one_line(&["train", "--data", "digits", "--conv-head", "flatten"]);
+    assert!(err.contains("add --arch conv"), "{err}");
+    let err = fails_one_line(&[
+        "train",
+        "--data",
+        "digits",
+        "--objective",
+        "pcd",
+        "--langevin-noise",
+        "-1",
+    ]);
+    assert!(err.contains("--langevin-noise must be 0"), "{err}");
     // the multi-scale objective gets the noise-conditional U-Net
     let run = d.join("unet");
     ok(&[
@@ -811,7 +886,118 @@ fn conv_energy_and_unet_train_on_digit_images() {
         "2",
     ]);
     assert!(
-        err.contains("--arch conv reads rows as square one-channel images"),
+        err.contains("--arch conv reads rows as square images of 1 or 3 channels"),
         "{err}"
     );
+}
+
+/// An 8-bit gray PNG of `w` × `h` pixels.
+fn gray_png(w: u32, h: u32, px: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    {
+        let mut enc = png::Encoder::new(&mut out, w, h);
+        enc.set_color(png::ColorType::Grayscale);
+        enc.set_depth(png::BitDepth::Eight);
+        let mut wr = enc.write_header().unwrap();
+        wr.write_image_data(px).unwrap();
+    }
+    out
+}
+
+#[test]
+fn png_folders_and_npy_images_train_and_damaged_ones_exit_2() {
+    let d = scratch("images");
+    // 12 gray 8×8 PNGs: a conv energy trains on them and reports bits/dim
+    let folder = d.join("pngs");
+    std::fs::create_dir_all(&folder).unwrap();
+    for k in 0..12u8 {
+        let px: Vec<u8> = (0..64u8).map(|q| q.wrapping_mul(k + 3)).collect();
+        std::fs::write(folder.join(format!("{k:02}.png")), gray_png(8, 8, &px)).unwrap();
+    }
+    let run = d.join("run-png");
+    let f = folder.to_str().unwrap();
+    let common = [
+        "--steps",
+        "2",
+        "--batch",
+        "4",
+        "--eval-samples",
+        "10",
+        "--quiet",
+    ];
+    let mut args = vec!["train", "--data", f, "--arch", "conv", "--hidden", "4"];
+    args.extend(common);
+    args.extend(["--objective", "dsm", "--out", run.to_str().unwrap()]);
+    ok(&args);
+    let e = json(&run.join("eval.json"));
+    assert_eq!(e["dim"], 64);
+    assert!(e["test_bits_per_dim"].as_f64().unwrap().is_finite(), "{e}");
+    check_png(&run.join("samples.png"), 800, 500);
+
+    // 3-channel 4×4 images stored NHWC, trained through the logit transform
+    let px: Vec<u8> = (0..20 * 48).map(|v| (v * 37 % 256) as u8).collect();
+    let npy = d.join("rgb.npy");
+    std::fs::write(&npy, npy_bytes("|u1", &[20, 4, 4, 3], &px)).unwrap();
+    let run = d.join("run-npy");
+    let n = format!("nhwc:{}", npy.display());
+    let mut args = vec!["train", "--data", n.as_str(), "--logit", "0.01"];
+    args.extend(common);
+    args.extend(["--hidden", "8", "--out", run.to_str().unwrap()]);
+    ok(&args);
+    let e = json(&run.join("eval.json"));
+    assert_eq!(e["dim"], 48);
+    assert!(e["test_nll"].as_f64().unwrap().is_finite(), "{e}");
+
+    // damaged files: one clear line and status 2 each
+    let write = |name: &str, bytes: &[u8]| {
+        let p = d.join(name);
+        std::fs::write(&p, bytes).unwrap();
+        p.display().to_string()
+    };
+    let truncated = d.join("truncated");
+    std::fs::create_dir_all(&truncated).unwrap();
+    let good = gray_png(8, 8, &[5; 64]);
+    std::fs::write(truncated.join("a.png"), &good).unwrap();
+    std::fs::write(truncated.join("b.png"), &good[..good.len() / 2]).unwrap();
+    let mixed = d.join("mixed");
+    std::fs::create_dir_all(&mixed).unwrap();
+    std::fs::write(mixed.join("a.png"), &good).unwrap();
+    std::fs::write(mixed.join("b.png"), gray_png(4, 4, &[5; 16])).unwrap();
+    let no_magic = [
+        &b"\x93NUMPX"[..],
+        &npy_bytes("|u1", &[2, 1, 2, 2], &[1; 8])[6..],
+    ]
+    .concat();
+    let cases = [
+        (truncated.display().to_string(), "not a readable PNG"),
+        (mixed.display().to_string(), "must have one shape"),
+        (
+            format!("nchw:{}", write("magic.npy", &no_magic)),
+            "not a valid .npy",
+        ),
+        (
+            write("shape.npy", &npy_bytes("|u1", &[2, 2, 2, 2], &[1; 16])),
+            "cannot tell the layout",
+        ),
+        (
+            write(
+                "huge.npy",
+                &npy_bytes("|u1", &[1 << 40, 1 << 30, 1, 1], &[1; 16]),
+            ),
+            "declares shape",
+        ),
+        (
+            write("range.npy", &npy_bytes("<f4", &[4, 1, 2, 2], &[0x40; 64])),
+            "is not a pixel",
+        ),
+    ];
+    for (data, want) in cases {
+        let err = fails_one_line(&["train", "--data", &data, "--steps", "1"]);
+        assert!(err.contains(want), "{data}: {err}");
+    }
+    // the logit transform is for images only
+    let err = fails_one_line(&[
+        "train", "--data", "moons", "--logit", "0.01", "--steps", "1",
+    ]);
+    assert!(err.contains("not an image set"), "{err}");
 }

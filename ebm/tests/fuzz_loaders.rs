@@ -692,6 +692,7 @@ fn tiny_eval() -> EvalOptions {
             steps: Some(3),
             ..SampleOptions::default()
         },
+        ..EvalOptions::default()
     }
 }
 
@@ -757,6 +758,7 @@ fn run_data_case(kind: &str, index: u64, seed: u64) -> Result<(), String> {
             test_frac: *pick(&mut rng, &[0.2, 0.5, 0.05, 0.9]),
             val_frac: *pick(&mut rng, &[0.1, 0.0, 0.5]),
             standardize: rng.below(3) != 0,
+            logit: None,
         };
         let spec = DataSpec::File { path: path.clone() };
         let ds = Dataset::load(&spec, &opts, index).map_err(|e| e.to_string())?;

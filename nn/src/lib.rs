@@ -94,6 +94,6 @@ pub use ncsn::{
 };
 pub use optim::{AdamConfig, Optimizer, OptimizerConfig, SgdConfig};
 pub use params::{param_grads, tensor_bit_eq, ParamVars, Params};
-pub use resnet::{ConvEnergy, ConvEnergyConfig};
+pub use resnet::{ConvEnergy, ConvEnergyConfig, ConvHead};
 pub use schedule::Schedule;
 pub use unet::{UNet, UNetConfig};

@@ -5,7 +5,8 @@
 //! `h = conv_in(x)`; per stage s: (s > 0: 2×2 average pooling), then either one plain conv
 //! `h ← conv(act(h))` (`blocks = 0`) or `blocks` residual blocks
 //! `h ← shortcut(h) + conv2(act(norm2(conv1(act(norm1(h))))))`; finally
-//! `E = head(Σ_{H,W} act(h))`. Norms are GroupNorm when `norm_groups > 0`; every conv may be
+//! `E = head(Σ_{H,W} act(h))` ([`ConvHead::SumPool`], IGEBM's) or `E = head(vec(act(h)))`
+//! ([`ConvHead::Flatten`], position-aware). Norms are GroupNorm when `norm_groups > 0`; every conv may be
 //! spectrally normalised. Parameter names follow a PyTorch module tree
 //! (`stages.1.blocks.0.conv1.weight`, `head.weight`), so a checkpoint loads by name.
 
@@ -38,6 +39,32 @@ pub struct ConvEnergyConfig {
     pub activation: Activation,
     /// Weight initialisation.
     pub init: Init,
+    /// How the last feature map becomes the energy (configs written before it existed read
+    /// as IGEBM's sum pooling; it is written only when it is not, so their configs compare
+    /// equal).
+    #[serde(default, skip_serializing_if = "ConvHead::is_sum_pool")]
+    pub head: ConvHead,
+}
+
+/// The conv energy's output layer.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ConvHead {
+    /// E = w·Σ_{H,W} act(h) + b (IGEBM): translation-invariant features, summed over
+    /// positions, so the energy is blind to where on the image a feature is.
+    #[default]
+    SumPool,
+    /// E = w·vec(act(h)) + b over the whole last map: one weight per channel and position,
+    /// so the energy can say where strokes belong (an MLP's first layer can; on small,
+    /// centred images such as 8×8 digits that matters).
+    Flatten,
+}
+
+impl ConvHead {
+    /// Whether this is [`ConvHead::SumPool`] (the default, left out of written configs).
+    pub fn is_sum_pool(&self) -> bool {
+        *self == ConvHead::SumPool
+    }
 }
 
 impl ConvEnergyConfig {
@@ -52,7 +79,21 @@ impl ConvEnergyConfig {
             spectral_norm: None,
             activation: Activation::Silu,
             init: Init::TorchDefault,
+            head: ConvHead::SumPool,
         }
+    }
+
+    /// The output layer.
+    pub fn head(mut self, head: ConvHead) -> Self {
+        self.head = head;
+        self
+    }
+
+    /// Height and width of the last feature map: the image halved (floor) per stage after
+    /// the first.
+    pub fn last_map(&self) -> [usize; 2] {
+        let halvings = self.widths.len().saturating_sub(1);
+        [self.image[1] >> halvings, self.image[2] >> halvings]
     }
 
     /// `n` residual blocks per stage.
@@ -219,7 +260,20 @@ impl ConvEnergy {
             stages.push(stage);
             width = w;
         }
-        let head = Linear::new(&mut params, "head", width, 1, true, c.init, rng, dtype);
+        let head_in = match c.head {
+            ConvHead::SumPool => width,
+            ConvHead::Flatten => {
+                let [h, w] = c.last_map();
+                assert!(
+                    h * w > 0,
+                    "ConvEnergy: {} stages halve a {:?} image below one pixel",
+                    c.widths.len(),
+                    c.image
+                );
+                width * h * w
+            }
+        };
+        let head = Linear::new(&mut params, "head", head_in, 1, true, c.init, rng, dtype);
         ConvEnergy {
             config,
             params,
@@ -284,8 +338,14 @@ impl EnergyModel for ConvEnergy {
                 Stage::Residual(blocks) => blocks.iter().fold(h, |h, bl| self.block(bl, &h, p)),
             };
         }
-        let pooled = act(&h).sum(&[2, 3], false);
-        self.head.forward(&pooled, p).reshape(&[b])
+        let features = match self.config.head {
+            ConvHead::SumPool => act(&h).sum(&[2, 3], false),
+            ConvHead::Flatten => {
+                let n = h.numel() / b;
+                act(&h).reshape(&[b, n])
+            }
+        };
+        self.head.forward(&features, p).reshape(&[b])
     }
 }
 

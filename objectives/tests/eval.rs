@@ -231,6 +231,84 @@ fn ais_brackets_enumerable_rbm_log_z() {
 }
 
 #[test]
+fn ais_from_a_fitted_diagonal_prior_brackets_the_rbm_and_is_exact_on_the_prior() {
+    let rbm = GbRbm::new(3, 8, &mut Rng::new(4));
+    let (_, truth) = rbm.hidden_log_weights();
+    let fitted =
+        ebm_objectives::eval::DiagonalGaussian::fit(&rbm.sample(4096, &mut Rng::new(77)), 1e-3);
+    let cfg = AisConfig {
+        n_temps: 100,
+        n_chains: 512,
+        prior: Some(fitted.clone()),
+        ..AisConfig::default()
+    };
+    let exact = |k: u64| rbm.sample(cfg.n_chains, &mut Rng::new(k));
+    // a third of the default's temperatures: the path starts near the target
+    assert_brackets(
+        "GB-RBM from a fitted prior",
+        &rbm,
+        3,
+        &exact,
+        &cfg,
+        truth,
+        0.1,
+    );
+    // the target exp(−½Σ(x−μ)²/s²) is the prior up to its constant: every weight is exact
+    let shifted = ebm_objectives::eval::DiagonalGaussian {
+        mean: vec![0.3, -1.0, 2.0],
+        std: vec![0.5, 2.0, 1.0],
+    };
+    let q = GaussianTarget(shifted.clone());
+    let r = ais_log_z(
+        &q,
+        3,
+        None,
+        &AisConfig {
+            n_temps: 5,
+            prior: Some(shifted.clone()),
+            ..AisConfig::default()
+        },
+        DType::F64,
+        &mut Rng::new(1),
+    );
+    let want =
+        shifted.std.iter().map(|s| s.ln()).sum::<f64>() + 1.5 * (2.0 * std::f64::consts::PI).ln();
+    assert!((r.forward - want).abs() < 1e-9, "{} vs {want}", r.forward);
+}
+
+/// E(x) = ½Σ(xⱼ − μⱼ)²/sⱼ², unnormalised: log Z = Σ log sⱼ + (d/2) log 2π.
+struct GaussianTarget(ebm_objectives::eval::DiagonalGaussian);
+
+impl Target for GaussianTarget {
+    fn energy(&self, x: &Tensor) -> Tensor {
+        let g = &self.0;
+        let d = g.mean.len();
+        let v = x.to_vec_f64();
+        let e: Vec<f64> = v
+            .chunks(d)
+            .map(|r| {
+                r.iter()
+                    .zip(g.mean.iter().zip(&g.std))
+                    .map(|(x, (m, s))| 0.5 * (x - m) * (x - m) / (s * s))
+                    .sum()
+            })
+            .collect();
+        Tensor::from_f64s(&e, &[v.len() / d], DType::F64)
+    }
+    fn score(&self, x: &Tensor) -> Tensor {
+        let g = &self.0;
+        let d = g.mean.len();
+        let s: Vec<f64> = x
+            .to_vec_f64()
+            .iter()
+            .enumerate()
+            .map(|(k, x)| -(x - g.mean[k % d]) / (g.std[k % d] * g.std[k % d]))
+            .collect();
+        Tensor::from_f64s(&s, x.shape(), DType::F64)
+    }
+}
+
+#[test]
 fn grid_quadrature_agrees_with_truth_and_ais_in_2d() {
     // an 8-Gaussians mixture normalised to log Z = 0, and a correlated Gaussian
     let mix = eight_gaussians();

@@ -65,23 +65,51 @@ pub enum RunEnd {
     },
 }
 
-/// A one-line description of the run.
+/// A one-line description of the run: the network (an MLP's widths, or the conv energy's
+/// / U-Net's image and stage widths), the objective, the optimizer and the budget.
 pub fn describe(c: &TrainConfig, dim: usize) -> String {
-    let widths: Vec<String> = std::iter::once(dim)
-        .chain(c.hidden.iter().copied())
-        .chain(std::iter::once(1))
-        .map(|w| w.to_string())
-        .collect();
-    let net = match c.objective_info().model_kind {
-        ebm_objectives::ModelKind::Energy => "MLP",
-        ebm_objectives::ModelKind::NoiseConditional(_) => "noise-conditional",
+    let join =
+        |w: &mut dyn Iterator<Item = usize>| w.map(|w| w.to_string()).collect::<Vec<_>>().join("-");
+    let kind = c.objective_info().model_kind;
+    let net = match (c.arch, kind, crate::config::Arch::square_image(dim)) {
+        (crate::config::Arch::Conv, k, Some([ch, h, w])) => {
+            let what = match k {
+                ebm_objectives::ModelKind::Energy => "conv energy",
+                ebm_objectives::ModelKind::NoiseConditional(_) => "noise-conditional u-net",
+            };
+            let head = match (k, c.conv_head) {
+                (ebm_objectives::ModelKind::Energy, ebm_nn::ConvHead::Flatten) => " (flatten head)",
+                _ => "",
+            };
+            format!(
+                "{ch}×{h}×{w} {} {} {what}{head}",
+                join(&mut c.hidden.iter().copied()),
+                c.activation
+            )
+        }
+        (_, ebm_objectives::ModelKind::Energy, _) => format!(
+            "{} {} mlp",
+            join(
+                &mut std::iter::once(dim)
+                    .chain(c.hidden.iter().copied())
+                    .chain([1])
+            ),
+            c.activation
+        ),
+        (_, ebm_objectives::ModelKind::NoiseConditional(_), _) => format!(
+            "{} {} noise-conditional",
+            join(
+                &mut std::iter::once(dim)
+                    .chain(c.hidden.iter().copied())
+                    .chain([1])
+            ),
+            c.activation
+        ),
     };
     format!(
-        "{} on {}: {} {} {net}, {:?} lr {:.0e} {:?}, {} steps × batch {}, seed {}",
+        "{} on {}: {net}, {:?} lr {:.0e} {:?}, {} steps × batch {}, seed {}",
         c.objective,
         c.data.label(),
-        widths.join("-"),
-        c.activation,
         c.optimizer,
         c.lr,
         c.schedule,

@@ -102,3 +102,37 @@ fn config_round_trips_and_checkpoints_restore() {
     assert_eq!(other.energy(&x).to_vec_f64(), m.energy(&x).to_vec_f64());
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn the_flatten_head_weighs_each_position_and_has_exact_derivatives() {
+    let cfg = ConvEnergyConfig::new([1, 6, 6], &[4, 6]).head(ConvHead::Flatten);
+    assert_eq!(cfg.last_map(), [3, 3]);
+    let m = ConvEnergy::with_dtype(cfg.clone(), &mut Rng::new(3), DType::F64);
+    assert_eq!(m.params().by_name("head.weight").unwrap().shape(), &[1, 54]);
+    let x = Rng::new(5).normal(&[2, 36], DType::F64);
+    check_energy(&m, &x, &CheckOpts::default()).unwrap();
+    // with the head's weights equal at every position it is the sum-pooled energy
+    let pooled = ConvEnergy::with_dtype(
+        ConvEnergyConfig::new([1, 6, 6], &[4, 6]),
+        &mut Rng::new(3),
+        DType::F64,
+    );
+    let mut flat = m.clone();
+    let w = pooled.params().by_name("head.weight").unwrap().to_vec_f64();
+    let tiled: Vec<f64> = w.iter().flat_map(|&v| [v; 9]).collect();
+    flat.params_mut().update(|name, _| {
+        if name == "head.weight" {
+            Tensor::from_f64s(&tiled, &[1, 54], DType::F64)
+        } else {
+            pooled.params().by_name(name).unwrap().clone()
+        }
+    });
+    let (a, b) = (flat.energy(&x).to_vec_f64(), pooled.energy(&x).to_vec_f64());
+    for (a, b) in a.iter().zip(&b) {
+        assert!((a - b).abs() < 1e-12, "{a} vs {b}");
+    }
+    assert_eq!(ConvEnergyConfig::from_json(&m.config()).unwrap(), cfg);
+    // sum pooling is left out of written configs: those of earlier runs still compare equal
+    assert!(pooled.config().get("head").is_none());
+    assert_eq!(m.config()["head"], "flatten");
+}

@@ -18,6 +18,109 @@ pub struct AisConfig {
     pub prior_std: f64,
     /// Initial MALA step; adapted across temperatures toward 0.6 acceptance.
     pub step_size: f64,
+    /// A diagonal Gaussian prior p₀ = N(μ, diag s²) instead of N(0, prior_std²·I): one mean
+    /// and one standard deviation per dimension (e.g. fitted to the training rows, so that
+    /// the path starts near the data and fewer temperatures reach the same accuracy).
+    pub prior: Option<DiagonalGaussian>,
+}
+
+/// A Gaussian with diagonal covariance, the AIS prior [`AisConfig::prior`].
+#[derive(Clone, Debug, PartialEq)]
+pub struct DiagonalGaussian {
+    /// Means, one per dimension.
+    pub mean: Vec<f64>,
+    /// Standard deviations (positive), one per dimension.
+    pub std: Vec<f64>,
+}
+
+impl DiagonalGaussian {
+    /// The per-column mean and standard deviation of `rows` `[n, d]`, each standard deviation
+    /// at least `floor`.
+    pub fn fit(rows: &Tensor, floor: f64) -> DiagonalGaussian {
+        let (n, d) = (rows.shape()[0], rows.shape()[1]);
+        let v = rows.to_vec_f64();
+        let mut mean = vec![0.0; d];
+        for row in v.chunks(d) {
+            for (m, x) in mean.iter_mut().zip(row) {
+                *m += x / n as f64;
+            }
+        }
+        let mut var = vec![0.0; d];
+        for row in v.chunks(d) {
+            for ((s, x), m) in var.iter_mut().zip(row).zip(&mean) {
+                *s += (x - m) * (x - m) / n as f64;
+            }
+        }
+        let std = var.iter().map(|v| v.sqrt().max(floor)).collect();
+        DiagonalGaussian { mean, std }
+    }
+}
+
+/// The prior of a run: N(μ, diag s²) as `[1, d]` tensors of μ and 1/s², and Σ log sⱼ.
+#[derive(Clone)]
+struct Prior {
+    mean: Tensor,
+    std: Tensor,
+    precision: Tensor,
+    log_det_std: f64,
+}
+
+impl Prior {
+    fn of(cfg: &AisConfig, d: usize, dtype: DType) -> Prior {
+        let (mean, std) = match &cfg.prior {
+            Some(g) => {
+                assert!(
+                    g.mean.len() == d && g.std.len() == d && g.std.iter().all(|s| *s > 0.0),
+                    "AIS prior: {} means and {} standard deviations (all positive) for {d} dimensions",
+                    g.mean.len(),
+                    g.std.len()
+                );
+                (g.mean.clone(), g.std.clone())
+            }
+            None => (vec![0.0; d], vec![cfg.prior_std; d]),
+        };
+        let precision: Vec<f64> = std.iter().map(|s| 1.0 / (s * s)).collect();
+        Prior {
+            mean: Tensor::from_f64s(&mean, &[1, d], dtype),
+            std: Tensor::from_f64s(&std, &[1, d], dtype),
+            precision: Tensor::from_f64s(&precision, &[1, d], dtype),
+            log_det_std: std.iter().map(|s| s.ln()).sum(),
+        }
+    }
+
+    /// ½ Σⱼ (xⱼ − μⱼ)²/sⱼ² per row (the energy without its constant).
+    fn energy(&self, x: &Tensor) -> Tensor {
+        let b = x.shape()[0];
+        let z = x.reshape(&[b, usize::MAX]).sub(&self.mean);
+        z.square()
+            .mul(&self.precision)
+            .sum_axes(&[1], false)
+            .mul_scalar(0.5)
+    }
+
+    /// −(x − μ)/s², shaped like x.
+    fn score(&self, x: &Tensor) -> Tensor {
+        let b = x.shape()[0];
+        x.reshape(&[b, usize::MAX])
+            .sub(&self.mean)
+            .mul(&self.precision)
+            .neg()
+            .reshape(x.shape())
+    }
+
+    /// log p₀(x) per row.
+    fn log_prob(&self, x: &Tensor) -> Tensor {
+        let d = (x.numel() / x.shape()[0]) as f64;
+        self.energy(x)
+            .neg()
+            .add_scalar(-0.5 * d * (2.0 * std::f64::consts::PI).ln() - self.log_det_std)
+    }
+
+    /// n draws of p₀.
+    fn sample(&self, n: usize, rng: &mut Rng, dtype: DType) -> Tensor {
+        let d = self.mean.shape()[1];
+        rng.normal(&[n, d], dtype).mul(&self.std).add(&self.mean)
+    }
 }
 
 impl Default for AisConfig {
@@ -28,6 +131,7 @@ impl Default for AisConfig {
             steps_per_temp: 1,
             prior_std: 3.0,
             step_size: 0.3,
+            prior: None,
         }
     }
 }
@@ -55,12 +159,12 @@ pub struct AisResult {
 struct Bridge<'a, T: Target> {
     target: &'a T,
     beta: f64,
-    prior_var: f64,
+    prior: &'a Prior,
 }
 
 impl<T: Target> Target for Bridge<'_, T> {
     fn energy(&self, x: &Tensor) -> Tensor {
-        let prior = prior_energy(x, self.prior_var);
+        let prior = self.prior.energy(x);
         self.target
             .energy(x)
             .mul_scalar(self.beta)
@@ -71,33 +175,14 @@ impl<T: Target> Target for Bridge<'_, T> {
     }
     fn energy_and_score(&self, x: &Tensor) -> (Tensor, Tensor) {
         let (e, s) = self.target.energy_and_score(x);
-        let prior = prior_energy(x, self.prior_var);
         let e = e
             .mul_scalar(self.beta)
-            .add(&prior.mul_scalar(1.0 - self.beta));
-        // score of the prior: −x/s²
+            .add(&self.prior.energy(x).mul_scalar(1.0 - self.beta));
         let s = s
             .mul_scalar(self.beta)
-            .add(&x.mul_scalar(-(1.0 - self.beta) / self.prior_var));
+            .add(&self.prior.score(x).mul_scalar(1.0 - self.beta));
         (e, s)
     }
-}
-
-/// ‖x‖²/(2s²) per row (the prior's energy without its constant).
-fn prior_energy(x: &Tensor, var: f64) -> Tensor {
-    let b = x.shape()[0];
-    x.reshape(&[b, usize::MAX])
-        .square()
-        .sum_axes(&[1], false)
-        .mul_scalar(0.5 / var)
-}
-
-/// log p₀(x) per row for p₀ = N(0, s²I).
-fn prior_log_prob(x: &Tensor, var: f64) -> Tensor {
-    let d = (x.numel() / x.shape()[0]) as f64;
-    prior_energy(x, var)
-        .neg()
-        .add_scalar(-0.5 * d * (2.0 * std::f64::consts::PI * var).ln())
 }
 
 /// The sigmoidal schedule of Grosse et al. (2013): β_k ∝ σ(δ(2k/K − 1)), rescaled to [0, 1].
@@ -133,7 +218,8 @@ fn anneal(
     cfg: &AisConfig,
     rng: &mut Rng,
 ) -> (Vec<f64>, f64) {
-    let var = cfg.prior_std * cfg.prior_std;
+    let d = x.numel() / x.shape()[0].max(1);
+    let prior = Prior::of(cfg, d, x.dtype());
     let b = x.shape()[0];
     let mut log_w = vec![0.0; b];
     let mut eps = cfg.step_size;
@@ -144,7 +230,7 @@ fn anneal(
             .energy(&x)
             .cast(DType::F64)
             .neg()
-            .sub(&prior_log_prob(&x, var).cast(DType::F64))
+            .sub(&prior.log_prob(&x).cast(DType::F64))
             .mul_scalar(to - from)
             .to_vec_f64();
         for (l, g) in log_w.iter_mut().zip(gap) {
@@ -153,7 +239,7 @@ fn anneal(
         let bridge = Bridge {
             target,
             beta: to,
-            prior_var: var,
+            prior: &prior,
         };
         let mut mala = Mala::new(eps, 0, cfg.steps_per_temp);
         mala.adapt = false;
@@ -167,7 +253,8 @@ fn anneal(
     (log_w, accept_sum / (betas.len() - 1) as f64)
 }
 
-/// log Z = log ∫ exp(−E) of `target` by AIS from p₀ = N(0, s²I) (forward), and, given exact
+/// log Z = log ∫ exp(−E) of `target` by AIS from p₀ = N(0, s²I) or the diagonal Gaussian
+/// [`AisConfig::prior`] (forward), and, given exact
 /// samples of the target, by reverse AIS (an upper bound: Grosse et al. 2015).
 pub fn ais_log_z(
     target: &impl Target,
@@ -178,9 +265,7 @@ pub fn ais_log_z(
     rng: &mut Rng,
 ) -> AisResult {
     let betas = schedule(cfg.n_temps);
-    let x0 = rng
-        .normal(&[cfg.n_chains, dim], dtype)
-        .mul_scalar(cfg.prior_std);
+    let x0 = Prior::of(cfg, dim, dtype).sample(cfg.n_chains, rng, dtype);
     let (log_w, accept_rate) = anneal(target, &betas, x0, cfg, rng);
     let m = log_w.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
     let w: Vec<f64> = log_w.iter().map(|l| (l - m).exp()).collect();

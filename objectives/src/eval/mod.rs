@@ -8,7 +8,7 @@ pub mod discrepancy;
 pub mod likelihood;
 pub mod quadrature;
 
-pub use ais::{ais_log_z, AisConfig, AisResult};
+pub use ais::{ais_log_z, AisConfig, AisResult, DiagonalGaussian};
 pub use discrepancy::{fisher_divergence, ksd, median_bandwidth, mmd2};
 pub use likelihood::{pf_ode_nll, OdeNll, TimeModel};
 pub use quadrature::{grid_log_z, GridLogZ};

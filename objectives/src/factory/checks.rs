@@ -70,6 +70,13 @@ pub(super) fn check_nce(o: &ObjectiveOptions, s: &Spell) -> Result<(), String> {
 
 pub(super) fn check_mcmc(o: &ObjectiveOptions, s: &Spell) -> Result<(), String> {
     positive("langevin_eps", o.langevin_eps, s)?;
+    if !(o.langevin_noise.is_finite() && o.langevin_noise >= 0.0) {
+        return Err(format!(
+            "{} must be 0 (tied Langevin) or positive (SGLD's noise), got {}",
+            s("langevin_noise"),
+            o.langevin_noise
+        ));
+    }
     at_least("langevin_steps", o.langevin_steps, 1, s)?;
     if !(0.0..=1.0).contains(&o.reinit) {
         return Err(format!(

@@ -25,8 +25,13 @@ pub struct ObjectiveOptions {
     pub t_min: f64,
     /// Langevin steps per CD/PCD update.
     pub langevin_steps: usize,
-    /// The tied Langevin step ε of CD/PCD (x ← x + ε²/2·s + ε·z).
+    /// The tied Langevin step ε of CD/PCD (x ← x + ε²/2·s + ε·z); with `langevin_noise` > 0
+    /// the drift step η of SGLD instead.
     pub langevin_eps: f64,
+    /// CD/PCD: 0 for the tied step; σ > 0 for SGLD with decoupled drift and noise,
+    /// x ← x + η·s + σ·z with η = `langevin_eps` (IGEBM: η = 10, σ = 0.005; JEM: η = 1,
+    /// σ = 0.01), which samples exp(−E/T) at T = σ²/(2η).
+    pub langevin_noise: f64,
     /// PCD replay buffer rows.
     pub buffer_size: usize,
     /// The share of PCD chains restarted from noise each batch.
@@ -75,6 +80,7 @@ impl Default for ObjectiveOptions {
             t_min: 1e-3,
             langevin_steps: 20,
             langevin_eps: 0.3,
+            langevin_noise: 0.0,
             buffer_size: 10_000,
             reinit: 0.05,
             alpha: 0.1,
@@ -123,7 +129,7 @@ macro_rules! fields {
 fields!(
     sigma: f64, sigma_max: f64, sigma_min: f64, levels: usize, beta_min: f64,
     beta_max: f64, t_min: f64, langevin_steps: usize, langevin_eps: f64,
-    buffer_size: usize, reinit: f64, alpha: f64, nce_ratio: f64, nce_inflate: f64,
+    langevin_noise: f64, buffer_size: usize, reinit: f64, alpha: f64, nce_ratio: f64, nce_inflate: f64,
     projections: usize, epsilon: f64, flow_couplings: usize, mpf_sigma: f64, neighbours: usize,
     mvl_step: f64, ksd_bandwidth: f64, lsd_lambda: f64, ed_t: f64, contrasts: usize,
     drl_sigma: f64, drl_steps: usize,

@@ -28,12 +28,17 @@ fn ssm(o: &ObjectiveOptions, variance_reduced: bool) -> Box<dyn Objective> {
 }
 
 fn langevin(o: &ObjectiveOptions) -> Ula {
-    Ula::new(
+    let step = if o.langevin_noise > 0.0 {
+        Step::Decoupled {
+            step: o.langevin_eps,
+            noise: o.langevin_noise,
+        }
+    } else {
         Step::Tied {
             eps: o.langevin_eps,
-        },
-        o.langevin_steps,
-    )
+        }
+    };
+    Ula::new(step, o.langevin_steps)
 }
 
 fn pcd(o: &ObjectiveOptions, d: &DataFacts, rng: &mut Rng) -> Box<dyn Objective> {
@@ -52,10 +57,11 @@ fn multiscale(name: &str, o: &ObjectiveOptions) -> Box<dyn Objective> {
 }
 
 const SM: &[&str] = &["sigma"];
-const MCMC: &[&str] = &["langevin_steps", "langevin_eps", "alpha"];
+const MCMC: &[&str] = &["langevin_steps", "langevin_eps", "langevin_noise", "alpha"];
 const PCD: &[&str] = &[
     "langevin_steps",
     "langevin_eps",
+    "langevin_noise",
     "alpha",
     "buffer_size",
     "reinit",

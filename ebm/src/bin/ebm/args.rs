@@ -11,7 +11,7 @@ use ebm_objectives::factory::OBJECTIVES;
 use ebm_objectives::names;
 use std::path::PathBuf;
 
-const DATA_HELP: &str = "8gaussians, checkerboard, 2spirals, rings, moons, swissroll, pinwheel, circles, digits, or a path to a .csv/.npy file (rows = samples)";
+const DATA_HELP: &str = "8gaussians, checkerboard, 2spirals, rings, moons, swissroll, pinwheel, circles, digits, fashion-mnist[=FOLDER], a folder of PNGs, a .npy of images ([n,H,W], NCHW or NHWC; nchw:FILE / nhwc:FILE to say which), or a path to a .csv/.npy file (rows = samples)";
 
 #[derive(Parser)]
 #[command(
@@ -51,10 +51,14 @@ pub struct ConfigArgs {
     /// Hidden widths of the network, comma-separated [default: 128,128]
     #[arg(long, value_delimiter = ',', help_heading = "Model")]
     pub hidden: Option<Vec<usize>>,
-    /// Network family: an MLP on the rows, or (rows read as square one-channel images) a
+    /// Network family: an MLP on the rows, or (rows read as square images of 1 or 3 channels) a
     /// conv energy / noise-conditional U-Net [default: mlp]
     #[arg(long, value_parser = ["mlp", "conv"], help_heading = "Model")]
     pub arch: Option<String>,
+    /// Output layer of the conv energy: `sum-pool` (IGEBM: features summed over positions)
+    /// or `flatten` (one weight per channel and position of the last map) [default: sum-pool]
+    #[arg(long, value_parser = ["sum-pool", "flatten"], help_heading = "Model")]
+    pub conv_head: Option<String>,
     /// Activation between layers [default: silu]
     #[arg(long, value_parser = ["silu", "softplus", "elu", "tanh", "gelu", "relu"], help_heading = "Model")]
     pub activation: Option<String>,
@@ -121,6 +125,10 @@ pub struct ConfigArgs {
     /// Langevin step ε of CD/PCD (x ← x + ε²/2·s + ε·z) [default: 0.3]
     #[arg(long, help_heading = "Objective")]
     pub langevin_eps: Option<f64>,
+    /// CD/PCD SGLD noise σ: with it, x ← x + η·s + σ·z and --langevin-eps is the drift step η
+    /// (IGEBM: η 10, σ 0.005; JEM: η 1, σ 0.01); 0 for the tied step [default: 0]
+    #[arg(long, help_heading = "Objective")]
+    pub langevin_noise: Option<f64>,
     /// PCD replay buffer rows [default: 10000]
     #[arg(long, help_heading = "Objective")]
     pub buffer_size: Option<usize>,
@@ -182,6 +190,10 @@ pub struct ConfigArgs {
     /// Do not standardise CSV/.npy columns (zero mean, unit variance)
     #[arg(long, help_heading = "Data")]
     pub no_standardize: bool,
+    /// Train image sets on y = logit(λ + (1 − 2λ)x) of their pixels x in [0, 1], with this λ
+    /// in (0, 0.5); NLLs and bits/dim stay those of the pixels [default: off]
+    #[arg(long, value_name = "LAMBDA", help_heading = "Data")]
+    pub logit: Option<f64>,
     /// Write the checkpoint every N steps (and at the end) [default: 500]
     #[arg(long, help_heading = "Output")]
     pub checkpoint_every: Option<u64>,
@@ -205,21 +217,21 @@ impl ConfigArgs {
         macro_rules! check {
             ($($f:ident => $n:literal),*) => { $( if self.$f.is_some() { v.push($n); } )* };
         }
-        check!(hidden => "--hidden", arch => "--arch", activation => "--activation", optimizer => "--optimizer",
+        check!(hidden => "--hidden", arch => "--arch", conv_head => "--conv-head", activation => "--activation", optimizer => "--optimizer",
             lr => "--lr", weight_decay => "--weight-decay", momentum => "--momentum",
             schedule => "--schedule", warmup => "--warmup", min_lr_factor => "--min-lr-factor",
             clip_grad => "--clip-grad", ema => "--ema", batch => "--batch", seed => "--seed",
             sigma => "--sigma", sigma_min => "--sigma-min", sigma_max => "--sigma-max",
             levels => "--levels", beta_min => "--beta-min", beta_max => "--beta-max",
             t_min => "--t-min", langevin_steps => "--langevin-steps",
-            langevin_eps => "--langevin-eps", buffer_size => "--buffer-size",
+            langevin_eps => "--langevin-eps", langevin_noise => "--langevin-noise", buffer_size => "--buffer-size",
             reinit => "--reinit", alpha => "--alpha", nce_ratio => "--nce-ratio",
             nce_inflate => "--nce-inflate", projections => "--projections",
             epsilon => "--epsilon", flow_couplings => "--flow-couplings",
             mpf_sigma => "--mpf-sigma", neighbours => "--neighbours", mvl_step => "--mvl-step",
             ksd_bandwidth => "--ksd-bandwidth", lsd_lambda => "--lsd-lambda", ed_t => "--ed-t",
             contrasts => "--contrasts", drl_sigma => "--drl-sigma", drl_steps => "--drl-steps",
-            test_frac => "--test-frac", val_frac => "--val-frac",
+            test_frac => "--test-frac", val_frac => "--val-frac", logit => "--logit",
             checkpoint_every => "--checkpoint-every", log_every => "--log-every",
             eval_every => "--eval-every", early_stop => "--early-stop");
         if self.no_standardize {
@@ -248,6 +260,7 @@ impl ConfigArgs {
             levels => c.params.levels, beta_min => c.params.beta_min,
             beta_max => c.params.beta_max, t_min => c.params.t_min,
             langevin_steps => c.params.langevin_steps, langevin_eps => c.params.langevin_eps,
+            langevin_noise => c.params.langevin_noise,
             buffer_size => c.params.buffer_size, reinit => c.params.reinit,
             alpha => c.params.alpha, nce_ratio => c.params.nce_ratio,
             nce_inflate => c.params.nce_inflate, projections => c.params.projections,
@@ -273,6 +286,12 @@ impl ConfigArgs {
                 _ => ebm::config::Arch::Mlp,
             };
         }
+        if let Some(h) = &self.conv_head {
+            c.conv_head = match h.as_str() {
+                "flatten" => ebm::nn::ConvHead::Flatten,
+                _ => ebm::nn::ConvHead::SumPool,
+            };
+        }
         if let Some(a) = &self.activation {
             c.activation = a.parse().expect("clap checked the name");
         }
@@ -291,6 +310,7 @@ impl ConfigArgs {
             };
         }
         c.data_options.standardize = !self.no_standardize;
+        c.data_options.logit = self.logit;
         c
     }
 }
@@ -424,6 +444,13 @@ pub struct EvalArgs {
     /// AIS temperatures (data with more than 2 dimensions)
     #[arg(long, default_value_t = 500)]
     pub ais_temps: usize,
+    /// AIS chains (importance samples)
+    #[arg(long, default_value_t = 256)]
+    pub ais_chains: usize,
+    /// Where AIS starts: `data`, the training rows' diagonal Gaussian with doubled standard
+    /// deviations, or `standard`, N(0, I) (needs far more temperatures on images)
+    #[arg(long, default_value = "data", value_parser = ["data", "standard"])]
+    pub ais_prior: String,
     /// Sampler for the MMD samples
     #[arg(long, default_value = "auto", value_parser = SamplerKind::NAMES)]
     pub sampler: String,

@@ -135,8 +135,9 @@ pub fn sample_cmd(a: SampleArgs) -> Result<i32, Error> {
     } else if data.dim == 2 {
         let g = ebm::plot::Grid::of(&loaded.density(), &data.bounds(), 200);
         ebm::plot::samples_png(&png, &g, &x, &title)?;
-    } else if let Some(hw) = data.images {
-        ebm::plot::digits_png(&png, &x, &data.test, hw, &title)?;
+    } else if let Some(image) = data.images {
+        let (model, real) = (data.to_pixels(&x), data.to_pixels(&data.test));
+        ebm::plot::digits_png(&png, &model, &real, image, &title)?;
     } else {
         ebm::plot::scatter_png(&png, &data.test, &x, &title)?;
     }
@@ -187,11 +188,17 @@ pub fn eval_cmd(a: EvalArgs) -> Result<i32, Error> {
     }
     let (loaded, data) = load_run(&a.run)?;
     limits::check_sampling(a.samples, data.dim, None, Some(a.rows), Some(a.ais_temps))?;
-    let log_det = data.standardization.as_ref().map_or(0.0, |s| s.log_det());
+    limits::at_most("--ais-chains", a.ais_chains, limits::MAX_SAMPLES)?;
+    if a.ais_chains < 2 {
+        return Err(Error::usage("--ais-chains must be at least 2"));
+    }
+    let log_det = data.nll_offset(&data.test);
     let opts = EvalOptions {
         rows: a.rows,
         samples: a.samples,
         ais_temps: a.ais_temps,
+        ais_chains: a.ais_chains,
+        ais_prior: report::AisPrior::parse(&a.ais_prior)?,
         seed: a.seed,
         sample: SampleOptions {
             sampler: Some(SamplerKind::parse(&a.sampler)?),
