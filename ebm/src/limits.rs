@@ -212,6 +212,19 @@ pub fn check_sampling(
     Ok(())
 }
 
+/// The AIS settings of `ebm eval` and of `ebm train`'s report: at least one temperature and
+/// two chains, at most the limits.
+pub fn check_ais(temps: usize, chains: usize) -> Result<(), Error> {
+    at_most("--ais-temps", temps, MAX_AIS_TEMPS)?;
+    at_most("--ais-chains", chains, MAX_SAMPLES)?;
+    if temps < 1 || chains < 2 {
+        return Err(Error::usage(
+            "AIS needs --ais-temps of at least 1 and --ais-chains of at least 2",
+        ));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -360,6 +360,12 @@ pub fn final_report(
     if run.eval_samples > 0 {
         opts.samples = run.eval_samples;
     }
+    if run.ais_temps > 0 {
+        opts.ais_temps = run.ais_temps;
+    }
+    if run.ais_chains > 0 {
+        opts.ais_chains = run.ais_chains;
+    }
     let (mut r, samples) = evaluate(&net, noise, &t.data, log_det, &opts)?;
     r.step = t.step;
     r.objective = t.config.objective.clone();

@@ -49,6 +49,10 @@ pub struct RunOptions {
     pub no_report: bool,
     /// Model samples drawn for the final report (0: the default, 1000).
     pub eval_samples: usize,
+    /// AIS temperatures of the final report's NLL when d > 2 (0: the default, 500).
+    pub ais_temps: usize,
+    /// AIS chains of the final report's NLL when d > 2 (0: the default, 256).
+    pub ais_chains: usize,
     /// Print nothing but errors.
     pub quiet: bool,
 }

@@ -343,6 +343,12 @@ pub struct TrainArgs {
     /// Model samples drawn at the end, for MMD and the pictures
     #[arg(long, default_value_t = 1000, help_heading = "Output")]
     pub eval_samples: usize,
+    /// AIS temperatures of the final report's test NLL (data with more than 2 dimensions)
+    #[arg(long, default_value_t = 500, help_heading = "Output")]
+    pub ais_temps: usize,
+    /// AIS chains of the final report's test NLL (data with more than 2 dimensions)
+    #[arg(long, default_value_t = 256, help_heading = "Output")]
+    pub ais_chains: usize,
     /// Print only errors
     #[arg(long, short, help_heading = "Output")]
     pub quiet: bool,

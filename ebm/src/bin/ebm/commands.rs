@@ -23,6 +23,7 @@ pub fn train_cmd(a: TrainArgs) -> Result<i32, Error> {
         return Err(Error::usage("--eval-samples must be at least 2"));
     }
     limits::at_most("--eval-samples", a.eval_samples, limits::MAX_SAMPLES)?;
+    limits::check_ais(a.ais_temps, a.ais_chains)?;
     let (config, opts) = if let Some(dir) = &a.resume {
         let mut given = a.config.given();
         if a.data.is_some() {
@@ -77,6 +78,8 @@ pub fn train_cmd(a: TrainArgs) -> Result<i32, Error> {
         poison_at: a.poison_at,
         no_report: a.no_report,
         eval_samples: a.eval_samples,
+        ais_temps: a.ais_temps,
+        ais_chains: a.ais_chains,
         quiet: a.quiet,
         ..opts
     };
@@ -188,10 +191,7 @@ pub fn eval_cmd(a: EvalArgs) -> Result<i32, Error> {
     }
     let (loaded, data) = load_run(&a.run)?;
     limits::check_sampling(a.samples, data.dim, None, Some(a.rows), Some(a.ais_temps))?;
-    limits::at_most("--ais-chains", a.ais_chains, limits::MAX_SAMPLES)?;
-    if a.ais_chains < 2 {
-        return Err(Error::usage("--ais-chains must be at least 2"));
-    }
+    limits::check_ais(a.ais_temps, a.ais_chains)?;
     let log_det = data.nll_offset(&data.test);
     let opts = EvalOptions {
         rows: a.rows,
