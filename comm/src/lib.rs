@@ -99,6 +99,17 @@ pub trait Communicator {
     /// Returns once every rank has called it.
     fn barrier(&self) -> Result<(), CommError>;
 
+    /// How long a collective waits for the other ranks before failing (None: no timeout).
+    fn timeout(&self) -> Option<Duration> {
+        None
+    }
+
+    /// Changes [`Communicator::timeout`] (a no-op for communicators without one): a longer
+    /// one while some rank is known to be busy for long, such as rank 0 opening a run.
+    fn set_timeout(&self, timeout: Duration) {
+        let _ = timeout;
+    }
+
     /// The all-reduce of `buf` with `op`.
     fn all_reduce_f32(&self, buf: &mut [f32], op: ReduceOp) -> Result<(), CommError> {
         self.all_reduce_sum_f32(buf)?;

@@ -29,7 +29,7 @@ pub struct MpiCommunicator {
     world: SimpleCommunicator,
     rank: usize,
     size: usize,
-    timeout: Duration,
+    timeout: Cell<Duration>,
     /// Set once a collective has timed out: MPI's state is then undefined.
     failed: Cell<bool>,
     /// Dropped last (fields drop in order): MPI_Finalize.
@@ -48,7 +48,7 @@ impl MpiCommunicator {
             rank: world.rank() as usize,
             size: world.size() as usize,
             world,
-            timeout,
+            timeout: Cell::new(timeout),
             failed: Cell::new(false),
             _universe: universe,
         })
@@ -76,7 +76,7 @@ impl MpiCommunicator {
         op: &'static str,
     ) -> Result<(), CommError> {
         let t0 = Instant::now();
-        let wait = self.timeout / 2;
+        let wait = self.timeout.get() / 2;
         let mut polls = 0u32;
         loop {
             match req.test() {
@@ -124,7 +124,7 @@ impl MpiCommunicator {
             .collect();
         let t0 = Instant::now();
         let mut polls = 0u32;
-        while !pending.is_empty() && t0.elapsed() < self.timeout / 2 {
+        while !pending.is_empty() && t0.elapsed() < self.timeout.get() / 2 {
             pending = pending
                 .into_iter()
                 .filter_map(|(r, req)| req.test().err().map(|req| (r, req)))
@@ -240,6 +240,12 @@ impl Communicator for MpiCommunicator {
         self.broadcast(root, &mut len)?;
         bytes.resize(len[0] as usize, 0);
         self.broadcast(root, bytes)
+    }
+    fn timeout(&self) -> Option<Duration> {
+        Some(self.timeout.get())
+    }
+    fn set_timeout(&self, timeout: Duration) {
+        self.timeout.set(timeout);
     }
     fn barrier(&self) -> Result<(), CommError> {
         self.check_usable("barrier")?;

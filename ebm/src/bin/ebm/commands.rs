@@ -9,7 +9,7 @@ use ebm::limits;
 use ebm::model::load_run;
 use ebm::report::{self, EvalOptions};
 use ebm::sample::{SampleOptions, SamplerKind};
-use ebm::train::{self, RunEnd, RunOptions};
+use ebm::train::{self, distributed::RankFailure, RunEnd, RunOptions};
 use ebm_core::Rng;
 use std::path::PathBuf;
 
@@ -72,18 +72,64 @@ pub fn train_cmd(a: TrainArgs) -> Result<i32, Error> {
         };
         (Some(config), opts)
     };
+    let failure = |s: &Option<String>, dies: bool| -> Result<Option<RankFailure>, Error> {
+        s.as_deref()
+            .map(|v| {
+                RankFailure::parse(v, dies)
+                    .ok_or_else(|| Error::usage(format!("expected RANK@STEP, got `{v}`")))
+            })
+            .transpose()
+    };
+    let fail_rank = failure(&a.kill_rank, true)?.or(failure(&a.hang_rank, false)?);
+    if !(a.comm_timeout.is_finite() && a.comm_timeout > 0.0) {
+        return Err(Error::usage(
+            "--comm-timeout must be a positive number of seconds",
+        ));
+    }
     let opts = RunOptions {
         stop_at: a.stop_at,
         poison_at: a.poison_at,
         no_report: a.no_report,
         eval_samples: a.eval_samples,
         quiet: a.quiet,
+        fail_rank,
         ..opts
     };
-    match train::run(config, &opts)? {
+    let comm = ebm_comm::from_environment(std::time::Duration::from_secs_f64(a.comm_timeout))?;
+    share_cores(comm.size());
+    let rank = comm.rank();
+    let result = train::run_on(config, &opts, comm.as_ref());
+    match &result {
+        // a collective failed: MPI cannot be finalised (that waits for the lost rank)
+        Err(Error::Lost(_)) => std::mem::forget(comm),
+        _ => drop(comm),
+    }
+    let result = result.map_err(|e| match e {
+        Error::Lost(m) => Error::Lost(format!(
+            "rank {rank}: {m}; stopping (the last checkpoint in {} is intact: continue with `ebm train --resume {}`)",
+            opts.out.display(),
+            opts.out.display()
+        )),
+        e if rank > 0 => e.prefixed(&format!("rank {rank}: ")),
+        e => e,
+    });
+    match result? {
         RunEnd::Finished(_) => Ok(0),
         RunEnd::Interrupted { .. } => Ok(130),
     }
+}
+
+/// Several ranks on one machine share its cores: each gets cores ÷ local ranks threads
+/// (unless RAYON_NUM_THREADS says otherwise).
+fn share_cores(ranks: usize) {
+    let local = ebm_comm::local_ranks();
+    if ranks == 1 || local == 1 || std::env::var_os("RAYON_NUM_THREADS").is_some() {
+        return;
+    }
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let _ = rayon::ThreadPoolBuilder::new()
+        .num_threads((cores / local).max(1))
+        .build_global();
 }
 
 pub fn sample_cmd(a: SampleArgs) -> Result<i32, Error> {
