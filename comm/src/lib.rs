@@ -170,6 +170,68 @@ impl Communicator for SingleProcess {
     }
 }
 
+/// A communicator that adds up the time spent in its collectives (waiting for the other
+/// ranks included): the communication overhead of a run.
+pub struct Timed<'a> {
+    inner: &'a dyn Communicator,
+    spent: std::cell::Cell<Duration>,
+    calls: std::cell::Cell<u64>,
+}
+
+impl<'a> Timed<'a> {
+    /// Times the collectives of `inner`.
+    pub fn new(inner: &'a dyn Communicator) -> Timed<'a> {
+        Timed {
+            inner,
+            spent: Default::default(),
+            calls: Default::default(),
+        }
+    }
+
+    /// The time spent in collectives so far, and their number.
+    pub fn spent(&self) -> (Duration, u64) {
+        (self.spent.get(), self.calls.get())
+    }
+
+    fn time<R>(&self, f: impl FnOnce() -> R) -> R {
+        let t0 = std::time::Instant::now();
+        let r = f();
+        self.spent.set(self.spent.get() + t0.elapsed());
+        self.calls.set(self.calls.get() + 1);
+        r
+    }
+}
+
+impl Communicator for Timed<'_> {
+    fn rank(&self) -> usize {
+        self.inner.rank()
+    }
+    fn size(&self) -> usize {
+        self.inner.size()
+    }
+    fn engine(&self) -> &'static str {
+        self.inner.engine()
+    }
+    fn all_reduce_sum_f32(&self, buf: &mut [f32]) -> Result<(), CommError> {
+        self.time(|| self.inner.all_reduce_sum_f32(buf))
+    }
+    fn all_reduce_sum_f64(&self, buf: &mut [f64]) -> Result<(), CommError> {
+        self.time(|| self.inner.all_reduce_sum_f64(buf))
+    }
+    fn broadcast_bytes(&self, root: usize, bytes: &mut Vec<u8>) -> Result<(), CommError> {
+        self.time(|| self.inner.broadcast_bytes(root, bytes))
+    }
+    fn barrier(&self) -> Result<(), CommError> {
+        self.time(|| self.inner.barrier())
+    }
+    fn timeout(&self) -> Option<Duration> {
+        self.inner.timeout()
+    }
+    fn set_timeout(&self, timeout: Duration) {
+        self.inner.set_timeout(timeout)
+    }
+}
+
 /// Environment variables set by the launchers this crate recognises (Open MPI's `mpirun`,
 /// PMIx, Hydra/MPICH and SLURM's `srun`): their presence means "launched as one of several
 /// ranks".
@@ -260,6 +322,16 @@ mod tests {
         assert_eq!(bytes, b"state");
         c.barrier().unwrap();
         assert_eq!(c.any(&[true, false]).unwrap(), [true, false]);
+    }
+
+    #[test]
+    fn timed_counts_the_collectives() {
+        let t = Timed::new(&SingleProcess);
+        t.all_reduce_f32(&mut [1.0], ReduceOp::Sum).unwrap();
+        t.barrier().unwrap();
+        t.broadcast_bytes(0, &mut vec![1]).unwrap();
+        assert_eq!(t.spent().1, 3);
+        assert_eq!((t.rank(), t.size(), t.engine()), (0, 1, "single process"));
     }
 
     #[test]

@@ -199,3 +199,19 @@ pub(crate) fn describe_ranks(t: &Trainer, comm: &dyn Communicator) -> String {
     }
     s
 }
+
+/// The closing line of a data-parallel run: rank 0's time in collectives per step (waiting
+/// for slower ranks included) and its share of the step.
+pub(crate) fn describe_overhead(
+    spent: std::time::Duration,
+    looped: std::time::Duration,
+    steps: u64,
+) -> String {
+    let per = |d: std::time::Duration| d.as_secs_f64() * 1e3 / steps as f64;
+    format!(
+        "communication: {:.3} ms of each {:.3} ms step ({:.1}%) on rank 0, waiting for the other ranks included",
+        per(spent),
+        per(looped),
+        100.0 * spent.as_secs_f64() / looped.as_secs_f64().max(1e-12)
+    )
+}

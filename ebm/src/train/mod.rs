@@ -125,6 +125,8 @@ pub fn run_on(
     opts: &RunOptions,
     comm: &dyn Communicator,
 ) -> Result<RunEnd, Error> {
+    let timed = ebm_comm::Timed::new(comm);
+    let comm: &dyn Communicator = &timed;
     let lead = comm.rank() == 0;
     let dir = &opts.out;
     let ckpt_path = dir.join(CHECKPOINT);
@@ -156,6 +158,8 @@ pub fn run_on(
     let mut poisoned = false;
     let mut stop_early = false;
     let loop_t0 = Instant::now();
+    let comm_t0 = timed.spent().0;
+    let per_rank_state = comm.size() > 1 && !trainer.objective.state().is_empty();
     while trainer.step < total {
         // every rank stops at the same step: a Ctrl-C seen by one, or rank 0's early stop
         let local_stop = stop_requested() || opts.stop_at == Some(trainer.step);
@@ -201,8 +205,14 @@ pub fn run_on(
             let x = trainer.data.batch(step, c.batch.min(256));
             problem = crate::guard::energy_problem(&trainer, &x);
         }
-        // a problem on any rank (PCD's chains are each rank's own) rolls every rank back
-        if comm.any(&[problem.is_some()])?[0] {
+        // a problem on any rank rolls every rank back: only the objective's state (PCD's
+        // chains) differs between ranks, the rest is the same everywhere
+        let rollback = if per_rank_state {
+            comm.any(&[problem.is_some()])?[0]
+        } else {
+            problem.is_some()
+        };
+        if rollback {
             let why = problem.unwrap_or_else(|| "a problem on another rank".into());
             let at = trainer.step + u64::from(!loss.is_finite());
             rollbacks += 1;
@@ -309,6 +319,13 @@ pub fn run_on(
         }
     }
     progress.finish();
+    if comm.size() > 1 && trainer.step > start_step {
+        progress.say(&distributed::describe_overhead(
+            timed.spent().0 - comm_t0,
+            loop_t0.elapsed(),
+            trainer.step - start_step,
+        ));
+    }
     let train_secs = t0.elapsed().as_secs_f64();
     notes.end_step = trainer.step;
     if opts.no_report || !lead {
