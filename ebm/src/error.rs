@@ -3,9 +3,9 @@
 use ebm_data::DataError;
 use ebm_nn::CheckpointError;
 
-/// Why a command could not do what it was asked. Every variant but [`Error::Diverged`] (status
-/// 1) and [`Error::Lost`] (status 3) is the user's to fix (a flag, a file, a checkpoint) and
-/// exits with status 2.
+/// Why a command could not do what it was asked. Every variant but [`Error::Diverged`] (exit
+/// status one) and [`Error::Lost`] (three) is the user's to fix (a flag, a file, a
+/// checkpoint) and exits with status 2.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// A bad flag value or combination, or a missing input file.

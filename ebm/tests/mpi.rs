@@ -99,6 +99,24 @@ fn two_ranks_reproduce_one_process() {
     assert_eq!(lines.lines().count(), one_lines.lines().count());
 }
 
+/// Three ranks share a minibatch of 256 rows (two default row blocks) in blocks of 86.
+#[test]
+fn three_ranks_share_a_small_batch() {
+    let d = scratch("mpi-three");
+    let run = d.join("run");
+    let said = mpi_ok(
+        3,
+        &train_args("dsm", &run, &["--steps", "30", "--no-report"]),
+    );
+    assert!(
+        said.contains("3 ranks (MPI): each computes 84–86 of the 256 rows of a minibatch (row blocks of 86 rows"),
+        "{said}"
+    );
+    assert!(said.contains("communication:"), "{said}");
+    let c = Checkpoint::load(run.join("checkpoint.safetensors")).unwrap();
+    assert_eq!(c.step, 30);
+}
+
 /// PCD (a replay buffer per rank, rows split evenly) and NCE (log Z averaged with the
 /// gradients) on two ranks reach the test NLL of one process within the run-to-run noise of
 /// one process over two seeds.

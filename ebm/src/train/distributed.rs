@@ -75,7 +75,21 @@ pub(crate) fn start(
     if let Some(t) = timeout {
         comm.set_timeout(t);
     }
-    started
+    let (mut trainer, lock, metrics) = started?;
+    fit_blocks(&mut trainer, comm.size());
+    Ok((trainer, lock, metrics))
+}
+
+/// Gives every rank work: when a minibatch has fewer row blocks than there are ranks (a batch
+/// of 256 is two blocks of 128), blocks of ⌈B/N⌉ rows. The run then makes the draws of one
+/// process with that block size (`TrainStep::block_rows`) rather than the default's; with
+/// enough blocks the layout, and so the run, is that of one process whatever N.
+fn fit_blocks(t: &mut Trainer, ranks: usize) {
+    let b = t.config.batch;
+    let o = t.objective.as_ref();
+    if ranks > 1 && ebm_objectives::shard_capacity(o, t.train_step.block_rows, b) < ranks {
+        t.train_step.block_rows = b.div_ceil(ranks).max(1);
+    }
 }
 
 /// The least time the ranks wait for rank 0 to open the run.
@@ -188,6 +202,12 @@ pub(crate) fn describe_ranks(t: &Trainer, comm: &dyn Communicator) -> String {
         "{n} ranks ({}): each computes {each} of the {b} rows of a minibatch",
         comm.engine()
     );
+    if t.train_step.block_rows != ebm_objectives::TRAIN_BLOCK_ROWS {
+        s.push_str(&format!(
+            " (row blocks of {} rows, so that every rank has one)",
+            t.train_step.block_rows
+        ));
+    }
     let idle = rows.iter().filter(|&&r| r == 0).count();
     if idle > 0 {
         let blocks =
