@@ -89,10 +89,11 @@ impl MpiCommunicator {
                 // never completed: dropping it would abort the process
                 std::mem::forget(req);
                 self.failed.set(true);
+                let ranks = self.roll_call();
                 return Err(CommError::Lost {
                     op,
-                    ranks: self.roll_call(),
-                    waited: t0.elapsed() + wait,
+                    ranks,
+                    waited: t0.elapsed(),
                 });
             }
             backoff(t0);

@@ -99,10 +99,12 @@ pub fn train_cmd(a: TrainArgs) -> Result<i32, Error> {
     share_cores(comm.size());
     let rank = comm.rank();
     let result = train::run_on(config, &opts, comm.as_ref());
-    match &result {
-        // a collective failed: MPI cannot be finalised (that waits for the lost rank)
-        Err(Error::Lost(_)) => std::mem::forget(comm),
-        _ => drop(comm),
+    if result.is_ok() || comm.size() == 1 {
+        drop(comm);
+    } else {
+        // MPI cannot be finalised now (that waits for every rank, one of which may be lost
+        // or waiting for this one): exit without it, and the launcher stops the others
+        std::mem::forget(comm);
     }
     let result = result.map_err(|e| match e {
         Error::Lost(m) => Error::Lost(format!(
