@@ -206,6 +206,27 @@ fn a_lost_rank_stops_the_run_and_it_resumes_under_one_or_two_ranks() {
     }
 }
 
+/// An error on rank 0 before training (nothing to resume) stops every rank at once, each
+/// with one line, none waiting for the timeout or in MPI_Finalize.
+#[test]
+fn an_error_on_rank_zero_stops_every_rank() {
+    let d = scratch("mpi-error");
+    let missing = d.join("missing");
+    std::fs::create_dir_all(&missing).unwrap();
+    let t0 = Instant::now();
+    let o = mpirun(2, &["train", "--resume", missing.to_str().unwrap()]);
+    let (out, err) = text(&o);
+    let said = format!("{out}{err}");
+    assert!(!o.status.success(), "{said}");
+    assert!(said.contains("error: cannot resume"), "{said}");
+    assert!(
+        said.contains("error: rank 1: rank 0 could not start the run"),
+        "{said}"
+    );
+    assert!(!said.contains("panicked"), "{said}");
+    assert!(t0.elapsed() < Duration::from_secs(60), "{:?}", t0.elapsed());
+}
+
 fn copy_dir(from: &Path, to: &Path) {
     std::fs::create_dir_all(to).unwrap();
     for e in std::fs::read_dir(from).unwrap() {
