@@ -235,3 +235,16 @@ pub(crate) fn describe_overhead(
         100.0 * spent.as_secs_f64() / looped.as_secs_f64().max(1e-12)
     )
 }
+
+/// Several ranks on one machine share its cores: each gets cores ÷ local ranks threads
+/// (unless RAYON_NUM_THREADS says otherwise).
+pub fn share_cores(ranks: usize) {
+    let local = ebm_comm::local_ranks();
+    if ranks == 1 || local == 1 || std::env::var_os("RAYON_NUM_THREADS").is_some() {
+        return;
+    }
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let _ = rayon::ThreadPoolBuilder::new()
+        .num_threads((cores / local).max(1))
+        .build_global();
+}

@@ -95,8 +95,8 @@ pub fn train_cmd(a: TrainArgs) -> Result<i32, Error> {
         fail_rank,
         ..opts
     };
-    let comm = ebm_comm::from_environment(std::time::Duration::from_secs_f64(a.comm_timeout))?;
-    share_cores(comm.size());
+    let comm = ebm::comm::from_environment(std::time::Duration::from_secs_f64(a.comm_timeout))?;
+    train::distributed::share_cores(comm.size());
     let rank = comm.rank();
     let result = train::run_on(config, &opts, comm.as_ref());
     if result.is_ok() || comm.size() == 1 {
@@ -119,19 +119,6 @@ pub fn train_cmd(a: TrainArgs) -> Result<i32, Error> {
         RunEnd::Finished(_) => Ok(0),
         RunEnd::Interrupted { .. } => Ok(130),
     }
-}
-
-/// Several ranks on one machine share its cores: each gets cores ÷ local ranks threads
-/// (unless RAYON_NUM_THREADS says otherwise).
-fn share_cores(ranks: usize) {
-    let local = ebm_comm::local_ranks();
-    if ranks == 1 || local == 1 || std::env::var_os("RAYON_NUM_THREADS").is_some() {
-        return;
-    }
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let _ = rayon::ThreadPoolBuilder::new()
-        .num_threads((cores / local).max(1))
-        .build_global();
 }
 
 pub fn sample_cmd(a: SampleArgs) -> Result<i32, Error> {
