@@ -354,18 +354,34 @@ impl Dataset {
 
     /// The minibatch of step `step` (0-based): a pure function of (seed, step, batch).
     pub fn batch(&self, step: u64, batch: usize) -> Tensor {
+        self.batch_rows(step, batch, 0..batch)
+    }
+
+    /// Rows `rows` of [`Dataset::batch`]`(step, batch)`, the share of one rank of a
+    /// data-parallel run: the same rows, drawing only these from a finite set (a toy set's
+    /// draws come in sequence: the whole batch is drawn and narrowed).
+    pub fn batch_rows(&self, step: u64, batch: usize, rows: std::ops::Range<usize>) -> Tensor {
+        assert!(
+            rows.end <= batch,
+            "batch_rows: rows {rows:?} of a batch of {batch}"
+        );
         let root = Rng::new(self.seed).stream(BATCH_STREAM);
         if let Some(toy) = self.toy {
-            return toy.sample(batch, &mut root.stream(step));
+            let x = toy.sample(batch, &mut root.stream(step));
+            return if rows.len() == batch {
+                x
+            } else {
+                x.narrow(0, rows.start, rows.len())
+            };
         }
         let n = self.train.shape()[0];
-        // rows step·B … step·B + B − 1 of the concatenated epoch permutations
-        let start = step as u128 * batch as u128;
-        let mut idx = Vec::with_capacity(batch);
+        // rows step·B + rows.start … of the concatenated epoch permutations
+        let start = step as u128 * batch as u128 + rows.start as u128;
+        let mut idx = Vec::with_capacity(rows.len());
         let mut epoch = (start / n as u128) as u64;
         let mut pos = (start % n as u128) as usize;
         let mut perm = root.stream(epoch).permutation(n);
-        while idx.len() < batch {
+        while idx.len() < rows.len() {
             if pos == n {
                 epoch += 1;
                 pos = 0;
@@ -456,6 +472,22 @@ mod tests {
         let mut e0 = firsts[..10].to_vec();
         e0.sort();
         assert_eq!(e0, (0..10).collect::<Vec<_>>());
+        // a rank's share is those rows of the whole batch, across an epoch boundary too
+        for k in 0..5 {
+            let whole = ds.batch(k, 7).to_vec_f64();
+            for (a, b) in [(0, 3), (3, 7), (2, 2), (0, 7)] {
+                let part = ds.batch_rows(k, 7, a..b).to_vec_f64();
+                assert_eq!(part, whole[2 * a..2 * b], "step {k} rows {a}..{b}");
+            }
+        }
+        let toy = Dataset::load(
+            &DataSpec::parse("8gaussians").unwrap(),
+            &DataOptions::default(),
+            1,
+        )
+        .unwrap();
+        let whole = toy.batch(3, 9).to_vec_f64();
+        assert_eq!(toy.batch_rows(3, 9, 4..9).to_vec_f64(), whole[8..18]);
     }
 
     #[test]

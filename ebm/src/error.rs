@@ -3,8 +3,9 @@
 use ebm_data::DataError;
 use ebm_nn::CheckpointError;
 
-/// Why a command could not do what it was asked. Every variant but [`Error::Diverged`] is the
-/// user's to fix (a flag, a file, a checkpoint) and exits with status 2.
+/// Why a command could not do what it was asked. Every variant but [`Error::Diverged`] (exit
+/// status one) and [`Error::Lost`] (three) is the user's to fix (a flag, a file, a
+/// checkpoint) and exits with status 2.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// A bad flag value or combination, or a missing input file.
@@ -25,6 +26,9 @@ pub enum Error {
     /// Training diverged and the guard ran out of retries.
     #[error("{0}")]
     Diverged(String),
+    /// A rank of a data-parallel run was lost (dead or hung) or the communicator failed.
+    #[error("{0}")]
+    Lost(String),
 }
 
 impl Error {
@@ -43,6 +47,20 @@ impl Error {
     /// An [`Error::Io`].
     pub fn io(msg: impl Into<String>) -> Error {
         Error::Io(msg.into())
+    }
+
+    /// The same error with its message prefixed by `p`.
+    pub fn prefixed(self, p: &str) -> Error {
+        let f = |m: String| format!("{p}{m}");
+        match self {
+            Error::Usage(m) => Error::Usage(f(m)),
+            Error::Data(m) => Error::Data(f(m)),
+            Error::Checkpoint(m) => Error::Checkpoint(f(m)),
+            Error::Io(m) => Error::Io(f(m)),
+            Error::Busy(m) => Error::Busy(f(m)),
+            Error::Diverged(m) => Error::Diverged(f(m)),
+            Error::Lost(m) => Error::Lost(f(m)),
+        }
     }
 
     /// A checkpoint error, prefixed with the file it came from.
@@ -64,8 +82,15 @@ impl Error {
     pub fn exit_code(&self) -> i32 {
         match self {
             Error::Diverged(_) => 1,
+            Error::Lost(_) => 3,
             _ => 2,
         }
+    }
+}
+
+impl From<ebm_comm::CommError> for Error {
+    fn from(e: ebm_comm::CommError) -> Error {
+        Error::Lost(e.to_string())
     }
 }
 

@@ -42,6 +42,7 @@
 //! ```
 
 pub use ebm_autodiff as autodiff;
+pub use ebm_comm as comm;
 pub use ebm_core as core;
 pub use ebm_nn as nn;
 pub use ebm_objectives as objectives;

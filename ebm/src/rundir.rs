@@ -100,7 +100,18 @@ pub fn resume_trainer(dir: &Path, extend_steps: Option<u64>) -> Result<(Trainer,
     let lock = RunLock::acquire(dir, "train --resume")?;
     remove_stale_temps(dir);
     let ckpt = Checkpoint::load(&ckpt_path).map_err(|e| Error::from_checkpoint(&ckpt_path, e))?;
-    let mut cfg = verify::stored_config(&ckpt, &ckpt_path)?;
+    Ok((trainer_from(&ckpt, &ckpt_path, extend_steps)?, lock))
+}
+
+/// The trainer of the run `ckpt` (read from `ckpt_path`) holds, put back exactly where the
+/// checkpoint left it, after checking every stored value ([`crate::verify`]); `extend_steps`
+/// lengthens the run.
+pub fn trainer_from(
+    ckpt: &Checkpoint,
+    ckpt_path: &Path,
+    extend_steps: Option<u64>,
+) -> Result<Trainer, Error> {
+    let mut cfg = verify::stored_config(ckpt, ckpt_path)?;
     if let Some(s) = extend_steps {
         if s < ckpt.step {
             return Err(Error::usage(format!(
@@ -110,8 +121,8 @@ pub fn resume_trainer(dir: &Path, extend_steps: Option<u64>) -> Result<(Trainer,
         }
         cfg.steps = s;
     }
-    let dim = verify::stored_dim(&cfg, &ckpt, &ckpt_path)?;
-    verify::tensors_fit(&cfg, dim, &ckpt, &ckpt_path)?;
+    let dim = verify::stored_dim(&cfg, ckpt, ckpt_path)?;
+    verify::tensors_fit(&cfg, dim, ckpt, ckpt_path)?;
     let mut trainer = Trainer::new(cfg)?;
     if trainer.data.dim != dim {
         return Err(Error::checkpoint(format!(
@@ -121,8 +132,8 @@ pub fn resume_trainer(dir: &Path, extend_steps: Option<u64>) -> Result<(Trainer,
             trainer.data.dim
         )));
     }
-    trainer.restore(&ckpt, &ckpt_path)?;
-    Ok((trainer, lock))
+    trainer.restore(ckpt, ckpt_path)?;
+    Ok(trainer)
 }
 
 /// A fresh run's trainer in a new run directory `dir`, and the directory's lock.

@@ -25,7 +25,12 @@ pub(crate) struct StepGrads {
 /// (start, rows) of each block of a batch of `b` rows: blocks of `block_rows`, or two halves
 /// of a batch of `2·MIN_SPLIT_ROWS ..= block_rows` rows when `halves`; one block when the
 /// objective does not allow blocks.
-fn layout(b: usize, block_rows: usize, allowed: bool, halves: bool) -> Vec<(usize, usize)> {
+pub(crate) fn layout(
+    b: usize,
+    block_rows: usize,
+    allowed: bool,
+    halves: bool,
+) -> Vec<(usize, usize)> {
     let rows = block_rows.max(1);
     if !allowed || b <= 1 {
         return vec![(0, b)];
@@ -38,11 +43,11 @@ fn layout(b: usize, block_rows: usize, allowed: bool, halves: bool) -> Vec<(usiz
     (0..b).step_by(rows).map(|s| (s, rows.min(b - s))).collect()
 }
 
-/// A block's worker and its (start, rows).
-type Job = (Box<dyn Objective + Send>, (usize, usize));
+/// A block's worker, its index and its (start, rows).
+type Job = (Box<dyn Objective + Send>, usize, (usize, usize));
 
 /// The loss (weighted by rows/B when there are several blocks) and its gradients on one block.
-fn block(
+pub(crate) fn block(
     objective: &mut dyn Objective,
     model: &dyn Model,
     xb: &Tensor,
@@ -87,38 +92,73 @@ pub(crate) fn step_grads(
     if blocks.len() == 1 {
         return block(objective, model, x, None, rng);
     }
-    let narrow = |(start, rows): (usize, usize)| x.narrow(0, start, rows);
-    let weight = |rows: usize| Some(rows as f64 / b as f64);
     let parts: Vec<StepGrads> = if workers {
         let streams = rng.fork();
-        let one = |(i, (mut obj, blk)): (usize, Job)| {
-            let mut r = streams.stream(i as u64);
-            block(obj.as_mut(), model, &narrow(blk), weight(blk.1), &mut r)
-        };
-        let jobs: Vec<_> = blocks
-            .iter()
-            .map(|&blk| (objective.block_worker().expect("workers"), blk))
-            .collect();
-        if rayon::current_num_threads() > 1 {
-            use rayon::prelude::*;
-            jobs.into_par_iter().enumerate().map(one).collect()
-        } else {
-            jobs.into_iter().enumerate().map(one).collect()
-        }
+        let all: Vec<_> = blocks.into_iter().enumerate().collect();
+        worker_blocks(objective, model, x, 0, b, &all, &streams)
     } else {
+        let weight = |rows: usize| Some(rows as f64 / b as f64);
         blocks
             .iter()
-            .map(|&blk| block(objective, model, &narrow(blk), weight(blk.1), rng))
+            .map(|&(start, rows)| {
+                block(
+                    objective,
+                    model,
+                    &x.narrow(0, start, rows),
+                    weight(rows),
+                    rng,
+                )
+            })
             .collect()
     };
+    sum_parts(parts).expect("at least two blocks")
+}
+
+/// The blocks `blocks` ((index, (start, rows)) of a batch of `b` rows, in order) computed by
+/// workers of `objective`, block i on stream i of `streams`, weighted by rows/b, in parallel
+/// on the rayon pool. `x` holds the batch's rows from `offset` on.
+pub(crate) fn worker_blocks(
+    objective: &dyn Objective,
+    model: &dyn Model,
+    x: &Tensor,
+    offset: usize,
+    b: usize,
+    blocks: &[(usize, (usize, usize))],
+    streams: &Rng,
+) -> Vec<StepGrads> {
+    let one = |(mut obj, i, (start, rows)): Job| {
+        let mut r = streams.stream(i as u64);
+        let xb = x.narrow(0, start - offset, rows);
+        block(
+            obj.as_mut(),
+            model,
+            &xb,
+            Some(rows as f64 / b as f64),
+            &mut r,
+        )
+    };
+    let jobs: Vec<Job> = blocks
+        .iter()
+        .map(|&(i, blk)| (objective.block_worker().expect("workers"), i, blk))
+        .collect();
+    if rayon::current_num_threads() > 1 {
+        use rayon::prelude::*;
+        jobs.into_par_iter().map(one).collect()
+    } else {
+        jobs.into_iter().map(one).collect()
+    }
+}
+
+/// The sum of `parts` in order (None when there are none).
+pub(crate) fn sum_parts(parts: Vec<StepGrads>) -> Option<StepGrads> {
     let mut parts = parts.into_iter();
-    let mut total = parts.next().expect("at least two blocks");
+    let mut total = parts.next()?;
     for part in parts {
         total.loss += part.loss;
         add_into(&mut total.model, part.model);
         add_into(&mut total.objective, part.objective);
     }
-    total
+    Some(total)
 }
 
 /// Adds `new` to the gradients in `acc`, in order.

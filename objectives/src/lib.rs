@@ -50,6 +50,7 @@ pub mod names;
 pub mod nce;
 pub mod ratio_matching;
 pub mod score_matching;
+pub mod shard;
 pub mod train;
 
 pub use blocks::MIN_SPLIT_ROWS;
@@ -71,7 +72,8 @@ pub use ratio_matching::RatioMatching;
 pub use score_matching::{
     DenoisingScoreMatching, ExactScoreMatching, Projection, SlicedScoreMatching,
 };
-pub use train::{train_step, TrainStep, TRAIN_BLOCK_ROWS};
+pub use shard::{shard_capacity, shard_rows};
+pub use train::{train_step, train_step_shard, TrainStep, TRAIN_BLOCK_ROWS};
 
 use ebm_autodiff::{Tape, Var};
 use ebm_core::{Rng, Tensor};

@@ -2,7 +2,9 @@
 //! benchmark, library loops), and the checkpoint of everything it updates.
 
 use crate::blocks::{step_grads, StepGrads};
+use crate::shard::{all_reduce_grads, shard_grads};
 use crate::{ModelKind, Objective, StateError};
+use ebm_comm::{CommError, Communicator};
 use ebm_core::{Rng, Tensor};
 use ebm_nn::checkpoint::OBJECTIVE_STATE_PREFIX;
 use ebm_nn::{clip_grad_norm, Checkpoint, CheckpointError, Ema, Model, ModelRef, Optimizer};
@@ -191,11 +193,56 @@ pub fn train_step(
     rng: &mut Rng,
 ) -> f64 {
     check_kind(objective, model.view());
+    let grads = step_grads(objective, &*model, x, step.block_rows, rng);
+    apply(objective, model, step, grads)
+}
+
+/// One data-parallel step on rank `comm.rank()` of `comm.size()`: this rank's loss and
+/// gradients on its rows `x` (rows [`crate::shard_rows`] of a global batch of `global_rows`,
+/// drawn on streams keyed so that N ranks make the same draws as one process: see
+/// [`crate::shard`]), one all-reduce that adds every rank's (the model's gradients, the
+/// objective's own such as NCE's log Z, and the loss), then [`train_step`]'s update, the
+/// same on every rank. Returns the global batch's loss. On one rank it is [`train_step`].
+///
+/// Every rank must start from the same model, optimizers and generator (broadcast them at
+/// start and resume); objective state such as PCD's replay buffer is each rank's own. An
+/// error when the all-reduce fails ([`CommError`]): the state is then untouched.
+pub fn train_step_shard(
+    objective: &mut dyn Objective,
+    model: &mut dyn Model,
+    step: &mut TrainStep,
+    x: &Tensor,
+    global_rows: usize,
+    rng: &mut Rng,
+    comm: &dyn Communicator,
+) -> Result<f64, CommError> {
+    check_kind(objective, model.view());
+    let shard = (comm.rank(), comm.size());
+    let mut grads = shard_grads(
+        objective,
+        &*model,
+        x,
+        global_rows,
+        step.block_rows,
+        rng,
+        shard,
+    );
+    all_reduce_grads(&mut grads, comm)?;
+    Ok(apply(objective, model, step, grads))
+}
+
+/// The update of [`train_step`] from the step's loss and gradients.
+fn apply(
+    objective: &mut dyn Objective,
+    model: &mut dyn Model,
+    step: &mut TrainStep,
+    grads: StepGrads,
+) -> f64 {
     let StepGrads {
         loss,
         model: mut g,
         objective: gq,
-    } = step_grads(objective, &*model, x, step.block_rows, rng);
+    } = grads;
     if !loss.is_finite() {
         return loss;
     }

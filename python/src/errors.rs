@@ -88,7 +88,8 @@ pub fn unwind_with(e: PyErr) -> ! {
 /// The `ebm` command's error as the Python exception of its kind, with the same message: a bad
 /// flag or value is a `ValueError` (a missing input file a `FileNotFoundError`), an unusable
 /// data file or checkpoint a `ValueError`, a failed read or write an `OSError`, a run directory
-/// in use a `BlockingIOError`-like `OSError`, divergence a `FloatingPointError`.
+/// in use a `BlockingIOError`-like `OSError`, divergence a `FloatingPointError`, a lost rank of
+/// a data-parallel run a `RuntimeError`.
 pub fn to_py(e: ebm::error::Error) -> PyErr {
     use ebm::error::Error;
     let msg = e.to_string();
@@ -99,6 +100,7 @@ pub fn to_py(e: ebm::error::Error) -> PyErr {
         Error::Usage(_) | Error::Data(_) | Error::Checkpoint(_) => PyValueError::new_err(msg),
         Error::Io(_) | Error::Busy(_) => PyOSError::new_err(msg),
         Error::Diverged(_) => PyFloatingPointError::new_err(msg),
+        Error::Lost(_) => PyRuntimeError::new_err(msg),
     }
 }
 

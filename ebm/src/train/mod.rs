@@ -2,6 +2,7 @@
 //! ([`trainer`]), checkpoints that resume bit for bit, a divergence guard that rolls back,
 //! held-out monitoring, metrics and progress ([`progress`]), and the final report.
 
+pub mod distributed;
 pub mod progress;
 pub mod trainer;
 
@@ -10,6 +11,7 @@ pub use trainer::{build_objective, Trainer};
 use crate::config::TrainConfig;
 use crate::error::Error;
 use crate::heldout::{self, Figure, Mark};
+use ebm_comm::{Communicator, SingleProcess};
 use ebm_nn::Checkpoint;
 use progress::{Metrics, Progress};
 use std::path::{Path, PathBuf};
@@ -55,6 +57,8 @@ pub struct RunOptions {
     pub ais_chains: usize,
     /// Print nothing but errors.
     pub quiet: bool,
+    /// Lose a rank at a step (tests of a data-parallel run's timeout).
+    pub fail_rank: Option<distributed::RankFailure>,
 }
 
 /// How a run ended.
@@ -141,32 +145,35 @@ pub struct RunNotes {
 
 /// Runs `ebm train`: a fresh run from `config`, or `opts.resume` the one in `opts.out`.
 pub fn run(config: Option<TrainConfig>, opts: &RunOptions) -> Result<RunEnd, Error> {
+    run_on(config, opts, &SingleProcess)
+}
+
+/// [`run`] as rank `comm.rank()` of a data-parallel run ([`distributed`]): every rank trains
+/// its share of each minibatch and takes the same update; rank 0 alone opens the run
+/// directory and writes metrics, checkpoints and the report, and its state is broadcast to
+/// the others at start, at resume and at each rollback.
+pub fn run_on(
+    config: Option<TrainConfig>,
+    opts: &RunOptions,
+    comm: &dyn Communicator,
+) -> Result<RunEnd, Error> {
+    let timed = ebm_comm::Timed::new(comm);
+    let comm: &dyn Communicator = &timed;
+    let lead = comm.rank() == 0;
     let dir = &opts.out;
     let ckpt_path = dir.join(CHECKPOINT);
     let best_path = dir.join(heldout::BEST);
     let t0 = Instant::now();
-    let (mut trainer, _lock) = if opts.resume {
-        crate::rundir::resume_trainer(dir, opts.extend_steps)?
-    } else {
-        crate::rundir::fresh_trainer(config.expect("a fresh run has a configuration"), dir)?
-    };
-    crate::io::write_json(&dir.join("config.json"), &trainer.config)?;
-    let metrics = if opts.resume {
-        Metrics::open(dir, Some(trainer.step))?
-    } else {
-        let m = Metrics::open(dir, None)?;
-        save(&trainer, &ckpt_path)?;
-        m
-    };
+    let (mut trainer, _lock, metrics) = distributed::start(config, opts, comm)?;
     let total = trainer.config.steps;
-    let progress = Progress::new(total, trainer.step, opts.quiet);
+    let progress = Progress::new(total, trainer.step, opts.quiet || !lead);
     let mut notes = RunNotes {
         start_step: trainer.step,
         figure: Figure::of(&trainer.data, trainer.config.objective_info()),
         ..RunNotes::default()
     };
     progress.say(&format!(
-        "{} {}\n  → {}{}",
+        "{} {}\n  → {}{}\n  {}",
         if opts.resume && trainer.step > 0 {
             format!("resuming at step {}:", trainer.step)
         } else {
@@ -174,33 +181,46 @@ pub fn run(config: Option<TrainConfig>, opts: &RunOptions) -> Result<RunEnd, Err
         },
         describe(&trainer.config, trainer.data.dim),
         dir.display(),
-        heldout::describe_split(&trainer, notes.figure)
+        heldout::describe_split(&trainer, notes.figure),
+        distributed::describe_ranks(&trainer, comm)
     ));
     let start_step = trainer.step;
     let mut last_val = None;
     let mut rollbacks = 0;
     let mut poisoned = false;
+    let mut stop_early = false;
     let loop_t0 = Instant::now();
+    let comm_t0 = timed.spent().0;
+    let per_rank_state = comm.size() > 1 && !trainer.objective.state().is_empty();
     while trainer.step < total {
-        if stop_requested() || opts.stop_at == Some(trainer.step) {
+        // every rank stops at the same step: a Ctrl-C seen by one, or rank 0's early stop
+        let local_stop = stop_requested() || opts.stop_at == Some(trainer.step);
+        let agreed = comm.any(&[local_stop, stop_early])?;
+        if agreed[1] {
+            break;
+        }
+        if agreed[0] {
             progress.finish();
-            let saved = match checked_save(&trainer, &ckpt_path) {
-                Ok(()) => format!("checkpoint at step {} saved", trainer.step),
-                Err(_) => "the last good checkpoint is kept".into(),
-            };
-            // the way back in is printed even with --quiet
-            crate::console::err(&format!(
-                "interrupted at step {}: {saved} in {}; continue with `ebm train --resume {}`",
-                trainer.step,
-                ckpt_path.display(),
-                dir.display()
-            ));
+            if lead {
+                let saved = match checked_save(&trainer, &ckpt_path) {
+                    Ok(()) => format!("checkpoint at step {} saved", trainer.step),
+                    Err(_) => "the last good checkpoint is kept".into(),
+                };
+                // the way back in is printed even with --quiet
+                crate::console::err(&format!(
+                    "interrupted at step {}: {saved} in {}; continue with `ebm train --resume {}`",
+                    trainer.step,
+                    ckpt_path.display(),
+                    dir.display()
+                ));
+            }
             return Ok(RunEnd::Interrupted { step: trainer.step });
         }
+        distributed::test_failure(opts, comm, trainer.step);
         let poison = opts.poison_at == Some(trainer.step + 1) && !poisoned;
         poisoned |= poison;
         let lr = trainer.lr();
-        let loss = trainer.step_once(poison);
+        let loss = trainer.step_on(poison, comm)?;
         let step = trainer.step;
         let c = &trainer.config;
         let log_line = step.is_multiple_of(c.log_every) || step == total;
@@ -217,7 +237,15 @@ pub fn run(config: Option<TrainConfig>, opts: &RunOptions) -> Result<RunEnd, Err
             let x = trainer.data.batch(step, c.batch.min(256));
             problem = crate::guard::energy_problem(&trainer, &x);
         }
-        if let Some(why) = problem {
+        // a problem on any rank rolls every rank back: only the objective's state (PCD's
+        // chains) differs between ranks, the rest is the same everywhere
+        let rollback = if per_rank_state {
+            comm.any(&[problem.is_some()])?[0]
+        } else {
+            problem.is_some()
+        };
+        if rollback {
+            let why = problem.unwrap_or_else(|| "a problem on another rank".into());
             let at = trainer.step + u64::from(!loss.is_finite());
             rollbacks += 1;
             if rollbacks > MAX_ROLLBACKS {
@@ -229,19 +257,20 @@ pub fn run(config: Option<TrainConfig>, opts: &RunOptions) -> Result<RunEnd, Err
                     crate::guard::scale_hint(&trainer.data)
                 )));
             }
-            let ckpt =
-                Checkpoint::load(&ckpt_path).map_err(|e| Error::from_checkpoint(&ckpt_path, e))?;
+            let ckpt = distributed::load_shared(comm, &ckpt_path)?;
             // the scale compounds over rollbacks (the checkpoint holds the one before this)
             let scale = trainer.lr_scale * 0.5;
             trainer.restore(&ckpt, &ckpt_path)?;
             trainer.lr_scale = scale;
-            // make the lower rate durable: a resume from here keeps it
-            save(&trainer, &ckpt_path)?;
-            let _ = Metrics::open(dir, Some(trainer.step))?;
-            metrics.push(serde_json::json!({
-                "step": trainer.step, "event": "rollback", "diverged_at": at, "reason": why,
-                "lr_scale": trainer.lr_scale,
-            }))?;
+            if let Some(metrics) = &metrics {
+                // make the lower rate durable: a resume from here keeps it
+                save(&trainer, &ckpt_path)?;
+                let _ = Metrics::open(dir, Some(trainer.step))?;
+                metrics.push(serde_json::json!({
+                    "step": trainer.step, "event": "rollback", "diverged_at": at, "reason": why,
+                    "lr_scale": trainer.lr_scale,
+                }))?;
+            }
             progress.say(&format!(
                 "divergence guard: {why} at step {at}; rolled back to the checkpoint at step {} and lowered the learning rate to {:.3e} (×{})",
                 trainer.step,
@@ -252,81 +281,86 @@ pub fn run(config: Option<TrainConfig>, opts: &RunOptions) -> Result<RunEnd, Err
         }
         trainer.window.0 += loss;
         trainer.window.1 += 1;
-        let mut stop_early = false;
         if log_line {
             let mean = trainer.window.0 / trainer.window.1 as f64;
             trainer.window = (0.0, 0);
-            let mut line = serde_json::json!({
-                "step": step, "loss": mean, "lr": lr,
-                "elapsed_s": (t0.elapsed().as_secs_f64() * 1000.0).round() / 1000.0,
-            });
-            let mut event = None;
-            if let (true, Some(fig)) = (measure, notes.figure) {
-                last_val = heldout::measure(&mut trainer, fig).map(|v| (fig, v));
-                if let Some((_, v)) = last_val {
-                    line[fig.key()] = serde_json::json!(v);
-                    let mark = Mark {
-                        step,
-                        value: v,
-                        train_loss: mean,
-                    };
-                    let patience = trainer.config.early_stop;
-                    let verdict = trainer.monitor.observe(fig, mark, patience);
-                    if verdict.improved {
-                        save(&trainer, &best_path)?;
-                    }
-                    if let Some(w) = verdict.warning {
-                        let w = match trainer.data.train_rows() {
-                            Some(n) => {
-                                format!("{w}: the model is overfitting its {n} training rows")
-                            }
-                            // fresh draws every step: the objective itself parts from the
-                            // likelihood (score matching can sharpen or move mass it does
-                            // not see)
-                            None => format!(
-                                "{w}: the objective is improving at the likelihood's expense"
-                            ),
+            if let Some(metrics) = &metrics {
+                let mut line = serde_json::json!({
+                    "step": step, "loss": mean, "lr": lr,
+                    "elapsed_s": (t0.elapsed().as_secs_f64() * 1000.0).round() / 1000.0,
+                });
+                let mut event = None;
+                if let (true, Some(fig)) = (measure, notes.figure) {
+                    last_val = heldout::measure(&mut trainer, fig).map(|v| (fig, v));
+                    if let Some((_, v)) = last_val {
+                        line[fig.key()] = serde_json::json!(v);
+                        let mark = Mark {
+                            step,
+                            value: v,
+                            train_loss: mean,
                         };
-                        let msg = format!(
-                            "warning: {w}. The best checkpoint is kept in {} (`ebm eval {}`); --early-stop N ends such a run after N measurements without improvement",
-                            best_path.display(),
-                            best_path.display()
-                        );
-                        progress.warn(&msg);
-                        event = Some(serde_json::json!({
-                            "step": step, "event": "held_out_worse", "warning": w,
-                        }));
-                        notes.warnings.push(w);
-                    }
-                    if verdict.stop {
-                        stop_early = true;
-                        notes.early_stopped = true;
-                        progress.say(&format!(
-                            "early stop at step {step}: the {} has not improved in {} measurements",
-                            fig.label(),
-                            patience.unwrap_or(0)
-                        ));
+                        let patience = trainer.config.early_stop;
+                        let verdict = trainer.monitor.observe(fig, mark, patience);
+                        if verdict.improved {
+                            save(&trainer, &best_path)?;
+                        }
+                        if let Some(w) = verdict.warning {
+                            let w = match trainer.data.train_rows() {
+                                Some(n) => {
+                                    format!("{w}: the model is overfitting its {n} training rows")
+                                }
+                                // fresh draws every step: the objective itself parts from the
+                                // likelihood (score matching can sharpen or move mass it does
+                                // not see)
+                                None => format!(
+                                    "{w}: the objective is improving at the likelihood's expense"
+                                ),
+                            };
+                            let msg = format!(
+                                "warning: {w}. The best checkpoint is kept in {} (`ebm eval {}`); --early-stop N ends such a run after N measurements without improvement",
+                                best_path.display(),
+                                best_path.display()
+                            );
+                            progress.warn(&msg);
+                            event = Some(serde_json::json!({
+                                "step": step, "event": "held_out_worse", "warning": w,
+                            }));
+                            notes.warnings.push(w);
+                        }
+                        if verdict.stop {
+                            stop_early = true;
+                            notes.early_stopped = true;
+                            progress.say(&format!(
+                                "early stop at step {step}: the {} has not improved in {} measurements",
+                                fig.label(),
+                                patience.unwrap_or(0)
+                            ));
+                        }
                     }
                 }
+                metrics.push(line)?;
+                if let Some(e) = event {
+                    metrics.push(e)?;
+                }
+                let rate = (step - start_step) as f64 / loop_t0.elapsed().as_secs_f64().max(1e-9);
+                progress.update(step, total, mean, lr, rate, last_val);
             }
-            metrics.push(line)?;
-            if let Some(e) = event {
-                metrics.push(e)?;
-            }
-            let rate = (step - start_step) as f64 / loop_t0.elapsed().as_secs_f64().max(1e-9);
-            progress.update(step, total, mean, lr, rate, last_val);
         }
-        if saving || stop_early {
+        if lead && (saving || stop_early) {
             save(&trainer, &ckpt_path)?;
-        }
-        if stop_early {
-            break;
         }
     }
     progress.finish();
+    if comm.size() > 1 && trainer.step > start_step {
+        progress.say(&distributed::describe_overhead(
+            timed.spent().0 - comm_t0,
+            loop_t0.elapsed(),
+            trainer.step - start_step,
+        ));
+    }
     let train_secs = t0.elapsed().as_secs_f64();
     notes.end_step = trainer.step;
-    if opts.no_report {
+    if opts.no_report || !lead {
         let mut r = crate::report::Report::empty(trainer.step, train_secs);
         r.train_steps = Some(notes.end_step - notes.start_step);
         return Ok(RunEnd::Finished(Box::new(r)));
@@ -353,7 +387,7 @@ fn checked_save(t: &Trainer, path: &Path) -> Result<(), Error> {
     save(t, path)
 }
 
-fn save(t: &Trainer, path: &Path) -> Result<(), Error> {
+pub(crate) fn save(t: &Trainer, path: &Path) -> Result<(), Error> {
     t.checkpoint()?
         .save(path)
         .map_err(|e| Error::from_checkpoint(path, e))

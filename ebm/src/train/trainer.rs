@@ -18,10 +18,11 @@ use crate::model::Net;
 use crate::verify::{
     self, hex_f64, EXTRA_CONFIG, EXTRA_DIM, EXTRA_LR_SCALE, EXTRA_STANDARDIZATION, EXTRA_WINDOW,
 };
+use ebm_comm::{CommError, Communicator, SingleProcess};
 use ebm_core::{DType, Rng, Tensor};
 use ebm_nn::{Checkpoint, Ema, Optimizer, Schedule};
 use ebm_objectives::factory::DataFacts;
-use ebm_objectives::{train_step, Objective, TrainStep};
+use ebm_objectives::{train_step_shard, Objective, TrainStep};
 use ebm_samplers::Init;
 use std::path::Path;
 
@@ -104,23 +105,47 @@ impl Trainer {
     /// returns the loss (NaN or ∞ leave the model untouched). `poison` skips the update and
     /// reports a NaN loss (the divergence guard's test hook).
     pub fn step_once(&mut self, poison: bool) -> f64 {
-        let x = self.data.batch(self.step, self.config.batch);
+        self.step_on(poison, &SingleProcess)
+            .expect("a single process's collectives cannot fail")
+    }
+
+    /// [`Trainer::step_once`] as rank `comm.rank()` of a data-parallel run: this rank's rows
+    /// of the step's minibatch ([`ebm_objectives::shard_rows`]) through
+    /// `ebm_objectives::train_step_shard`, whose all-reduce gives every rank the global
+    /// batch's loss and the same update.
+    pub fn step_on(&mut self, poison: bool, comm: &dyn Communicator) -> Result<f64, CommError> {
+        let b = self.config.batch;
+        let rows = self.shard_rows(comm);
         let lr = self.lr();
         self.train_step.optimizer.set_lr(lr);
         if poison {
-            return f64::NAN;
+            return Ok(f64::NAN);
         }
-        let loss = train_step(
+        let x = self.data.batch_rows(self.step, b, rows);
+        let loss = train_step_shard(
             self.objective.as_mut(),
             &mut self.net,
             &mut self.train_step,
             &x,
+            b,
             &mut self.rng,
-        );
+            comm,
+        )?;
         if loss.is_finite() {
             self.step += 1;
         }
-        loss
+        Ok(loss)
+    }
+
+    /// The rows of each minibatch this rank computes.
+    pub fn shard_rows(&self, comm: &dyn Communicator) -> std::ops::Range<usize> {
+        ebm_objectives::shard_rows(
+            self.objective.as_ref(),
+            self.train_step.block_rows,
+            self.config.batch,
+            comm.rank(),
+            comm.size(),
+        )
     }
 
     /// The checkpoint of the current state; an error when any of it is not finite (the

@@ -358,6 +358,16 @@ pub struct TrainArgs {
     /// Make the loss of this step NaN once (tests of the divergence guard)
     #[arg(long, hide = true)]
     pub poison_at: Option<u64>,
+    /// Under mpirun/srun: seconds a rank waits for the others at a collective before it
+    /// stops, naming the ranks that did not arrive
+    #[arg(long, default_value_t = 300.0, value_name = "SECS")]
+    pub comm_timeout: f64,
+    /// RANK@STEP: that rank hangs before that step (tests of the timeout)
+    #[arg(long, hide = true)]
+    pub hang_rank: Option<String>,
+    /// RANK@STEP: that rank dies before that step (tests of the timeout)
+    #[arg(long, hide = true)]
+    pub kill_rank: Option<String>,
 }
 
 #[derive(Args)]

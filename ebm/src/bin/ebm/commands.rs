@@ -9,7 +9,7 @@ use ebm::limits;
 use ebm::model::load_run;
 use ebm::report::{self, EvalOptions};
 use ebm::sample::{SampleOptions, SamplerKind};
-use ebm::train::{self, RunEnd, RunOptions};
+use ebm::train::{self, distributed::RankFailure, RunEnd, RunOptions};
 use ebm_core::Rng;
 use std::path::PathBuf;
 
@@ -73,6 +73,20 @@ pub fn train_cmd(a: TrainArgs) -> Result<i32, Error> {
         };
         (Some(config), opts)
     };
+    let failure = |s: &Option<String>, dies: bool| -> Result<Option<RankFailure>, Error> {
+        s.as_deref()
+            .map(|v| {
+                RankFailure::parse(v, dies)
+                    .ok_or_else(|| Error::usage(format!("expected RANK@STEP, got `{v}`")))
+            })
+            .transpose()
+    };
+    let fail_rank = failure(&a.kill_rank, true)?.or(failure(&a.hang_rank, false)?);
+    if !(a.comm_timeout.is_finite() && a.comm_timeout > 0.0) {
+        return Err(Error::usage(
+            "--comm-timeout must be a positive number of seconds",
+        ));
+    }
     let opts = RunOptions {
         stop_at: a.stop_at,
         poison_at: a.poison_at,
@@ -81,9 +95,30 @@ pub fn train_cmd(a: TrainArgs) -> Result<i32, Error> {
         ais_temps: a.ais_temps,
         ais_chains: a.ais_chains,
         quiet: a.quiet,
+        fail_rank,
         ..opts
     };
-    match train::run(config, &opts)? {
+    let comm = ebm::comm::from_environment(std::time::Duration::from_secs_f64(a.comm_timeout))?;
+    train::distributed::share_cores(comm.size());
+    let rank = comm.rank();
+    let result = train::run_on(config, &opts, comm.as_ref());
+    if result.is_ok() || comm.size() == 1 {
+        drop(comm);
+    } else {
+        // MPI cannot be finalised now (that waits for every rank, one of which may be lost
+        // or waiting for this one): exit without it, and the launcher stops the others
+        std::mem::forget(comm);
+    }
+    let result = result.map_err(|e| match e {
+        Error::Lost(m) => Error::Lost(format!(
+            "rank {rank}: {m}; stopping (the last checkpoint in {} is intact: continue with `ebm train --resume {}`)",
+            opts.out.display(),
+            opts.out.display()
+        )),
+        e if rank > 0 => e.prefixed(&format!("rank {rank}: ")),
+        e => e,
+    });
+    match result? {
         RunEnd::Finished(_) => Ok(0),
         RunEnd::Interrupted { .. } => Ok(130),
     }
