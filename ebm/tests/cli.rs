@@ -578,8 +578,12 @@ fn bad_input_gives_one_clear_line_and_status_2() {
     );
     let e = train(&w("empty.npy", &npy_bytes("<f4", &[0, 3], &[])));
     assert!(e.contains("empty"), "{e}");
-    let e = train(&w("cube.npy", &npy_bytes("<f4", &[1, 1, 1], &[0; 4])));
-    assert!(e.contains("shape [1, 1, 1]"), "{e}");
+    // rank 3 and 4 arrays are images; rank 5 is nothing ebm reads
+    let e = train(&w(
+        "rank5.npy",
+        &npy_bytes("<f4", &[1, 1, 1, 1, 1], &[0; 4]),
+    ));
+    assert!(e.contains("shape [1, 1, 1, 1, 1]"), "{e}");
     let e = train(&w("junk.npy", b"not numpy at all"));
     assert!(e.contains("not a valid .npy"), "{e}");
     let e = train(d.join("missing.csv").to_str().unwrap());
