@@ -10,7 +10,7 @@
 //! launcher.
 
 use crate::{CommError, Communicator};
-use cudarc::driver::{CudaContext, CudaStream};
+use cudarc::driver::{CudaContext, CudaSlice, CudaStream};
 use cudarc::nccl::safe::{Comm, Id, ReduceOp};
 use std::sync::Arc;
 
@@ -79,27 +79,30 @@ impl NcclCommunicator {
     where
         T: cudarc::driver::DeviceRepr + cudarc::nccl::safe::NcclType + Default + Copy,
     {
-        if buf.is_empty() {
-            return Ok(());
-        }
-        let mut dev = self
-            .stream
-            .clone_htod(&*buf)
-            .map_err(|e| engine_error("copy to GPU", e))?;
-        self.comm
-            .all_reduce_in_place(&mut dev, &ReduceOp::Sum)
-            .map_err(|e| engine_error("all-reduce", e))?;
-        self.stream
-            .memcpy_dtoh(&dev, buf)
-            .map_err(|e| engine_error("copy from GPU", e))?;
-        self.stream
-            .synchronize()
-            .map_err(|e| engine_error("synchronize", e))
+        self.on_gpu("all-reduce", buf, |comm, dev| {
+            comm.all_reduce_in_place(dev, &ReduceOp::Sum).map(drop)
+        })
     }
 
     fn broadcast<T>(&self, root: usize, buf: &mut [T]) -> Result<(), CommError>
     where
         T: cudarc::driver::DeviceRepr + cudarc::nccl::safe::NcclType + Default + Copy,
+    {
+        self.on_gpu("broadcast", buf, |comm, dev| {
+            comm.broadcast_in_place(dev, root as i32).map(drop)
+        })
+    }
+
+    /// Copies `buf` to the GPU, runs the collective `what` on the copy and copies the result
+    /// back (the host-buffer round trip every collective here makes).
+    fn on_gpu<T, E: std::fmt::Debug>(
+        &self,
+        what: &str,
+        buf: &mut [T],
+        collective: impl FnOnce(&Comm, &mut CudaSlice<T>) -> Result<(), E>,
+    ) -> Result<(), CommError>
+    where
+        T: cudarc::driver::DeviceRepr + Default + Copy,
     {
         if buf.is_empty() {
             return Ok(());
@@ -108,9 +111,7 @@ impl NcclCommunicator {
             .stream
             .clone_htod(&*buf)
             .map_err(|e| engine_error("copy to GPU", e))?;
-        self.comm
-            .broadcast_in_place(&mut dev, root as i32)
-            .map_err(|e| engine_error("broadcast", e))?;
+        collective(&self.comm, &mut dev).map_err(|e| engine_error(what, e))?;
         self.stream
             .memcpy_dtoh(&dev, buf)
             .map_err(|e| engine_error("copy from GPU", e))?;
