@@ -5,9 +5,12 @@ cost of crossing from Python into Rust, against PyTorch's per-op dispatch.
     # ebm built into the package venv (maturin develop --release), torch from bench/.venv:
     PYTHONPATH=<site-packages holding ebm> bench/.venv/bin/python bench/python/bench_ebm_python.py
 
-Both steps: draw a batch of 8-Gaussians (1024 rows) and the noise, the DSM loss (sigma = 0.1) of the
+Every step: draw a batch of 8-Gaussians (1024 rows) and the noise, the DSM loss (sigma = 0.1) of the
 2-128-128-1 SiLU MLP with its input gradient recorded (create_graph), the parameter gradient, one
-Adam update (lr 1e-3). Prints one table and a JSON line per measurement.
+Adam update (lr 1e-3). ebm twice: the whole step written in Python (`make_ebm_step`), and the
+library's DSM objective training the same Python-written energy (`make_ebm_objective_step`:
+`ebm.Objective("dsm").step(energy, ...)`, which calls the energy once per row block of the Rust
+step). Prints one table and a JSON line.
 """
 from __future__ import annotations
 
@@ -62,6 +65,20 @@ def make_ebm_step(seed: int = 0):
     return step
 
 
+def make_ebm_objective_step(seed: int = 0):
+    dims, batch = C.MODELS["M2"]["dims"], C.MODELS["M2"]["batch"]
+    params = ebm.Mlp(dims, seed=seed).params
+    opt = ebm.Optimizer(params, "adam", lr=C.LR, betas=(C.BETA1, C.BETA2), eps=C.ADAM_EPS)
+    rng = np.random.default_rng(seed)
+    objective = ebm.Objective("dsm", D.eight_gaussians(batch, rng), sigma=SIGMA)
+    noise = ebm.Rng(seed)
+
+    def step():
+        return objective.step(energy, opt, D.eight_gaussians(batch, rng), noise, params=params)
+
+    return step
+
+
 def per_call_ns(f, n=200_000, repeats=5) -> float:
     """Median over `repeats` of the mean time per call of f, in ns."""
     best = []
@@ -102,23 +119,23 @@ def main():
     steps, warmup = 60, 5
     torch.manual_seed(0)
     t_step = BT.make_eager_step("dsm", "M2")
-    e_step = make_ebm_step(0)
-    # interleave the two so background load hits both alike
-    te, tt = [], []
+    steps_by = {"ebm_python": make_ebm_step(0), "ebm_objective": make_ebm_objective_step(0),
+                "torch": t_step}
+    # interleave them so background load hits all alike
+    times = {k: [] for k in steps_by}
     for i in range(warmup + steps):
-        t0 = time.perf_counter()
-        e_step()
-        t1 = time.perf_counter()
-        t_step()
-        t2 = time.perf_counter()
-        if i >= warmup:
-            te.append(t1 - t0)
-            tt.append(t2 - t1)
-    me, mt = statistics.median(te), statistics.median(tt)
-    ratio = mt / me
-    print(f"| M2 dsm step, 1 thread | ebm (Python energy, ebm.Var ops) | PyTorch eager | ebm/PyTorch |")
-    print(f"|---|---:|---:|---:|")
-    print(f"| steps/s (median of {steps}) | {1 / me:.1f} | {1 / mt:.1f} | {ratio:.2f} |")
+        for k, f in steps_by.items():
+            t0 = time.perf_counter()
+            f()
+            if i >= warmup:
+                times[k].append(time.perf_counter() - t0)
+    med = {k: statistics.median(v) for k, v in times.items()}
+    me, mo, mt = med["ebm_python"], med["ebm_objective"], med["torch"]
+    print("| M2 dsm step, 1 thread | steps/s (median of %d) | ebm/PyTorch eager |" % steps)
+    print("|---|---:|---:|")
+    print(f"| ebm: the step written in Python (ebm.Var ops) | {1 / me:.1f} | {mt / me:.2f} |")
+    print(f"| ebm: ebm.Objective('dsm') on the Python energy | {1 / mo:.1f} | {mt / mo:.2f} |")
+    print(f"| PyTorch eager | {1 / mt:.1f} | 1 |")
     print()
     ov = op_overheads()
     print("| op on a 1-element operand | ebm.Var (ns/call) | torch eager (ns/call) | torch/ebm |")
@@ -126,7 +143,8 @@ def main():
     for name, (a, b) in ov.items():
         print(f"| {name} | {a:.0f} | {b:.0f} | {b / a:.2f} |")
     line = dict(workload="dsm", model="M2", threads=1, ebm_python_steps_per_s=1 / me,
-                torch_eager_steps_per_s=1 / mt, ratio=ratio,
+                ebm_objective_steps_per_s=1 / mo, torch_eager_steps_per_s=1 / mt,
+                ratio=mt / me, objective_ratio=mt / mo,
                 op_ns={k: {"ebm": a, "torch": b} for k, (a, b) in ov.items()},
                 ebm=ebm.__version__, torch=torch.__version__, numpy=np.__version__)
     print(json.dumps(line))

@@ -116,19 +116,23 @@ pub fn call_on_vars(f: &Bound<'_, PyAny>, xs: &[Var]) -> Var {
             .iter()
             .map(|x| Bound::new(py, PyVar::from(x.clone())))
             .collect::<PyResult<Vec<_>>>()?;
-        let out = f.call1(PyTuple::new(py, args)?)?;
-        let v = out.cast::<PyVar>().map_err(|_| {
-            PyTypeError::new_err(format!(
-                "the function must return a Var, got {}",
-                out.get_type()
-                    .name()
-                    .map(|n| n.to_string())
-                    .unwrap_or_default()
-            ))
-        })?;
-        Ok(v.borrow().v.clone())
+        var_result(&f.call1(PyTuple::new(py, args)?)?)
     })();
     result.unwrap_or_else(|e| unwind_with(e))
+}
+
+/// The Var a Python function returned, or a `TypeError` naming what it returned instead.
+pub fn var_result(out: &Bound<'_, PyAny>) -> PyResult<Var> {
+    let v = out.cast::<PyVar>().map_err(|_| {
+        PyTypeError::new_err(format!(
+            "the function must return a Var, got {}",
+            out.get_type()
+                .name()
+                .map(|n| n.to_string())
+                .unwrap_or_default()
+        ))
+    })?;
+    Ok(v.borrow().v.clone())
 }
 
 #[allow(clippy::too_many_arguments)]

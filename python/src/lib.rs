@@ -21,6 +21,7 @@ pub mod convert;
 pub mod derivs;
 pub mod errors;
 pub mod models;
+pub mod py_energy;
 pub mod run;
 pub mod sampling;
 pub mod var;

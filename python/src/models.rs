@@ -8,8 +8,8 @@ use ebm::config::TrainConfig;
 use ebm::model::Net;
 use ebm_core::{DType, Rng, Tensor};
 use ebm_nn::{
-    Activation, AdamConfig, EnergyModel, Mlp, MlpConfig, Optimizer, OptimizerConfig, Params,
-    SgdConfig,
+    Activation, AdamConfig, EnergyModel, Mlp, MlpConfig, Module, Optimizer, OptimizerConfig,
+    Params, SgdConfig,
 };
 use ebm_objectives::factory::{self, DataFacts, ObjectiveOptions};
 use ebm_objectives::{train_step, ModelTarget, Objective, TrainStep};
@@ -425,25 +425,74 @@ impl PyObjective {
         self.objective.name()
     }
 
-    /// One training step of `model` on the rows `x` with `optimizer` (the loss, its gradient
-    /// and the update, in Rust), drawing noise from `rng`; returns the loss.
+    /// One training step on the rows `x` with `optimizer` (the loss, its gradient and the
+    /// update, in Rust), drawing noise from `rng`; returns the loss. `model` is an ebm.Model,
+    /// or a Python energy `f(x, p)` of a Var `x` `[B, d]` and the list `p` of `params` (an
+    /// ebm.Params, updated in place) bound as Vars, returning one energy per row: the step
+    /// then calls `f` once per row block, with the GIL released between calls.
+    #[pyo3(signature = (model, optimizer, x, rng, params=None))]
     fn step(
         &mut self,
-        model: &mut PyModel,
+        py: Python<'_>,
+        model: &Bound<'_, PyAny>,
         optimizer: &mut PyOptimizer,
         x: &Bound<'_, PyAny>,
         rng: &mut PyRng,
+        params: Option<&Bound<'_, PyParams>>,
     ) -> PyResult<f64> {
-        let x = model.input(x)?;
         let obj = &mut self.objective;
-        guard(PanicAs::Value, || {
-            Ok(train_step(
-                obj.as_mut(),
-                &mut model.net,
-                &mut optimizer.step,
-                &x,
-                &mut rng.rng,
-            ))
-        })
+        if let Ok(m) = model.cast::<PyModel>() {
+            let mut m = m.borrow_mut();
+            let x = m.input(x)?;
+            return guard(PanicAs::Value, || {
+                Ok(train_step(
+                    obj.as_mut(),
+                    &mut m.net,
+                    &mut optimizer.step,
+                    &x,
+                    &mut rng.rng,
+                ))
+            });
+        }
+        if !model.is_callable() {
+            return Err(PyTypeError::new_err(
+                "model must be an ebm.Model or a Python energy f(x, params)",
+            ));
+        }
+        let params = params.ok_or_else(|| {
+            PyTypeError::new_err("a Python energy needs params=ebm.Params (its parameters)")
+        })?;
+        let p = params.borrow().params.clone();
+        let x = convert::rows(x, "x")?.cast(p.dtype().unwrap_or(DType::F32));
+        let raised = crate::py_energy::Raised::default();
+        let mut energy = crate::py_energy::python_energy(model.clone().unbind(), p, raised.clone());
+        let (step, rng) = (&mut optimizer.step, &mut rng.rng);
+        // SAFETY of the Send claim: `detach` runs the closure on this thread before it returns;
+        // the bound only keeps GIL-bound references out, and none is captured (the energy
+        // holds a `Py` and attaches for each call).
+        let run = AssertSend(|| {
+            guard(PanicAs::Value, || {
+                Ok(train_step(obj.as_mut(), &mut energy, step, &x, rng))
+            })
+        });
+        let loss = py.detach(move || (run.into_inner())());
+        if let Some(e) = crate::py_energy::take_raised(&raised) {
+            return Err(e);
+        }
+        let loss = loss?;
+        params.borrow_mut().params = energy.params().clone();
+        Ok(loss)
+    }
+}
+
+/// A value `Python::detach` may take although its type is not `Send` (see its use).
+struct AssertSend<T>(T);
+
+// SAFETY: used only to run a closure within `Python::detach` on the thread that made it.
+unsafe impl<T> Send for AssertSend<T> {}
+
+impl<T> AssertSend<T> {
+    fn into_inner(self) -> T {
+        self.0
     }
 }

@@ -107,3 +107,52 @@ def test_sampler_on_a_model_and_a_shared_generator():
     assert not np.array_equal(a, b)  # the generator advanced
     c, _ = ebm.sample(model, np.zeros((16, 2), np.float32), sampler="ula", steps=5, rng=ebm.Rng(7))
     assert np.array_equal(a, c)
+
+
+def mlp_energy(x, p):
+    """The 2-16-16-1 SiLU MLP of ebm.Model.mlp, written in ebm.Var ops."""
+    h = x.linear(p[0], p[1]).silu()
+    h = h.linear(p[2], p[3]).silu()
+    return h.linear(p[4], p[5]).reshape(x.shape[0])
+
+
+@pytest.mark.parametrize("rows", [64, 600])  # 600 rows: the step splits them into row blocks
+def test_objective_trains_a_python_energy_as_it_trains_the_same_model(rows):
+    data = np.random.default_rng(1).normal(size=(rows, 2)).astype(np.float32)
+    model = ebm.Model.mlp([2, 16, 16, 1], seed=2)
+    params = model.params
+    opt_m = ebm.Optimizer(model, "adam", lr=1e-2)
+    opt_f = ebm.Optimizer(params, "adam", lr=1e-2)
+    obj_m, obj_f = ebm.Objective("dsm", data, sigma=0.1), ebm.Objective("dsm", data, sigma=0.1)
+    r_m, r_f = ebm.Rng(7), ebm.Rng(7)
+    for _ in range(5):
+        lm = obj_m.step(model, opt_m, data, r_m)
+        lf = obj_f.step(mlp_energy, opt_f, data, r_f, params=params)
+        assert lm == lf
+    after = model.params
+    for name in params.names():
+        np.testing.assert_array_equal(params[name], after[name])
+
+
+def test_python_energy_errors_reach_python():
+    data = np.zeros((300, 2), dtype=np.float32)
+    params = ebm.Model.mlp([2, 4, 1], seed=0).params
+    opt = ebm.Optimizer(params, "adam")
+    obj = ebm.Objective("dsm", data, sigma=0.1)
+
+    def raises(x, p):
+        raise KeyError("inside the energy")
+
+    with pytest.raises(KeyError, match="inside the energy"):
+        obj.step(raises, opt, data, ebm.Rng(0), params=params)
+    with pytest.raises(TypeError, match="must return a Var"):
+        obj.step(lambda x, p: 1.0, opt, data, ebm.Rng(0), params=params)
+    with pytest.raises(ValueError, match="one energy per row"):
+        obj.step(lambda x, p: x.linear(p[0], p[1]).sum(), opt, data, ebm.Rng(0), params=params)
+    with pytest.raises(TypeError, match="needs params"):
+        obj.step(mlp_energy, opt, data, ebm.Rng(0))
+    with pytest.raises(TypeError, match="ebm.Model or a Python energy"):
+        obj.step(3, opt, data, ebm.Rng(0), params=params)
+    before = ebm.Model.mlp([2, 4, 1], seed=0).params
+    for name in params.names():  # a failed step changed nothing
+        np.testing.assert_array_equal(params[name], before[name])
