@@ -1,0 +1,66 @@
+//! The conv cells' side of `ebm-bench` (issue 14): building a spec's network, and the reference
+//! batch that bench/python/conv_check.py compares the JAX and PyTorch energies against.
+
+use crate::spec::{Data, Spec};
+use ebm_core::{DType, Rng, Tensor};
+use ebm_data::Digits;
+use ebm_nn::{energy_and_score_on_tape, write_tensors, ConvEnergy, Mlp, MlpConfig, Model};
+
+/// The network of `sp` in `dtype`: its conv energy, or the MLP of its widths.
+pub fn build_model(sp: &Spec, rng: &mut Rng, dtype: DType) -> Box<dyn Model> {
+    match &sp.conv {
+        Some(c) => Box::new(ConvEnergy::with_dtype(c.clone(), rng, dtype)),
+        None => Box::new(Mlp::with_dtype(MlpConfig::new(&sp.widths), rng, dtype)),
+    }
+}
+
+/// Rows of the check batch.
+const CHECK_ROWS: usize = 8;
+/// The DSM noise scale of the benchmark (σ of `dsm`).
+const DSM_SIGMA: f64 = 0.1;
+
+/// Writes to `path` (safetensors, f64) the parameters of `sp`'s network as built from `seed`
+/// (`param.<name>`, names of a PyTorch module tree), a batch `x` of 8 rows of the spec's data,
+/// noise `z`, and ebm's values on them: `energy` = E(x), `score_xt` = −∇ₓE at xt = x + σz and
+/// `dsm_loss` = ½ mean_b ‖s(xt) + (xt − x)/σ²‖² (σ = 0.1, the `dsm` workload's formula).
+pub fn write_check(sp: &Spec, seed: u64, path: &str) -> Result<(), String> {
+    let mut rng = Rng::new(seed);
+    let model = build_model(sp, &mut rng, DType::F64);
+    let d = sp.widths[0];
+    let x = match sp.data {
+        Data::Digits => {
+            let all = Digits::load()
+                .map_err(|e| e.to_string())?
+                .scaled(DType::F64);
+            all.index_select(&rng.indices(CHECK_ROWS, all.shape()[0]))
+        }
+        Data::Uniform => rng.uniform(&[CHECK_ROWS, d], 0.0, 1.0, DType::F64),
+        _ => rng.normal(&[CHECK_ROWS, d], DType::F64),
+    };
+    let z = rng.normal(&[CHECK_ROWS, d], DType::F64);
+    let xt = x.add(&z.mul_scalar(DSM_SIGMA));
+    let ebm_nn::ModelRef::Energy(energy) = model.view() else {
+        return Err("the check needs an energy model".into());
+    };
+    let (e, _) = energy_and_score_on_tape(energy, &x);
+    let (_, s) = energy_and_score_on_tape(energy, &xt);
+    let residual = s.add(&xt.sub(&x).mul_scalar(1.0 / (DSM_SIGMA * DSM_SIGMA)));
+    let loss = residual
+        .square()
+        .sum_axes(&[1], false)
+        .mean_all()
+        .mul_scalar(0.5);
+    let mut out: Vec<(String, Tensor)> = model
+        .params()
+        .iter()
+        .map(|(n, t)| (format!("param.{n}"), t.clone()))
+        .collect();
+    out.extend([
+        ("x".to_string(), x),
+        ("z".to_string(), z),
+        ("energy".to_string(), e),
+        ("score_xt".to_string(), s),
+        ("dsm_loss".to_string(), loss),
+    ]);
+    write_tensors(path, &out, None).map_err(|e| e.to_string())
+}
