@@ -16,9 +16,11 @@
 # Knobs (environment):
 #   BENCH_THREADS="1 2"          thread counts
 #   BENCH_FRAMEWORKS="ebm jax torch"
-#   BENCH_CELLS="dsm:M2 ..."     (workload:model) pairs; default: all 11
+#   BENCH_CELLS="dsm:M2 ..."     (workload:model) pairs; default: all 11 MLP cells (the conv
+#                                cells of issue 14: "dsm:C8 pcd:C8 dsm:R28"; bench/src/spec.rs)
 #   BENCH_STEPS=50 BENCH_WARMUP=5            timed / untimed steps (fast workloads)
-#   BENCH_STEPS_SLOW=30 BENCH_WARMUP_SLOW=2  for esm:M64 and langevin (~0.2-2 s per step), and
+#   BENCH_STEPS_SLOW=30 BENCH_WARMUP_SLOW=2  for esm:M64, langevin, pcd:C8 and R28 (~0.1-2 s
+#                                per step), and
 #                                every cell when BENCH_ALL_SLOW=1 (the sweeps)
 #   BENCH_TIMEOUT=900            seconds per process
 #   BENCH_APPEND=1               append to latest.jsonl instead of starting it afresh (re-run some
@@ -174,7 +176,8 @@ for t in $THREADS; do
     for cell in $CELLS; do
         w="${cell%%:*}" m="${cell##*:}"
         s="$STEPS" u="$WARMUP"
-        if [[ "$cell" == "esm:M64" || "$w" == "langevin" || -n "${BENCH_ALL_SLOW:-}" ]]; then
+        if [[ "$cell" == "esm:M64" || "$w" == "langevin" || "$cell" == "pcd:C8" || "$m" == "R28" ||
+            -n "${BENCH_ALL_SLOW:-}" ]]; then
             s="$STEPS_SLOW" u="$WARMUP_SLOW"
         fi
         args=(--workload "$w" --model "$m" --threads "$t" --steps "$s" --warmup "$u")
