@@ -17,7 +17,7 @@ import sys
 FRAMEWORKS = [("ebm", "ebm"), ("jax", "JAX (jit)"), ("torch", "PyTorch eager"),
               ("torch_compile", "torch.compile")]
 WORKLOAD_ORDER = ["dsm", "esm", "ssm", "nce", "pcd", "langevin"]
-MODEL_ORDER = ["M2", "M64"]
+MODEL_ORDER = ["M2", "M64", "C8", "R28"]
 # torchebm's published eager PyTorch times on an A100 GPU (ms per step) for the shapes of issue 18
 # item 3, keyed by this benchmark's (workload, model spec): the 2x128 SiLU MLP at batch 1024 and
 # dimension 128 (DSM forward+backward; sliced SM with 5 projections; CD with 10 Langevin steps,
