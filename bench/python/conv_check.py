@@ -5,7 +5,9 @@ module and the JAX function of conv_models.py and compares, in float64:
 
   energy    E(x)
   score_xt  -grad_x E(xt), xt = x + 0.1 z
-  dsm_loss  0.5 mean_b || s(xt) + (xt - x) / 0.1^2 ||^2   (the dsm workload's formula)
+  dsm_loss  0.5 mean_b || s(xt) + (xt - x) / 0.1^2 ||^2   (the dsm workload's formula, as
+            ebm's DenoisingScoreMatching computes it)
+  grad.*    its gradient with respect to every parameter
 
 to 1e-10 relative (to max(1, max|value|)). Prints one JSON line per framework and model; exit
 status 1 if any comparison fails.
@@ -48,12 +50,16 @@ def check_torch(model: str, ref: dict) -> bool:
     net.load_state_dict(params, strict=True)  # every name must match, both ways
     x, z = torch.from_numpy(ref["x"]), torch.from_numpy(ref["z"])
     xt = (x + SIGMA * z).requires_grad_(True)
-    s = -torch.autograd.grad(net(xt).sum(), xt)[0]
+    s = -torch.autograd.grad(net(xt).sum(), xt, create_graph=True)[0]
     loss = 0.5 * ((s + (xt.detach() - x) / SIGMA**2) ** 2).sum(1).mean()
+    names, tensors = zip(*net.named_parameters())
+    grads = torch.autograd.grad(loss, tensors, materialize_grads=True)  # head.bias: zero
     ck = C.FixtureCheck(f"torch:{model}")
     ck.compare("energy", net(x).detach(), ref["energy"])
-    ck.compare("score_xt", s, ref["score_xt"])
+    ck.compare("score_xt", s.detach(), ref["score_xt"])
     ck.compare("dsm.loss", loss.detach(), ref["dsm_loss"])
+    for n, g in zip(names, grads):
+        ck.compare(f"dsm.grad.{n}", g, ref[f"grad.{n}"])
     return ck.report()
 
 
@@ -66,12 +72,19 @@ def check_jax(model: str, ref: dict) -> bool:
                  f"JAX only {sorted(want - set(p))}")
     x, z = jnp.asarray(ref["x"]), jnp.asarray(ref["z"])
     xt = x + SIGMA * z
-    s = -jax.grad(lambda y: CM.jax_energy(p, y, cfg).sum())(xt)
-    loss = 0.5 * jnp.mean(jnp.sum((s + (xt - x) / SIGMA**2) ** 2, axis=1))
+
+    def score(p, y):
+        return -jax.grad(lambda y: CM.jax_energy(p, y, cfg).sum())(y)
+
+    def dsm(p):
+        return 0.5 * jnp.mean(jnp.sum((score(p, xt) + (xt - x) / SIGMA**2) ** 2, axis=1))
+    loss, grads = jax.value_and_grad(dsm)(p)
     ck = C.FixtureCheck(f"jax:{model}")
     ck.compare("energy", CM.jax_energy(p, x, cfg), ref["energy"])
-    ck.compare("score_xt", s, ref["score_xt"])
+    ck.compare("score_xt", score(p, xt), ref["score_xt"])
     ck.compare("dsm.loss", loss, ref["dsm_loss"])
+    for n, g in grads.items():
+        ck.compare(f"dsm.grad.{n}", g, ref[f"grad.{n}"])
     return ck.report()
 
 

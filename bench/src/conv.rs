@@ -2,9 +2,13 @@
 //! batch that bench/python/conv_check.py compares the JAX and PyTorch energies against.
 
 use crate::spec::{Data, Spec};
+use ebm_autodiff::Tape;
 use ebm_core::{DType, Rng, Tensor};
 use ebm_data::Digits;
-use ebm_nn::{energy_and_score_on_tape, write_tensors, ConvEnergy, Mlp, MlpConfig, Model};
+use ebm_nn::{
+    energy_and_score_on_tape, param_grads, write_tensors, ConvEnergy, Mlp, MlpConfig, Model,
+};
+use ebm_objectives::DenoisingScoreMatching;
 
 /// The network of `sp` in `dtype`: its conv energy, or the MLP of its widths.
 pub fn build_model(sp: &Spec, rng: &mut Rng, dtype: DType) -> Box<dyn Model> {
@@ -21,8 +25,10 @@ const DSM_SIGMA: f64 = 0.1;
 
 /// Writes to `path` (safetensors, f64) the parameters of `sp`'s network as built from `seed`
 /// (`param.<name>`, names of a PyTorch module tree), a batch `x` of 8 rows of the spec's data,
-/// noise `z`, and ebm's values on them: `energy` = E(x), `score_xt` = −∇ₓE at xt = x + σz and
-/// `dsm_loss` = ½ mean_b ‖s(xt) + (xt − x)/σ²‖² (σ = 0.1, the `dsm` workload's formula).
+/// noise `z`, and ebm's values on them: `energy` = E(x), `score_xt` = −∇ₓE at xt = x + σz,
+/// `dsm_loss` = ½ mean_b ‖s(xt) + (xt − x)/σ²‖² as the `dsm` workload's objective computes it
+/// (σ = 0.1, [`DenoisingScoreMatching::loss_with_noise`]) and its parameter gradients
+/// (`grad.<name>`).
 pub fn write_check(sp: &Spec, seed: u64, path: &str) -> Result<(), String> {
     let mut rng = Rng::new(seed);
     let model = build_model(sp, &mut rng, DType::F64);
@@ -44,23 +50,28 @@ pub fn write_check(sp: &Spec, seed: u64, path: &str) -> Result<(), String> {
     };
     let (e, _) = energy_and_score_on_tape(energy, &x);
     let (_, s) = energy_and_score_on_tape(energy, &xt);
-    let residual = s.add(&xt.sub(&x).mul_scalar(1.0 / (DSM_SIGMA * DSM_SIGMA)));
-    let loss = residual
-        .square()
-        .sum_axes(&[1], false)
-        .mean_all()
-        .mul_scalar(0.5);
+    let tape = Tape::new();
+    let p = model.params().bind(&tape);
+    let loss = DenoisingScoreMatching::new(DSM_SIGMA).loss_with_noise(&tape, energy, &p, &x, &z);
+    let grads = param_grads(&loss, &p);
+    let names = model.params().names();
     let mut out: Vec<(String, Tensor)> = model
         .params()
         .iter()
         .map(|(n, t)| (format!("param.{n}"), t.clone()))
+        .chain(
+            names
+                .iter()
+                .zip(grads)
+                .map(|(n, g)| (format!("grad.{n}"), g)),
+        )
         .collect();
     out.extend([
         ("x".to_string(), x),
         ("z".to_string(), z),
         ("energy".to_string(), e),
         ("score_xt".to_string(), s),
-        ("dsm_loss".to_string(), loss),
+        ("dsm_loss".to_string(), loss.value().clone()),
     ]);
     write_tensors(path, &out, None).map_err(|e| e.to_string())
 }
