@@ -75,3 +75,65 @@ pub fn write_check(sp: &Spec, seed: u64, path: &str) -> Result<(), String> {
     ]);
     write_tensors(path, &out, None).map_err(|e| e.to_string())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::spec::spec;
+
+    /// The names bench/python/conv_models.py's `layers` gives C8 and R28: a renamed parameter
+    /// in ebm would stop the JAX/PyTorch weights from loading.
+    #[test]
+    fn conv_models_have_the_python_side_names() {
+        let names = |m: &str| -> Vec<String> {
+            let model = build_model(&spec(m).unwrap(), &mut Rng::new(0), DType::F32);
+            model.params().names().to_vec()
+        };
+        let layers = |ls: &[&str]| -> Vec<String> {
+            ls.iter()
+                .flat_map(|l| [format!("{l}.weight"), format!("{l}.bias")])
+                .collect()
+        };
+        let c8 = layers(&["conv_in", "stages.0.conv", "stages.1.conv", "head"]);
+        assert_eq!(names("C8"), c8);
+        let mut r28 = names("R28");
+        r28.sort();
+        let mut want = layers(&[
+            "conv_in",
+            "stages.0.blocks.0.norm1",
+            "stages.0.blocks.0.conv1",
+            "stages.0.blocks.0.norm2",
+            "stages.0.blocks.0.conv2",
+            "stages.1.blocks.0.norm1",
+            "stages.1.blocks.0.conv1",
+            "stages.1.blocks.0.norm2",
+            "stages.1.blocks.0.conv2",
+            "stages.1.blocks.0.shortcut",
+            "head",
+        ]);
+        want.sort();
+        assert_eq!(r28, want);
+    }
+
+    /// The check file holds every parameter and its DSM gradient, the batch and ebm's values.
+    #[test]
+    fn write_check_writes_parameters_gradients_and_values() {
+        let dir = std::env::temp_dir().join(format!("ebm-bench-check-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("c8.safetensors");
+        write_check(&spec("C8").unwrap(), 3, path.to_str().unwrap()).unwrap();
+        let got = ebm_nn::read_tensors(&path).unwrap();
+        std::fs::remove_dir_all(&dir).unwrap();
+        let get = |n: &str| &got.iter().find(|(k, _)| k == n).unwrap().1;
+        assert_eq!(got.len(), 2 * 8 + 5);
+        assert_eq!(get("x").shape(), [CHECK_ROWS, 64]);
+        assert_eq!(get("energy").shape(), [CHECK_ROWS]);
+        assert_eq!(
+            get("grad.stages.0.conv.weight").shape(),
+            get("param.stages.0.conv.weight").shape()
+        );
+        // the score does not depend on the head's bias: its DSM gradient is exactly zero
+        assert_eq!(get("grad.head.bias").to_vec_f64(), [0.0]);
+        assert!(get("dsm_loss").to_vec_f64()[0].is_finite());
+    }
+}
