@@ -16,9 +16,14 @@
 # Knobs (environment):
 #   BENCH_THREADS="1 2"          thread counts
 #   BENCH_FRAMEWORKS="ebm jax torch"
-#   BENCH_CELLS="dsm:M2 ..."     (workload:model) pairs; default: all 11
+#   BENCH_CELLS="dsm:M2 ..."     (workload:model) pairs; default: all 11 MLP cells (the conv
+#                                cells of issue 14: "dsm:C8 pcd:C8 dsm:R28"; bench/src/spec.rs).
+#                                With a conv cell the run also checks that the three frameworks'
+#                                conv energies agree (bench/python/conv_check.py) and times conv2d
+#                                against its im2col GEMM at each thread count (convgemm)
 #   BENCH_STEPS=50 BENCH_WARMUP=5            timed / untimed steps (fast workloads)
-#   BENCH_STEPS_SLOW=30 BENCH_WARMUP_SLOW=2  for esm:M64 and langevin (~0.2-2 s per step), and
+#   BENCH_STEPS_SLOW=30 BENCH_WARMUP_SLOW=2  for esm:M64, langevin, pcd:C8 and R28 (~0.1-2 s
+#                                per step), and
 #                                every cell when BENCH_ALL_SLOW=1 (the sweeps)
 #   BENCH_TIMEOUT=900            seconds per process
 #   BENCH_APPEND=1               append to latest.jsonl instead of starting it afresh (re-run some
@@ -169,12 +174,22 @@ if has ebm; then
     fi
 fi
 
+# conv cells (issue 14): do ebm, JAX and PyTorch compute the same energy? (f64, same weights)
+CONV=0
+[[ " $CELLS " =~ :(C8|R28)\  ]] && CONV=1
+if [[ $CONV == 1 && $EBM_OK == 1 ]] && has jax && has torch; then
+    log "conv check: ebm vs JAX vs PyTorch energies, scores and DSM loss (bench/python/conv_check.py)"
+    "${PYENV[@]}" "$PY" "$BENCH/python/conv_check.py" --ebm-bench "$ROOT/target/release/ebm-bench" \
+        2> >(grep -v -i warn >&2) | tee -a "$OUT" >&2
+fi
+
 # --- the benchmark --------------------------------------------------------------------------
 for t in $THREADS; do
     for cell in $CELLS; do
         w="${cell%%:*}" m="${cell##*:}"
         s="$STEPS" u="$WARMUP"
-        if [[ "$cell" == "esm:M64" || "$w" == "langevin" || -n "${BENCH_ALL_SLOW:-}" ]]; then
+        if [[ "$cell" == "esm:M64" || "$w" == "langevin" || "$cell" == "pcd:C8" || "$m" == "R28" ||
+            -n "${BENCH_ALL_SLOW:-}" ]]; then
             s="$STEPS_SLOW" u="$WARMUP_SLOW"
         fi
         args=(--workload "$w" --model "$m" --threads "$t" --steps "$s" --warmup "$u")
@@ -194,6 +209,17 @@ for t in $THREADS; do
         fi
     done
 done
+
+# conv2d against the GEMM of its im2col shape (bench/src/bin/convgemm.rs), with the conv cells
+if [[ $CONV == 1 && $EBM_OK == 1 ]] && cargo build --release -q -p ebm-bench --bin convgemm >&2; then
+    for t in $THREADS; do
+        first="${BENCH_FIRST_CPU:-0}" cpus="${BENCH_FIRST_CPU:-0}"
+        [[ "$t" -ge 2 ]] && cpus="$first-$((first + t - 1))"
+        wait_quiet
+        log "convgemm threads=$t"
+        "${PRIO[@]}" taskset -c "$cpus" "$ROOT/target/release/convgemm" --threads "$t" | tee -a "$OUT" >&2
+    done
+fi
 
 echo "# load average at end: $(cut -d' ' -f1-3 /proc/loadavg)" >> "$ENVF"
 "$PY" "$BENCH/python/table.py" "$OUT" | tee "$RESULTS/$NAME.md"

@@ -33,6 +33,7 @@ import numpy as np  # noqa: E402
 if ARGS is not None and ARGS.check_fixtures:
     jax.config.update("jax_enable_x64", True)
 
+import conv_models as CM  # noqa: E402
 import data as D  # noqa: E402
 
 FRAMEWORK = "jax"
@@ -52,8 +53,20 @@ def init_mlp(key, dims, dtype=jnp.float32):
     return params
 
 
+# The conv energy of the cell being built (common.CONV_MODELS; None: the MLP): set by make_step
+# before its step is traced, read by `energy` at trace time.
+_CONV = {"cfg": None}
+
+
+def init_params(key, cfg):
+    """A cell's network: the conv energy of a conv model (conv_models.py), else the MLP."""
+    return CM.jax_init(key, cfg["conv"]) if "conv" in cfg else init_mlp(key, cfg["dims"])
+
+
 def energy(p, x):
-    """E(x), one scalar per row: [B, d] -> [B]."""
+    """E(x), one scalar per row: [B, d] -> [B] (the MLP, or the conv energy of _CONV)."""
+    if _CONV["cfg"] is not None:
+        return CM.jax_energy(p, x, _CONV["cfg"])
     h = jax.nn.silu(x @ p["l0.weight"].T + p["l0.bias"])
     h = jax.nn.silu(h @ p["l1.weight"].T + p["l1.bias"])
     return (h @ p["l2.weight"].T + p["l2.bias"])[:, 0]
@@ -160,6 +173,8 @@ def sample_batch(key, model, batch, digits):
     kind = C.model_cfg(model)["data"]
     if kind == "normal":
         return jax.random.normal(key, (batch, C.model_cfg(model)["dims"][0]), jnp.float32)
+    if kind == "uniform":
+        return jax.random.uniform(key, (batch, C.model_cfg(model)["dims"][0]), jnp.float32)
     if kind == "8gaussians":
         kc, kn = jax.random.split(key)
         k = jax.random.randint(kc, (batch,), 0, 8)
@@ -174,13 +189,14 @@ def make_step(workload, model):
     cfg = C.model_cfg(model)
     dims, batch, nce_var = cfg["dims"], cfg["batch"], cfg["nce_var"]
     d = dims[0]
+    _CONV["cfg"] = cfg.get("conv")
 
     if workload == "langevin":
         n, steps = cfg["chains"], cfg["langevin_steps"]
 
         def init_state(key):
             kp, kx, key = jax.random.split(key, 3)
-            return {"params": init_mlp(kp, dims), "x": jax.random.normal(kx, (n, d), jnp.float32),
+            return {"params": init_params(kp, cfg), "x": jax.random.normal(kx, (n, d), jnp.float32),
                     "key": key}
 
         def run(state, digits):
@@ -196,7 +212,7 @@ def make_step(workload, model):
 
     def init_state(key):
         kp, kc, key = jax.random.split(key, 3)
-        params = init_mlp(kp, dims)
+        params = init_params(kp, cfg)
         if workload == "nce":
             params["logZ"] = jnp.zeros((), jnp.float32)
         state = {"params": params, "opt": adam_init(params), "key": key}
@@ -229,7 +245,11 @@ def make_step(workload, model):
                 xc, k = carry
                 k, kz = jax.random.split(k)
                 return langevin_step(p, xc, jax.random.normal(kz, xc.shape, xc.dtype)), k
-            xc, _ = jax.lax.fori_loop(0, cfg["pcd_steps"], body, (state["chains"], kn))
+            # conv energies: the loop unrolled. XLA:CPU runs the convs inside a while loop ~17x
+            # slower (C8, 20 Langevin steps of 128 chains, 1 thread: 6.4 CPU-s rolled, 0.38
+            # unrolled); the MLP cells keep the rolled loop they were measured with
+            xc, _ = jax.lax.fori_loop(0, cfg["pcd_steps"], body, (state["chains"], kn),
+                                      unroll="conv" in cfg)
             loss, g = jax.value_and_grad(pcd_loss)(p, x, xc)
             new_state["chains"] = xc
         else:

@@ -30,6 +30,7 @@ import torch.nn.functional as F  # noqa: E402
 from torch import nn  # noqa: E402
 from torch.func import functional_call, grad as fgrad, grad_and_value, jvp, vmap  # noqa: E402
 
+import conv_models as CM  # noqa: E402
 import data as D  # noqa: E402
 
 
@@ -47,6 +48,11 @@ class MLP(nn.Module):
     def forward(self, x):
         """E(x), one scalar per row: [B, d] -> [B]."""
         return self.l2(F.silu(self.l1(F.silu(self.l0(x))))).squeeze(-1)
+
+
+def build_model(cfg):
+    """A cell's network: the conv energy of a conv model (conv_models.py), else the MLP."""
+    return CM.torch_module(cfg["conv"]) if "conv" in cfg else MLP(cfg["dims"])
 
 
 def log_pn(y, noise_var):
@@ -174,13 +180,14 @@ def make_functional(model, esm_vmap_min_d=5):
 # Benchmark steps
 # ----------------------------------------------------------------------------------------------
 class Sampler:
-    """Draws a batch inside the step with torch's RNG: 8-Gaussians (M2) or digits/16 (M64)."""
+    """Draws a batch inside the step with torch's RNG: 8-Gaussians (M2), digits/16 (M64, C8),
+    N(0, I) or U[0, 1] rows (R28)."""
 
     def __init__(self, model_name, batch):
         self.batch = batch
         self.kind = C.model_cfg(model_name)["data"]
         self.d = C.model_cfg(model_name)["dims"][0]
-        if self.kind == "normal":
+        if self.kind in ("normal", "uniform"):
             pass
         elif self.kind == "8gaussians":
             self.centres = torch.tensor(D.CENTRES, dtype=torch.float32)
@@ -190,6 +197,8 @@ class Sampler:
     def __call__(self):
         if self.kind == "normal":
             return torch.randn(self.batch, self.d)
+        if self.kind == "uniform":
+            return torch.rand(self.batch, self.d)
         if self.kind == "8gaussians":
             k = torch.randint(0, 8, (self.batch,))
             return self.centres[k] + D.STD * torch.randn(self.batch, 2)
@@ -205,7 +214,7 @@ def make_optimizer(params):
 def make_eager_step(workload, model_name):
     cfg = C.model_cfg(model_name)
     dims, batch, nce_var = cfg["dims"], cfg["batch"], cfg["nce_var"]
-    model = MLP(dims)
+    model = build_model(cfg)
     if workload == "langevin":
         model.requires_grad_(False)  # sampling only: no parameter gradients
         state = {"x": torch.randn(cfg["chains"], dims[0])}
@@ -256,7 +265,7 @@ def make_eager_step(workload, model_name):
 def make_compiled_step(workload, model_name):
     cfg = C.model_cfg(model_name)
     dims, batch, nce_var = cfg["dims"], cfg["batch"], cfg["nce_var"]
-    model = MLP(dims)
+    model = build_model(cfg)
     fn = make_functional(model)
     named = dict(model.named_parameters())
     if workload == "nce":

@@ -16,7 +16,8 @@ its parameter gradient, apply the Adam update):
 | langevin | sampling only, M2: 100 Langevin steps (eps = 0.01) of 10,000 chains per timed step  |
 
 Models: M2 = MLP 2-128-128-1 (SiLU), batch 1024, 8-Gaussians; M64 = MLP 64-256-256-1 (SiLU),
-batch 256, digits / 16. Initialisation as PyTorch's nn.Linear: W, b ~ U(-1/sqrt(fan_in), +1/sqrt(fan_in)).
+batch 256, digits / 16; the conv energies of CONV_MODELS (C8, R28; bench/python/conv_models.py).
+Initialisation as PyTorch's nn.Linear / nn.Conv2d: W, b ~ U(-1/sqrt(fan_in), +1/sqrt(fan_in)).
 
 The exact loss formulas are those of shared/fixtures/README.md; they are repeated next to each
 implementation in the framework scripts.
@@ -44,6 +45,18 @@ MODELS = {
     "M64": dict(dims=(64, 256, 256, 1), batch=256, data="digits", nce_var=1.0),
 }
 
+# Conv energies (issue 14; bench/src/spec.rs builds the same with ebm_nn::ConvEnergy): 3x3 convs
+# (padding 1) with bias, SiLU, stages after the first start with a 2x2 average pool, energy =
+# head(sum over positions of silu(h)). C8 = `ebm train --data digits --arch conv --hidden 32,32`
+# on the 1x8x8 digits; R28 = a small ResNet (one residual block per stage, GroupNorm(4)) on
+# 1x28x28 uniform random images in [0, 1] (timing only).
+CONV_MODELS = {
+    "C8": dict(batch=128, data="digits",
+               conv=dict(image=(1, 8, 8), widths=(32, 32), blocks=0, norm_groups=0)),
+    "R28": dict(batch=64, data="uniform",
+                conv=dict(image=(1, 28, 28), widths=(16, 32), blocks=1, norm_groups=4)),
+}
+
 
 def model_cfg(name: str) -> dict:
     """A model's settings: "M2" and "M64" above, or a spec for the sweeps and the torchebm
@@ -55,9 +68,12 @@ def model_cfg(name: str) -> dict:
                 langevin_steps=LANGEVIN_STEPS)
     if name in MODELS:
         return {**base, **MODELS[name]}
+    if name in CONV_MODELS:
+        c, h, w = CONV_MODELS[name]["conv"]["image"]
+        return {**base, **CONV_MODELS[name], "dims": (c * h * w,), "nce_var": 1.0}
     m = re.fullmatch(r"d(\d+)w(\d+)b(\d+)(?:p(\d+))?(?:k(\d+))?(?:c(\d+))?(?:s(\d+))?", name)
     if not m or min(int(g) for g in m.groups() if g is not None) < 1:
-        raise ValueError(f"unknown model `{name}` (M2, M64 or d<D>w<W>b<B>[p<P>][k<K>][c<C>][s<S>])")
+        raise ValueError(f"unknown model `{name}` (M2, M64, C8, R28 or d<D>w<W>b<B>[p<P>][k<K>][c<C>][s<S>])")
     d, w, b, proj, k, c, st = m.groups()
     cfg = dict(dims=(int(d), int(w), int(w), 1), batch=int(b),
                data="8gaussians" if d == "2" else "normal", nce_var=1.0)
@@ -85,7 +101,7 @@ PARAM_NAMES = ("l0.weight", "l0.bias", "l1.weight", "l1.bias", "l2.weight", "l2.
 def parse_args(framework_help: str, torch_modes: bool = False) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=framework_help)
     p.add_argument("--workload", choices=WORKLOADS + ("all",), default="all")
-    p.add_argument("--model", default="all", help="M2, M64, all, or a spec (see model_cfg)")
+    p.add_argument("--model", default="all", help="M2, M64, C8, R28, all, or a spec (see model_cfg)")
     p.add_argument("--threads", type=int, default=1, help="intra-op threads (1 or 2 here)")
     p.add_argument("--steps", type=int, default=30, help="timed steps (>= 30)")
     p.add_argument("--warmup", type=int, default=3, help="untimed steps first (compilation included)")

@@ -31,6 +31,9 @@ jax.config.update("jax_enable_x64", True)
 import jax.numpy as jnp  # noqa: E402
 from jax import lax  # noqa: E402
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from conv_models import jconv, jgroup_norm  # noqa: E402  (shared with the conv bench cells)
+
 OUT = os.path.join(os.path.dirname(__file__), "..", "..", "autodiff", "tests", "data",
                    "conv_fixtures.safetensors")
 
@@ -71,12 +74,6 @@ def jax_case(op, x, params, c, v):
     energy = lambda xx: jnp.sum(cj * jax.nn.softplus(op(xx, *args[1:])))  # noqa: E731
     hvp = jax.jvp(jax.grad(energy), (args[0],), (vj,))[1]
     return [y] + list(grads) + [hvp]
-
-
-def jconv(x, w, stride, padding, dilation, groups):
-    return lax.conv_general_dilated(
-        x, w, window_strides=stride, padding=[(p, p) for p in padding], rhs_dilation=dilation,
-        feature_group_count=groups, dimension_numbers=("NCHW", "OIHW", "NCHW"))
 
 
 def main():
@@ -141,10 +138,7 @@ def main():
     _, xs, groups, eps = GROUP_NORM
 
     def jgn(x, w, b):
-        n, ch = x.shape[:2]
-        z = x.reshape(n, groups, -1)
-        z = (z - z.mean(-1, keepdims=True)) / jnp.sqrt(z.var(-1, keepdims=True) + eps)
-        return z.reshape(x.shape) * w[None, :, None, None] + b[None, :, None, None]
+        return jgroup_norm(x, w, b, groups, eps)
     record("group_norm", [groups, eps * 1e8, 0, 0, 0, 0, 0, 0, 0], rand(gen, xs),
            [rand(gen, [xs[1]]), rand(gen, [xs[1]])], ["w", "b"],
            lambda x, w, b: F.group_norm(x, groups, w, b, eps), jgn)

@@ -17,7 +17,7 @@ import sys
 FRAMEWORKS = [("ebm", "ebm"), ("jax", "JAX (jit)"), ("torch", "PyTorch eager"),
               ("torch_compile", "torch.compile")]
 WORKLOAD_ORDER = ["dsm", "esm", "ssm", "nce", "pcd", "langevin"]
-MODEL_ORDER = ["M2", "M64"]
+MODEL_ORDER = ["M2", "M64", "C8", "R28"]
 # torchebm's published eager PyTorch times on an A100 GPU (ms per step) for the shapes of issue 18
 # item 3, keyed by this benchmark's (workload, model spec): the 2x128 SiLU MLP at batch 1024 and
 # dimension 128 (DSM forward+backward; sliced SM with 5 projections; CD with 10 Langevin steps,
@@ -90,7 +90,23 @@ def load(paths):
     return results, checks, other
 
 
-def render(results, checks) -> str:
+def render_conv_gemm(lines) -> list:
+    """The conv2d-vs-GEMM section (lines of bench/src/bin/convgemm.rs), or nothing."""
+    rows = [v for v in lines if v.get("bench") == "conv_gemm"]
+    if not rows:
+        return []
+    out = ["", "conv2d vs ebm's GEMM of its im2col shape (M x K x N), time ratio conv / GEMM "
+           "(goal <= 1.3): forward, input gradient, weight gradient, all three", "",
+           "| conv | M x K x N | threads | forward | input grad | weight grad | fwd+bwd "
+           "| conv fwd GFLOP/s | GEMM fwd GFLOP/s |", "|---|---|---|---:|---:|---:|---:|---:|---:|"]
+    for v in rows:
+        out.append(f"| {v['what']} | {v['m']} x {v['k']} x {v['n']} | {v['threads']} | "
+                   f"{v['fwd_ratio']:.2f} | {v['dx_ratio']:.2f} | {v['dw_ratio']:.2f} | "
+                   f"{v['fwd_bwd_ratio']:.2f} | {v['conv_fwd_gflops']:.1f} | {v['gemm_fwd_gflops']:.1f} |")
+    return out
+
+
+def render(results, checks, other=()) -> str:
     rows = sorted({(w, m, t) for (_, w, m, t) in results},
                   key=lambda r: (r[2], MODEL_ORDER.index(r[1]) if r[1] in MODEL_ORDER else 99,
                                  WORKLOAD_ORDER.index(r[0]) if r[0] in WORKLOAD_ORDER else 99))
@@ -137,6 +153,7 @@ def render(results, checks) -> str:
             e = results.get(("ebm", w, m, t)) or {}
             ms.append(f"{1e3 * e['cpu_s_per_step']:.3g}" if e.get("cpu_s_per_step") else "n/a")
             out.append(f"| {w} | {m} | {t} | " + " | ".join(ms) + f" | {TORCHEBM_A100_MS[(w, m)]} |")
+    out += render_conv_gemm(other)
     notes = ["", f"Throughput in steps/s ({STAT} step time over the timed steps); `langevin`: millions of "
              "chain-steps/s (10,000 chains x 100 steps per timed step). Ratios > 1 mean ebm is faster. "
              "GEMM GFLOP/s: FLOPs over time inside ebm's matrix products in one profiled step, and "
@@ -163,8 +180,8 @@ def main(argv):
     if len(argv) < 2:
         print(__doc__, file=sys.stderr)
         return 2
-    results, checks, _ = load(argv[1:])
-    print(render(results, list(checks.values())))
+    results, checks, other = load(argv[1:])
+    print(render(results, list(checks.values()), other))
     return 0
 
 

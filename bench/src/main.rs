@@ -8,11 +8,15 @@
 //! N(0, 4I) for M2, N(0, I) for M64, ν = 1, learnable log Z), pcd (20 Langevin steps of
 //! ε = 0.01 on persistent chains, 0.1 energy regulariser), langevin (M2 only: 100 Langevin
 //! steps of 10,000 chains per timed step). Models: M2 = MLP 2-128-128-1 SiLU, batch 1024,
-//! 8-Gaussians; M64 = MLP 64-256-256-1 SiLU, batch 256, digits / 16.
+//! 8-Gaussians; M64 = MLP 64-256-256-1 SiLU, batch 256, digits / 16; C8 and R28 = conv energies
+//! (bench/src/spec.rs).
+//!
+//! `--write-check PATH --model C8` writes the f64 reference batch of bench/python/conv_check.py
+//! (bench/src/conv.rs) instead of benchmarking.
 
 use ebm_core::{cpu_model, fma_peak_gflops, gemm_path, profile, DType, OpKind, Rng, Tensor};
 use ebm_data::{Digits, Toy};
-use ebm_nn::{Mlp, MlpConfig, Module, Optimizer};
+use ebm_nn::Optimizer;
 use ebm_objectives::{
     train_step, ChainInit, DenoisingScoreMatching, ExactScoreMatching, MaximumLikelihood,
     ModelTarget, Nce, NoiseDistribution, Objective, SlicedScoreMatching, TrainStep,
@@ -21,6 +25,7 @@ use ebm_samplers::replay::{Init, ReplayBuffer};
 use ebm_samplers::ula::{Step, Ula};
 use std::time::Instant;
 
+mod conv;
 mod spec;
 use spec::{spec, Data};
 
@@ -36,13 +41,14 @@ struct Args {
     warmup: usize,
     seed: u64,
     profile: bool,
+    write_check: Option<String>,
 }
 
 fn usage(msg: &str) -> ! {
     eprintln!("ebm-bench: {msg}");
     eprintln!(
         "usage: ebm-bench [--workload dsm|esm|ssm|nce|pcd|langevin|all] [--model M2|M64|all|SPEC] \
-         [--threads N] [--steps N>=30] [--warmup N] [--seed N] [--profile]\n\
+         [--threads N] [--steps N>=30] [--warmup N] [--seed N] [--profile] [--write-check PATH]\n\
          SPEC: d<D>w<W>b<B>[p<P>][k<K>][c<C>][s<S>] (bench/src/spec.rs)"
     );
     std::process::exit(2)
@@ -57,6 +63,7 @@ fn parse_args() -> Args {
         warmup: 3,
         seed: 0,
         profile: false,
+        write_check: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -76,6 +83,7 @@ fn parse_args() -> Args {
             "--warmup" => a.warmup = num(value(), "--warmup") as usize,
             "--seed" => a.seed = num(value(), "--seed"),
             "--profile" => a.profile = true,
+            "--write-check" => a.write_check = Some(value()),
             "-h" | "--help" => usage("the ebm side of bench/run.sh"),
             other => usage(&format!("unknown flag `{other}`")),
         }
@@ -139,11 +147,12 @@ fn run_cell(workload: &str, model_name: &str, args: &Args) -> serde_json::Value 
     let sp = spec(model_name).unwrap_or_else(|e| usage(&e));
     let d = sp.widths[0];
     let mut rng = Rng::new(args.seed);
-    let mut model = Mlp::new(MlpConfig::new(&sp.widths), &mut rng);
+    let mut model = conv::build_model(&sp, &mut rng, DType::F32);
     let digits = (sp.data == Data::Digits).then(load_digits);
     let batch = |rng: &mut Rng, n: usize| match (&digits, sp.data) {
         (Some(x), _) => x.index_select(&rng.indices(n, x.shape()[0])),
         (None, Data::Normal) => rng.normal(&[n, d], DType::F32),
+        (None, Data::Uniform) => rng.uniform(&[n, d], 0.0, 1.0, DType::F32),
         (None, _) => Toy::EightGaussians.sample(n, rng),
     };
     let langevin = Ula::new(Step::Tied { eps: 0.01 }, sp.pcd_steps);
@@ -190,11 +199,17 @@ fn run_cell(workload: &str, model_name: &str, args: &Args) -> serde_json::Value 
         match objective.as_mut() {
             Some(obj) => {
                 let x = batch(rng, sp.batch);
-                Some(train_step(obj.as_mut(), &mut model, &mut train, &x, rng))
+                Some(train_step(
+                    obj.as_mut(),
+                    model.as_mut(),
+                    &mut train,
+                    &x,
+                    rng,
+                ))
             }
             None => {
                 let x = std::mem::replace(&mut x_chain, Tensor::zeros(&[0, d], DType::F32));
-                x_chain = sampler.run(&ModelTarget::new(&model), x, rng).x;
+                x_chain = sampler.run(&ModelTarget::new(model.as_ref()), x, rng).x;
                 None
             }
         }
@@ -289,6 +304,13 @@ fn run_cell(workload: &str, model_name: &str, args: &Args) -> serde_json::Value 
 
 fn main() {
     let args = parse_args();
+    if let Some(path) = &args.write_check {
+        let sp = spec(&args.models[0]).unwrap_or_else(|e| usage(&e));
+        if let Err(e) = conv::write_check(&sp, args.seed, path) {
+            usage(&format!("--write-check {path}: {e}"));
+        }
+        return;
+    }
     // `--threads` sizes the rayon pool that ebm-core's GEMM splits large products over (row
     // blocks); element-wise kernels run on the calling thread. The driver also pins the
     // process (taskset) to that many CPUs.

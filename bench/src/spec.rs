@@ -1,8 +1,19 @@
-//! The models of the benchmark: "M2", "M64", and the specs of the sweeps and the torchebm
-//! shapes, `d{D}w{W}b{B}[p{P}][k{K}][c{C}][s{S}]` (parsed alike by bench/python/common.py's
+//! The models of the benchmark: "M2", "M64", the conv energies "C8" and "R28" (issue 14), and
+//! the specs of the sweeps and the torchebm shapes, `d{D}w{W}b{B}[p{P}][k{K}][c{C}][s{S}]` (parsed alike by bench/python/common.py's
 //! `model_cfg`): MLP D-W-W-1 SiLU, batch B, data 8-Gaussians when D = 2 and N(0, I)
 //! otherwise, NCE noise N(0, I); P projections per row for SSM, K Langevin steps per pcd step,
 //! C chains and S Langevin steps per timed step for `langevin`.
+//!
+//! Conv models ([`ebm_nn::ConvEnergy`], 3×3 kernels, SiLU, sum-pool head; mirrored by
+//! bench/python/conv_models.py, named in bench/python/common.py's `CONV_MODELS`):
+//! - "C8": what `ebm train --data digits --arch conv --hidden 32,32` builds on the 1×8×8
+//!   digits (conv 1→32, plain conv 32→32 at 8×8, 2×2 average pool, plain conv 32→32 at 4×4,
+//!   Σ over positions, linear 32→1), batch 128, digits / 16.
+//! - "R28": a small ResNet energy on 1×28×28 (conv 1→16; one residual block of GroupNorm(4)
+//!   at width 16 and 28×28; pool; one block 16→32 with a 1×1 shortcut at 14×14), batch 64,
+//!   uniform random images in [0, 1] (timing only: the data does not change the work).
+
+use ebm_nn::ConvEnergyConfig;
 
 /// Where a model's batches come from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -13,13 +24,17 @@ pub enum Data {
     Digits,
     /// Standard normal rows.
     Normal,
+    /// Uniform rows in [0, 1] (random images).
+    Uniform,
 }
 
 /// One model's settings.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Spec {
-    /// Layer widths D, W, W, 1.
+    /// Layer widths D, W, W, 1 of the MLP (conv models: D = C·H·W, then zeros).
     pub widths: [usize; 4],
+    /// The conv energy of a conv model (None: the MLP of `widths`).
+    pub conv: Option<ConvEnergyConfig>,
     /// Rows per training batch.
     pub batch: usize,
     /// NCE noise standard deviation.
@@ -40,6 +55,7 @@ pub struct Spec {
 pub fn spec(name: &str) -> Result<Spec, String> {
     let base = |widths, batch, nce_std, data| Spec {
         widths,
+        conv: None,
         batch,
         nce_std,
         data,
@@ -51,10 +67,25 @@ pub fn spec(name: &str) -> Result<Spec, String> {
     match name {
         "M2" => return Ok(base([2, 128, 128, 1], 1024, 2.0, Data::EightGaussians)),
         "M64" => return Ok(base([64, 256, 256, 1], 256, 1.0, Data::Digits)),
+        "C8" => {
+            let mut s = base([64, 0, 0, 0], 128, 1.0, Data::Digits);
+            s.conv = Some(ConvEnergyConfig::new([1, 8, 8], &[32, 32]));
+            return Ok(s);
+        }
+        "R28" => {
+            let mut s = base([784, 0, 0, 0], 64, 1.0, Data::Uniform);
+            s.conv = Some(
+                ConvEnergyConfig::new([1, 28, 28], &[16, 32])
+                    .blocks(1)
+                    .norm_groups(4),
+            );
+            return Ok(s);
+        }
         _ => {}
     }
-    let bad =
-        || format!("unknown model `{name}` (M2, M64 or d<D>w<W>b<B>[p<P>][k<K>][c<C>][s<S>])");
+    let bad = || {
+        format!("unknown model `{name}` (M2, M64, C8, R28 or d<D>w<W>b<B>[p<P>][k<K>][c<C>][s<S>])")
+    };
     // letters in this order, each followed by a whole number ≥ 1; d, w and b required
     let mut fields: Vec<(char, usize)> = Vec::new();
     let mut rest = name;
@@ -102,6 +133,14 @@ mod tests {
     fn specs_parse_and_bad_names_are_refused() {
         assert_eq!(spec("M2").unwrap().widths, [2, 128, 128, 1]);
         assert_eq!(spec("M64").unwrap().data, Data::Digits);
+        let c8 = spec("C8").unwrap();
+        assert_eq!((c8.widths[0], c8.batch, c8.data), (64, 128, Data::Digits));
+        assert_eq!(c8.conv.unwrap().widths, [32, 32]);
+        let r28 = spec("R28").unwrap().conv.unwrap();
+        assert_eq!(
+            (r28.image, r28.blocks, r28.norm_groups),
+            ([1, 28, 28], 1, 4)
+        );
         let s = spec("d128w128b1024p5k10").unwrap();
         assert_eq!(
             (s.widths, s.batch, s.projections, s.pcd_steps, s.data),
