@@ -52,6 +52,18 @@ pub struct Report {
     pub entropy: Option<f64>,
     /// NLL − entropy.
     pub gap: Option<f64>,
+    /// Score-SDE runs (ve, vp): the test NLL of the model's probability-flow ODE density
+    /// (Song et al. 2021, §4.3), nats per row in the data file's units, over
+    /// [`Report::pf_ode_rows`] test rows: the likelihood the score-SDE paper reports, beside
+    /// the AIS figure of the energy read at t_min.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pf_ode_nll: Option<f64>,
+    /// [`Report::pf_ode_nll`] in bits per dimension of the discrete pixels (image sets).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pf_ode_bits_per_dim: Option<f64>,
+    /// Test rows of [`Report::pf_ode_nll`] (the first ones, at most `rows` of the options).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pf_ode_rows: Option<usize>,
     /// Squared MMD (Gaussian kernel, median bandwidth) between samples and test rows.
     pub mmd2: Option<f64>,
     /// Squared kernel Stein discrepancy (IMQ kernel) of test rows under the model's score,
@@ -240,6 +252,14 @@ pub fn evaluate(
         r.log_z_error = Some(err);
         r.gap = r.entropy.zip(r.test_nll).map(|(h, v)| v - h);
     }
+    if let Some(v) = pf_ode_nll_of(net, noise, &head(&data.test, opts.rows), &mut rng) {
+        let v = v + log_det;
+        r.pf_ode_rows = Some(data.test.shape()[0].min(opts.rows));
+        r.pf_ode_nll = v.is_finite().then_some(v);
+        if let Some(levels) = data.levels {
+            r.pf_ode_bits_per_dim = r.pf_ode_nll.map(|v| bits_per_dim(v, data.dim, levels));
+        }
+    }
     let (samples, info) = sample::draw(
         net,
         noise,
@@ -261,6 +281,61 @@ pub fn evaluate(
     }
     r.eval_seconds = t0.elapsed().as_secs_f64();
     Ok((r, samples))
+}
+
+/// Heun steps of the probability-flow ODE of [`pf_ode_nll_of`] on a uniform time grid (the
+/// score-SDE paper integrates with adaptive RK45; docs/conv-images.md compares 100 with 200
+/// steps on a digits run).
+pub const PF_ODE_STEPS: usize = 100;
+
+/// Mean −log p(x) over the rows `x` by the probability-flow ODE of a score-SDE run (VE or
+/// VP; `None` for other runs), in the model's space: Heun steps from the run's t_min to 1,
+/// the divergence exact up to 16 dimensions and by one Rademacher probe per row above.
+fn pf_ode_nll_of(net: &Net, noise: Noise, x: &Tensor, rng: &mut Rng) -> Option<f64> {
+    use ebm_objectives::eval::{pf_ode_nll, TimeModel};
+    use ebm_samplers::ode::{Divergence, OdeSolver, PfOde, Probe};
+    let model: &dyn ebm_nn::NoiseConditionalModel = match net {
+        Net::Cond(m) => m,
+        Net::UNet(m) => m.as_ref(),
+        Net::Mlp(_) | Net::Conv(_) => return None,
+    };
+    let d = x.numel() / x.shape()[0].max(1);
+    let divergence = if d <= 16 {
+        Divergence::Exact
+    } else {
+        Divergence::Hutchinson(Probe::Rademacher)
+    };
+    let x = x.cast(DType::F32);
+    let solve = |t_min| {
+        PfOde::new(
+            OdeSolver::Heun {
+                n_steps: PF_ODE_STEPS,
+            },
+            t_min,
+        )
+    };
+    let nll = match noise {
+        Noise::Ve(sde, t_min) => pf_ode_nll(
+            &sde,
+            &TimeModel(model),
+            &x,
+            &solve(t_min),
+            divergence,
+            None,
+            rng,
+        ),
+        Noise::Vp(sde, t_min) => pf_ode_nll(
+            &sde,
+            &TimeModel(model),
+            &x,
+            &solve(t_min),
+            divergence,
+            None,
+            rng,
+        ),
+        Noise::None | Noise::Levels { .. } => return None,
+    };
+    Some(nll.nats)
 }
 
 /// Draws the pictures of a model into `dir`; returns the file names written.

@@ -118,6 +118,16 @@ fn every_objective_trains_and_reports_finite_numbers() {
             _ => "mala",
         };
         assert_eq!(sampler, want, "{obj}");
+        // score-SDE runs also report the probability-flow ODE's likelihood
+        let ode = e["pf_ode_nll"].as_f64();
+        if matches!(obj, "ve" | "vp") {
+            let ode = ode.unwrap_or(f64::NAN);
+            assert!(ode.is_finite() && ode > 2.0, "{obj}: PF-ODE NLL {ode}");
+            let rows = e["test_rows"].as_u64().unwrap().min(500);
+            assert_eq!(e["pf_ode_rows"].as_u64(), Some(rows), "{obj}");
+        } else {
+            assert!(ode.is_none() && e.get("pf_ode_rows").is_none(), "{obj}");
+        }
         let (shape, v) = read_npy(&run.join("samples.npy"));
         assert_eq!(shape, vec![200, 2], "{obj}");
         assert!(v.iter().all(|x| x.is_finite()), "{obj}: samples not finite");
