@@ -306,36 +306,27 @@ fn pf_ode_nll_of(net: &Net, noise: Noise, x: &Tensor, rng: &mut Rng) -> Option<f
         Divergence::Hutchinson(Probe::Rademacher)
     };
     let x = x.cast(DType::F32);
-    let solve = |t_min| {
-        PfOde::new(
+    fn solve<S: ebm_samplers::sde::Sde>(
+        sde: &S,
+        t_min: f64,
+        model: &dyn ebm_nn::NoiseConditionalModel,
+        x: &Tensor,
+        divergence: Divergence,
+        rng: &mut Rng,
+    ) -> f64 {
+        let ode = PfOde::new(
             OdeSolver::Heun {
                 n_steps: PF_ODE_STEPS,
             },
             t_min,
-        )
-    };
-    let nll = match noise {
-        Noise::Ve(sde, t_min) => pf_ode_nll(
-            &sde,
-            &TimeModel(model),
-            &x,
-            &solve(t_min),
-            divergence,
-            None,
-            rng,
-        ),
-        Noise::Vp(sde, t_min) => pf_ode_nll(
-            &sde,
-            &TimeModel(model),
-            &x,
-            &solve(t_min),
-            divergence,
-            None,
-            rng,
-        ),
-        Noise::None | Noise::Levels { .. } => return None,
-    };
-    Some(nll.nats)
+        );
+        pf_ode_nll(sde, &TimeModel(model), x, &ode, divergence, None, rng).nats
+    }
+    match noise {
+        Noise::Ve(sde, t_min) => Some(solve(&sde, t_min, model, &x, divergence, rng)),
+        Noise::Vp(sde, t_min) => Some(solve(&sde, t_min, model, &x, divergence, rng)),
+        Noise::None | Noise::Levels { .. } => None,
+    }
 }
 
 /// Draws the pictures of a model into `dir`; returns the file names written.
