@@ -141,6 +141,12 @@ pub fn check_with_dim(c: &TrainConfig, dim: usize) -> Result<(), Error> {
 /// layer w·1 + 1. (A unit test holds this to the networks' real counts.)
 pub fn param_count(c: &TrainConfig, dim: usize) -> Option<u64> {
     if c.arch == crate::config::Arch::Conv {
+        if let ModelKind::NoiseConditional(cond) =
+            ebm_objectives::factory::find(&c.objective).map_or(ModelKind::Energy, |o| o.model_kind)
+        {
+            let image = crate::config::Arch::square_image(dim)?;
+            return crate::model::unet_config(c, image, cond).param_count();
+        }
         // a flattening head weighs each channel of the last map at each position (≤ dim)
         let head = match c.conv_head {
             ebm_nn::ConvHead::SumPool => 0,

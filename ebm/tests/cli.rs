@@ -901,6 +901,49 @@ fn conv_energy_and_unet_train_on_digit_images() {
         "--out",
         run.to_str().unwrap(),
     ]);
+    // a score-SDE U-Net (base 16: its checkpoint once failed the size check of `ebm eval`)
+    // reads back, with the probability-flow ODE's likelihood
+    let run = d.join("unet-ve");
+    let r = run.to_str().unwrap();
+    let train = [
+        "train",
+        "--data",
+        "digits",
+        "--arch",
+        "conv",
+        "--hidden",
+        "16",
+        "--objective",
+        "ve",
+        "--steps",
+        "2",
+        "--batch",
+        "16",
+        "--no-report",
+        "--quiet",
+        "--out",
+        r,
+    ];
+    ok(&train);
+    let eval = run.join("eval-again.json");
+    let args = [
+        "eval",
+        r,
+        "--ais-temps",
+        "5",
+        "--ais-chains",
+        "4",
+        "--samples",
+        "10",
+        "--rows",
+        "8",
+        "--out",
+    ];
+    ok(&[&args[..], &[eval.to_str().unwrap()]].concat());
+    let e = json(&eval);
+    assert_eq!(e["pf_ode_rows"].as_u64(), Some(8));
+    let bpd = e["pf_ode_bits_per_dim"].as_f64().unwrap_or(f64::NAN);
+    assert!(bpd.is_finite() && bpd > 0.0, "PF-ODE bits/dim {bpd}");
     // rows that are not square images: one clear line, status 2
     let err = fails_one_line(&[
         "train",

@@ -70,6 +70,62 @@ impl UNetConfig {
         }
     }
 
+    /// The number of parameter values [`UNet::new`] makes for this config, counted without
+    /// building it (so a checkpoint's size can be checked before anything is allocated);
+    /// None on overflow.
+    pub fn param_count(&self) -> Option<u64> {
+        let u = |v: usize| v as u64;
+        let linear = |i: u64, o: u64| i.checked_mul(o)?.checked_add(o);
+        let conv = |i: u64, o: u64, k: u64| i.checked_mul(o)?.checked_mul(k * k)?.checked_add(o);
+        let norm = |ch: u64| {
+            if self.norm_groups > 0 {
+                ch.checked_mul(2)
+            } else {
+                Some(0)
+            }
+        };
+        let temb_dim = u(self.base).checked_mul(4)?;
+        let block = |i: u64, o: u64| -> Option<u64> {
+            let shortcut = if i != o { conv(i, o, 1)? } else { 0 };
+            [
+                norm(i)?,
+                conv(i, o, 3)?,
+                linear(temb_dim, o)?,
+                norm(o)?,
+                conv(o, o, 3)?,
+                shortcut,
+            ]
+            .into_iter()
+            .try_fold(0u64, u64::checked_add)
+        };
+        let embed = u(self.frequencies).checked_mul(2)?.checked_add(1)?;
+        let mut total = [
+            linear(embed, temb_dim)?,
+            linear(temb_dim, temb_dim)?,
+            conv(u(self.image[0]), u(self.base), 3)?,
+        ]
+        .into_iter()
+        .try_fold(0u64, u64::checked_add)?;
+        let widths: Vec<u64> = self
+            .mults
+            .iter()
+            .map(|&m| u(m).checked_mul(u(self.base)))
+            .collect::<Option<_>>()?;
+        let mut width = u(self.base);
+        for &w in &widths {
+            total = total.checked_add(block(width, w)?)?;
+            width = w;
+        }
+        total = total.checked_add(block(width, width)?)?;
+        for &w in widths.iter().rev() {
+            total = total.checked_add(block(width.checked_add(w)?, w)?)?;
+            width = w;
+        }
+        total
+            .checked_add(norm(width)?)?
+            .checked_add(conv(width, u(self.image[0]), 3)?)
+    }
+
     /// Parses a config written by [`Module::config`] (`"kind"` must be `"unet"`).
     pub fn from_json(v: &serde_json::Value) -> Result<UNetConfig, String> {
         let mut v = v.clone();
@@ -351,6 +407,23 @@ mod tests {
         let mut cfg = UNetConfig::new([1, 4, 4], 4);
         cfg.norm_groups = 2;
         UNet::with_dtype(cfg, &mut Rng::new(0), DType::F64)
+    }
+
+    #[test]
+    fn param_count_is_the_built_networks() {
+        for (image, base, mults, groups, freqs) in [
+            ([1, 8, 8], 16, vec![1, 2], 4, 8),
+            ([3, 8, 8], 8, vec![1], 0, 4),
+            ([1, 12, 12], 4, vec![1, 2, 2], 2, 8),
+        ] {
+            let mut c = UNetConfig::new(image, base);
+            (c.mults, c.norm_groups, c.frequencies) = (mults, groups, freqs);
+            let built = UNet::new(c.clone(), &mut Rng::new(0)).params().numel() as u64;
+            assert_eq!(c.param_count(), Some(built), "{c:?}");
+        }
+        let mut huge = UNetConfig::new([1, 8, 8], usize::MAX / 2);
+        huge.mults = vec![1];
+        assert_eq!(huge.param_count(), None);
     }
 
     #[test]
