@@ -55,6 +55,10 @@ pub trait Elem:
     /// eˣ by the fastest accurate route: a vectorisable polynomial for f32 (≤ 2 ulp), libm
     /// for f64 (gradient checks want the last bit).
     fn exp_fast(self) -> Self;
+    /// eˣ where only 1/(1 + eˣ) is wanted: f32 saturates outside its normal range instead of
+    /// fixing the ends up (`fastmath::exp_f32_for_logistic`; the sigmoid changes only where it
+    /// would be subnormal), f64 as `exp_fast`.
+    fn exp_for_logistic(self) -> Self;
 }
 
 impl Elem for f32 {
@@ -71,6 +75,10 @@ impl Elem for f32 {
     fn exp_fast(self) -> Self {
         crate::ops::fastmath::exp_f32(self)
     }
+    #[inline(always)]
+    fn exp_for_logistic(self) -> Self {
+        crate::ops::fastmath::exp_f32_for_logistic(self)
+    }
 }
 
 impl Elem for f64 {
@@ -85,6 +93,10 @@ impl Elem for f64 {
     }
     #[inline(always)]
     fn exp_fast(self) -> Self {
+        self.exp()
+    }
+    #[inline(always)]
+    fn exp_for_logistic(self) -> Self {
         self.exp()
     }
 }

