@@ -9,7 +9,8 @@
 # Sweeps: width (DSM, SSM; MLP 2-W-W-1 at batch 1024, W = 128..1024), batch (DSM, SSM; width
 # 256, B = 256..8192), chains (Langevin chain-steps/s, 10^3..10^5 chains of the M2-shaped model,
 # 10^6 too with SWEEP_MILLION=1 (~1 s per step per framework); 10^5 chain-steps per timed step), dim (exact SM, D = 2..128, width 128, batch 128);
-# torchebm (the published shapes, at 1 and 2 threads). Results: bench/results/sweep_<name>.jsonl
+# torchebm (the published shapes, Langevin on the analytic double well among them, at 1 and 2
+# threads). Results: bench/results/sweep_<name>.jsonl
 # and .md, plots bench/results/sweep_<name>.png. Knobs of bench/run.sh apply (BENCH_THREADS,
 # BENCH_STEPS_SLOW, ...).
 set -uo pipefail
@@ -23,7 +24,7 @@ for s in $SWEEPS; do
         chains) cells="langevin:d2w128b1c1000s100 langevin:d2w128b1c10000s10 langevin:d2w128b1c100000s1"
             [[ -n "${SWEEP_MILLION:-}" ]] && cells+=" langevin:d2w128b1c1000000s1" ;;
         dim) cells="" ; for d in 2 8 32 128; do cells+=" esm:d${d}w128b128"; done ;;
-        torchebm) cells="dsm:d128w128b1024 ssm:d128w128b1024p5 pcd:d128w128b1024k10 esm:d16w128b128"; threads="1 2" ;;
+        torchebm) cells="dsm:d128w128b1024 ssm:d128w128b1024p5 pcd:d128w128b1024k10 esm:d16w128b128 langevin:dw128c1024s100"; threads="1 2" ;;
         *) echo "unknown sweep $s" >&2; exit 2 ;;
     esac
     BENCH_NAME="sweep_$s" BENCH_CELLS="$cells" BENCH_THREADS="${BENCH_THREADS:-$threads}" \

@@ -59,7 +59,10 @@ _CONV = {"cfg": None}
 
 
 def init_params(key, cfg):
-    """A cell's network: the conv energy of a conv model (conv_models.py), else the MLP."""
+    """A cell's network: the conv energy of a conv model (conv_models.py), none for the double
+    well (its barrier height is the one entry), else the MLP."""
+    if "double_well" in cfg:
+        return {"barrier": jnp.float32(cfg["double_well"])}
     return CM.jax_init(key, cfg["conv"]) if "conv" in cfg else init_mlp(key, cfg["dims"])
 
 
@@ -67,6 +70,8 @@ def energy(p, x):
     """E(x), one scalar per row: [B, d] -> [B] (the MLP, or the conv energy of _CONV)."""
     if _CONV["cfg"] is not None:
         return CM.jax_energy(p, x, _CONV["cfg"])
+    if "barrier" in p:  # the analytic double well h sum_i (x_i^2 - 1)^2
+        return p["barrier"] * jnp.sum((x * x - 1.0) ** 2, axis=-1)
     h = jax.nn.silu(x @ p["l0.weight"].T + p["l0.bias"])
     h = jax.nn.silu(h @ p["l1.weight"].T + p["l1.bias"])
     return (h @ p["l2.weight"].T + p["l2.bias"])[:, 0]

@@ -50,8 +50,23 @@ class MLP(nn.Module):
         return self.l2(F.silu(self.l1(F.silu(self.l0(x))))).squeeze(-1)
 
 
+class DoubleWell(nn.Module):
+    """The analytic double well E(x) = h sum_i (x_i^2 - 1)^2, as torchebm's benchmark samples it
+    (gradients by autograd, as a researcher's energy gets them)."""
+
+    def __init__(self, barrier):
+        super().__init__()
+        self.barrier = barrier
+
+    def forward(self, x):
+        return self.barrier * ((x * x - 1.0) ** 2).sum(-1)
+
+
 def build_model(cfg):
-    """A cell's network: the conv energy of a conv model (conv_models.py), else the MLP."""
+    """A cell's network: the conv energy of a conv model (conv_models.py), the double well, else
+    the MLP."""
+    if "double_well" in cfg:
+        return DoubleWell(cfg["double_well"])
     return CM.torch_module(cfg["conv"]) if "conv" in cfg else MLP(cfg["dims"])
 
 

@@ -62,8 +62,9 @@ def model_cfg(name: str) -> dict:
     """A model's settings: "M2" and "M64" above, or a spec for the sweeps and the torchebm
     shapes, `d{D}w{W}b{B}` plus optional `p{P}` (SSM projections), `k{K}` (pcd's Langevin
     steps), `c{C}` and `s{S}` (chains, and Langevin steps per timed step, of `langevin`): MLP
-    D-W-W-1 SiLU, batch B, data 8-Gaussians when D = 2 and N(0, I) otherwise, NCE noise N(0, I).
-    Parsed alike by bench/src/main.rs."""
+    D-W-W-1 SiLU, batch B, data 8-Gaussians when D = 2 and N(0, I) otherwise, NCE noise N(0, I);
+    or `dw{D}c{C}s{S}`: `langevin` on the analytic double well h sum_i (x_i^2 - 1)^2 in D
+    dimensions (h = DOUBLE_WELL_BARRIER), C chains, S steps. Parsed alike by bench/src/spec.rs."""
     base = dict(projections=1, pcd_steps=PCD_LANGEVIN_STEPS, chains=LANGEVIN_CHAINS,
                 langevin_steps=LANGEVIN_STEPS)
     if name in MODELS:
@@ -71,6 +72,13 @@ def model_cfg(name: str) -> dict:
     if name in CONV_MODELS:
         c, h, w = CONV_MODELS[name]["conv"]["image"]
         return {**base, **CONV_MODELS[name], "dims": (c * h * w,), "nce_var": 1.0}
+    m = re.fullmatch(r"dw(\d+)c(\d+)s(\d+)", name)
+    if m:  # the analytic double well h sum_i (x_i^2 - 1)^2: D dims, C chains, S steps
+        if min(int(g) for g in m.groups()) < 1:
+            raise ValueError(f"unknown model `{name}`")
+        d, c, st = (int(g) for g in m.groups())
+        return {**base, "dims": (d,), "batch": 1, "data": "normal", "nce_var": 1.0, "chains": c,
+                "langevin_steps": st, "double_well": DOUBLE_WELL_BARRIER}
     m = re.fullmatch(r"d(\d+)w(\d+)b(\d+)(?:p(\d+))?(?:k(\d+))?(?:c(\d+))?(?:s(\d+))?", name)
     if not m or min(int(g) for g in m.groups() if g is not None) < 1:
         raise ValueError(f"unknown model `{name}` (M2, M64, C8, R28 or d<D>w<W>b<B>[p<P>][k<K>][c<C>][s<S>])")
@@ -94,6 +102,7 @@ LANGEVIN_EPS = 0.01
 PCD_REG = 0.1
 LANGEVIN_CHAINS = 10_000
 LANGEVIN_STEPS = 100  # Langevin steps per timed step of the `langevin` workload
+DOUBLE_WELL_BARRIER = 2.0  # h of the `dw...` models (torchebm's double-well default)
 
 PARAM_NAMES = ("l0.weight", "l0.bias", "l1.weight", "l1.bias", "l2.weight", "l2.bias")
 

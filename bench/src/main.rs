@@ -23,6 +23,7 @@ use ebm_objectives::{
 };
 use ebm_samplers::replay::{Init, ReplayBuffer};
 use ebm_samplers::ula::{Step, Ula};
+use ebm_samplers::DoubleWell;
 use std::time::Instant;
 
 mod conv;
@@ -147,7 +148,16 @@ fn run_cell(workload: &str, model_name: &str, args: &Args) -> serde_json::Value 
     let sp = spec(model_name).unwrap_or_else(|e| usage(&e));
     let d = sp.widths[0];
     let mut rng = Rng::new(args.seed);
-    let mut model = conv::build_model(&sp, &mut rng, DType::F32);
+    let double_well = sp.double_well.map(|h| DoubleWell::new(d, h));
+    if double_well.is_some() && workload != "langevin" {
+        usage(&format!(
+            "model {model_name} is the analytic double well: only the langevin workload samples it"
+        ));
+    }
+    // no network for the analytic double well
+    let mut model = double_well
+        .is_none()
+        .then(|| conv::build_model(&sp, &mut rng, DType::F32));
     let digits = (sp.data == Data::Digits).then(load_digits);
     let batch = |rng: &mut Rng, n: usize| match (&digits, sp.data) {
         (Some(x), _) => x.index_select(&rng.indices(n, x.shape()[0])),
@@ -188,10 +198,13 @@ fn run_cell(workload: &str, model_name: &str, args: &Args) -> serde_json::Value 
         ))),
         _ => None,
     };
-    let mut train = TrainStep::new(Optimizer::adam(1e-3, model.params()));
-    if let Some(q) = objective.as_ref().and_then(|o| o.params()) {
-        train = train.with_objective_optimizer(Optimizer::adam(1e-3, q));
-    }
+    let mut train = model.as_ref().map(|m| {
+        let train = TrainStep::new(Optimizer::adam(1e-3, m.params()));
+        match objective.as_ref().and_then(|o| o.params()) {
+            Some(q) => train.with_objective_optimizer(Optimizer::adam(1e-3, q)),
+            None => train,
+        }
+    });
     let chains = sp.chains;
     let mut x_chain = rng.normal(&[chains, d], DType::F32);
     let sampler = Ula::new(Step::Tied { eps: 0.01 }, sp.langevin_steps);
@@ -199,17 +212,19 @@ fn run_cell(workload: &str, model_name: &str, args: &Args) -> serde_json::Value 
         match objective.as_mut() {
             Some(obj) => {
                 let x = batch(rng, sp.batch);
-                Some(train_step(
-                    obj.as_mut(),
-                    model.as_mut(),
-                    &mut train,
-                    &x,
-                    rng,
-                ))
+                let (model, train) = model
+                    .as_mut()
+                    .zip(train.as_mut())
+                    .expect("objectives train a network (the double well is refused above)");
+                Some(train_step(obj.as_mut(), model.as_mut(), train, &x, rng))
             }
             None => {
                 let x = std::mem::replace(&mut x_chain, Tensor::zeros(&[0, d], DType::F32));
-                x_chain = sampler.run(&ModelTarget::new(model.as_ref()), x, rng).x;
+                x_chain = match (&double_well, &model) {
+                    (Some(target), _) => sampler.run(target, x, rng).x,
+                    (None, Some(m)) => sampler.run(&ModelTarget::new(m.as_ref()), x, rng).x,
+                    (None, None) => unreachable!("a network is built unless the double well"),
+                };
                 None
             }
         }

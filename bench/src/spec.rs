@@ -49,7 +49,13 @@ pub struct Spec {
     pub chains: usize,
     /// Langevin steps per timed step of the `langevin` workload.
     pub langevin_steps: usize,
+    /// `Some(h)`: the `langevin` workload samples the analytic double well
+    /// h Σᵢ (xᵢ² − 1)² ([`ebm_samplers::DoubleWell`]) instead of a network energy.
+    pub double_well: Option<f64>,
 }
+
+/// The barrier height of the `dw…` models (torchebm's double-well default).
+pub const DOUBLE_WELL_BARRIER: f64 = 2.0;
 
 /// The model named `name`, or why the name is not one.
 pub fn spec(name: &str) -> Result<Spec, String> {
@@ -63,6 +69,7 @@ pub fn spec(name: &str) -> Result<Spec, String> {
         pcd_steps: 20,
         chains: 10_000,
         langevin_steps: 100,
+        double_well: None,
     };
     match name {
         "M2" => return Ok(base([2, 128, 128, 1], 1024, 2.0, Data::EightGaussians)),
@@ -84,22 +91,29 @@ pub fn spec(name: &str) -> Result<Spec, String> {
         _ => {}
     }
     let bad = || {
-        format!("unknown model `{name}` (M2, M64, C8, R28 or d<D>w<W>b<B>[p<P>][k<K>][c<C>][s<S>])")
+        format!(
+            "unknown model `{name}` (M2, M64, C8, R28, d<D>w<W>b<B>[p<P>][k<K>][c<C>][s<S>] \
+             or dw<D>c<C>s<S>)"
+        )
     };
-    // letters in this order, each followed by a whole number ≥ 1; d, w and b required
-    let mut fields: Vec<(char, usize)> = Vec::new();
-    let mut rest = name;
-    while let Some(c) = rest.chars().next() {
-        let digits = rest[1..]
-            .find(|ch: char| !ch.is_ascii_digit())
-            .map_or(rest.len(), |i| i + 1);
-        let v: usize = rest[1..digits].parse().map_err(|_| bad())?;
-        if v == 0 {
+    // dw<D>c<C>s<S>: the analytic double well in D dimensions, C chains, S Langevin steps
+    if let Some(rest) = name.strip_prefix("dw") {
+        let fields = numbered_fields(rest).ok_or_else(bad)?;
+        let [(d_, d), ('c', c), ('s', st)] = fields[..] else {
+            return Err(bad());
+        };
+        if d_ != '\0' {
             return Err(bad());
         }
-        fields.push((c, v));
-        rest = &rest[digits..];
+        let mut s = base([d, 0, 0, 0], 1, 1.0, Data::Normal);
+        (s.chains, s.langevin_steps) = (c, st);
+        s.double_well = Some(DOUBLE_WELL_BARRIER);
+        return Ok(s);
     }
+    // letters in this order, each followed by a whole number ≥ 1; d, w and b required
+    let fields = numbered_fields(name)
+        .filter(|f| f.iter().all(|(c, _)| *c != '\0'))
+        .ok_or_else(bad)?;
     let order = ['d', 'w', 'b', 'p', 'k', 'c', 's'];
     let positions: Vec<usize> = fields
         .iter()
@@ -123,6 +137,37 @@ pub fn spec(name: &str) -> Result<Spec, String> {
     s.chains = get('c').unwrap_or(10_000);
     s.langevin_steps = get('s').unwrap_or(100);
     Ok(s)
+}
+
+/// `name` as (letter, whole number ≥ 1) pairs, e.g. "d2w128" → [('d', 2), ('w', 128)]; a
+/// leading number without a letter comes first as ('\0', n). `None` if any number is missing,
+/// zero or not a number.
+fn numbered_fields(name: &str) -> Option<Vec<(char, usize)>> {
+    let mut fields = Vec::new();
+    let mut rest = name;
+    let mut letter = '\0';
+    if !rest.starts_with(|ch: char| ch.is_ascii_digit()) {
+        letter = rest.chars().next()?;
+        rest = &rest[letter.len_utf8()..];
+    }
+    loop {
+        let digits = rest
+            .find(|ch: char| !ch.is_ascii_digit())
+            .unwrap_or(rest.len());
+        let v: usize = rest[..digits].parse().ok()?;
+        if v == 0 {
+            return None;
+        }
+        fields.push((letter, v));
+        rest = &rest[digits..];
+        match rest.chars().next() {
+            None => return Some(fields),
+            Some(c) => {
+                letter = c;
+                rest = &rest[c.len_utf8()..];
+            }
+        }
+    }
 }
 
 #[cfg(test)]
@@ -151,9 +196,21 @@ mod tests {
             (s.chains, s.langevin_steps, s.data),
             (100_000, 2, Data::EightGaussians)
         );
+        let dw = spec("dw128c1024s100").unwrap();
+        assert_eq!(
+            (dw.widths[0], dw.chains, dw.langevin_steps, dw.double_well),
+            (128, 1024, 100, Some(DOUBLE_WELL_BARRIER))
+        );
+        assert_eq!(spec("M2").unwrap().double_well, None);
         for bad in [
             "",
             "M3",
+            "dw",
+            "dw128",
+            "dw128c1024",
+            "dwc1024s1",
+            "dw0c1s1",
+            "dw4s1c1",
             "d2w128",
             "w128d2b4",
             "d2w0b4",
