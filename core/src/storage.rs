@@ -131,6 +131,13 @@ pub struct Buffer {
     /// weight is transposed once and reused by every `x·Wᵀ` until it is written. Kept with the
     /// shape it transposes.
     transposed: std::sync::OnceLock<(Vec<usize>, crate::tensor::Tensor)>,
+    /// The contents packed as the AVX2 GEMM kernel's B panels (an f32 matrix read as B by
+    /// products), once a second product asks: a weight is packed once per contents instead
+    /// of once per product, and a buffer read as B once (an activation) costs nothing. Kept
+    /// with the shape it packs.
+    packed_b: std::sync::OnceLock<(Vec<usize>, Vec<f32>)>,
+    /// How many products asked for `packed_b` of these contents.
+    pack_requests: std::sync::atomic::AtomicU32,
 }
 
 impl Buffer {
@@ -148,6 +155,8 @@ impl Buffer {
             bytes,
             sigmoid: std::sync::OnceLock::new(),
             transposed: std::sync::OnceLock::new(),
+            packed_b: std::sync::OnceLock::new(),
+            pack_requests: std::sync::atomic::AtomicU32::new(0),
         }
     }
     /// The elements.
@@ -158,6 +167,10 @@ impl Buffer {
     pub fn storage_mut(&mut self) -> &mut Storage {
         self.sigmoid = std::sync::OnceLock::new();
         self.transposed = std::sync::OnceLock::new();
+        if let Some((_, v)) = self.packed_b.take() {
+            crate::pool::give(v);
+        }
+        *self.pack_requests.get_mut() = 0;
         &mut self.storage
     }
     /// The cached σ of the contents, if an op stored one.
@@ -172,6 +185,16 @@ impl Buffer {
     ) -> Option<&crate::tensor::Tensor> {
         let (s, t) = self.transposed.get_or_init(|| (shape.to_vec(), make()));
         (s.as_slice() == shape).then_some(t)
+    }
+    /// The contents packed for `shape` by `make`, kept from the second request on; `None` on
+    /// the first request (the caller packs for itself) and for another shape than the kept one.
+    pub fn packed_b_for(&self, shape: &[usize], make: impl FnOnce() -> Vec<f32>) -> Option<&[f32]> {
+        if self.packed_b.get().is_none() && self.pack_requests.fetch_add(1, Ordering::Relaxed) == 0
+        {
+            return None;
+        }
+        let (s, v) = self.packed_b.get_or_init(|| (shape.to_vec(), make()));
+        (s.as_slice() == shape).then_some(v.as_slice())
     }
     /// Keeps σ of the contents (ignored if one is already kept).
     pub fn set_sigmoid_cache(&self, s: crate::tensor::Tensor) {
@@ -199,6 +222,9 @@ impl Clone for Buffer {
 
 impl Drop for Buffer {
     fn drop(&mut self) {
+        if let Some((_, v)) = self.packed_b.take() {
+            crate::pool::give(v);
+        }
         match &mut self.storage {
             Storage::Cpu(CpuStorage::F32(v)) => crate::pool::give(std::mem::take(v)),
             Storage::Cpu(CpuStorage::F64(v)) => crate::pool::give(std::mem::take(v)),

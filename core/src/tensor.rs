@@ -303,6 +303,12 @@ impl Tensor {
             .cloned()
     }
 
+    /// This 2-d f32 tensor packed by `make` as the AVX2 GEMM kernel's B, kept with the buffer
+    /// from the second request on (see `Buffer::packed_b_for`).
+    pub(crate) fn kept_packed_b(&self, make: impl FnOnce() -> Vec<f32>) -> Option<&[f32]> {
+        self.buf.packed_b_for(&self.shape, make)
+    }
+
     /// Whether no other tensor shares this buffer (writes through `data_mut` are then in place).
     pub fn buffer_is_unique(&self) -> bool {
         Arc::strong_count(&self.buf) == 1 && Arc::weak_count(&self.buf) == 0

@@ -81,25 +81,7 @@ impl Gemm for f32 {
                         )
                     }
                 };
-                let parts = gemm_parts(m, k, n);
-                if parts <= 1 {
-                    run(0, m);
-                    return;
-                }
-                // Row blocks on the rayon pool: disjoint rows of C, whole tiles of 12 rows each
-                // (every element is summed in the same order as on one thread: same bits).
-                let rows = m.div_ceil(parts).div_ceil(12) * 12;
-                struct Shared<F>(F);
-                // SAFETY: the closure only reads A and B and writes rows of C that no other
-                // part writes; the pointers stay valid for the scope.
-                unsafe impl<F> Sync for Shared<F> {}
-                let shared = Shared(&run);
-                rayon::scope(|s| {
-                    for r0 in (0..m).step_by(rows) {
-                        let shared = &shared;
-                        s.spawn(move |_| (shared.0)(r0, rows.min(m - r0)));
-                    }
-                });
+                in_row_blocks(m, k, n, run);
                 return;
             }
         }
@@ -130,6 +112,31 @@ impl Gemm for f64 {
         // SAFETY: the caller vouches for the m×k, k×n and m×n matrices (the trait's contract).
         unsafe { matrixmultiply::dgemm(m, k, n, 1.0, a, rsa, csa, b, rsb, csb, beta, c, rsc, csc) }
     }
+}
+
+/// Runs `run(r0, rows)` over row blocks of an m×k·k×n product: all rows at once, or
+/// [`gemm_parts`] blocks on the rayon pool, each disjoint rows of C and whole tiles of 12 rows
+/// (every element is summed in the same order as on one thread: same bits). `run` must only
+/// read A and B and write rows r0..r0+rows of C.
+#[cfg(target_arch = "x86_64")]
+pub(super) fn in_row_blocks(m: usize, k: usize, n: usize, run: impl Fn(usize, usize)) {
+    let parts = gemm_parts(m, k, n);
+    if parts <= 1 {
+        run(0, m);
+        return;
+    }
+    let rows = m.div_ceil(parts).div_ceil(12) * 12;
+    struct Shared<F>(F);
+    // SAFETY: by the contract above, the closure only reads A and B and writes rows of C that
+    // no other part writes; the pointers it holds stay valid for the scope.
+    unsafe impl<F> Sync for Shared<F> {}
+    let shared = Shared(&run);
+    rayon::scope(|s| {
+        for r0 in (0..m).step_by(rows) {
+            let shared = &shared;
+            s.spawn(move |_| (shared.0)(r0, rows.min(m - r0)));
+        }
+    });
 }
 
 /// How many row blocks a product of this size is split into on the current rayon pool: one

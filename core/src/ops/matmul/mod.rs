@@ -13,6 +13,8 @@
 mod gemm;
 #[cfg(all(test, target_arch = "x86_64"))]
 mod kernel_check;
+#[cfg(target_arch = "x86_64")]
+mod packed_b;
 mod peak;
 #[cfg(target_arch = "x86_64")]
 mod sgemm_avx2;
@@ -129,6 +131,10 @@ impl Tensor {
     ) -> Tensor {
         if let Some(rt) = kept_transpose(rhs, tb) {
             return self.product(&rt, ta, false, shape, bias);
+        }
+        #[cfg(target_arch = "x86_64")]
+        if let Some(t) = self.product_with_kept_packed_b(rhs, ta, tb, shape, bias) {
+            return t;
         }
         let op = if bias.is_some() {
             "matmul+bias"

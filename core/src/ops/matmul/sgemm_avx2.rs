@@ -62,6 +62,31 @@ unsafe fn pack_b(
     }
 }
 
+/// Elements of B (k×n) packed whole by [`pack_b_all`]: every depth block's ⌈n/16⌉ panels.
+pub(crate) fn packed_b_len(k: usize, n: usize) -> usize {
+    n.div_ceil(NR) * NR * k
+}
+
+/// Packs all of B (k×n, strides rsb/csb) as [`sgemm`] packs each depth block, the blocks one
+/// after another (block k0 starts at k0·⌈n/16⌉·16), for [`sgemm_packed_b`] to reuse: a weight
+/// read by many products is packed once instead of once per product.
+///
+/// # Safety
+/// B is a valid k×n matrix with those strides; `dst` holds [`packed_b_len`] elements.
+pub(crate) unsafe fn pack_b_all(
+    b: *const f32,
+    strides: (isize, isize),
+    k: usize,
+    n: usize,
+    dst: *mut f32,
+) {
+    for k0 in (0..k).step_by(KC) {
+        let kc = (k - k0).min(KC);
+        // SAFETY: the function's contract; block k0 lands below k·⌈n/16⌉·16 elements of dst
+        unsafe { pack_b(b, strides, k0, kc, n, dst.add(k0 * n.div_ceil(NR) * NR)) };
+    }
+}
+
 /// What a tile does with C before adding the product: start from zero, from the bias row, or
 /// from C itself.
 #[derive(Clone, Copy)]
@@ -181,9 +206,87 @@ pub unsafe fn sgemm(
     k: usize,
     n: usize,
     a: *const f32,
-    (rsa, csa): (isize, isize),
+    a_strides: (isize, isize),
     b: *const f32,
-    (rsb, csb): (isize, isize),
+    b_strides: (isize, isize),
+    c: *mut f32,
+    ldc: usize,
+    accumulate: bool,
+    bias: Option<*const f32>,
+) {
+    // SAFETY: the function's contract
+    unsafe {
+        sgemm_from(
+            m,
+            k,
+            n,
+            a,
+            a_strides,
+            BSource::Strided(b, b_strides),
+            c,
+            ldc,
+            accumulate,
+            bias,
+        )
+    }
+}
+
+/// [`sgemm`] with B already packed by [`pack_b_all`] (same k and n).
+///
+/// # Safety
+/// As [`sgemm`], and `packed` holds [`packed_b_len`]`(k, n)` elements packed from a k×n B.
+#[target_feature(enable = "avx2,fma")]
+#[allow(clippy::too_many_arguments)]
+pub(crate) unsafe fn sgemm_packed_b(
+    m: usize,
+    k: usize,
+    n: usize,
+    a: *const f32,
+    a_strides: (isize, isize),
+    packed: *const f32,
+    c: *mut f32,
+    ldc: usize,
+    accumulate: bool,
+    bias: Option<*const f32>,
+) {
+    // SAFETY: the function's contract
+    unsafe {
+        sgemm_from(
+            m,
+            k,
+            n,
+            a,
+            a_strides,
+            BSource::Packed(packed),
+            c,
+            ldc,
+            accumulate,
+            bias,
+        )
+    }
+}
+
+/// Where the driver finds B's panels: packed per depth block from B itself, or all packed
+/// already.
+#[derive(Clone, Copy)]
+enum BSource {
+    Strided(*const f32, (isize, isize)),
+    Packed(*const f32),
+}
+
+/// The driver of [`sgemm`] and [`sgemm_packed_b`].
+///
+/// # Safety
+/// As theirs.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+unsafe fn sgemm_from(
+    m: usize,
+    k: usize,
+    n: usize,
+    a: *const f32,
+    (rsa, csa): (isize, isize),
+    b: BSource,
     c: *mut f32,
     ldc: usize,
     accumulate: bool,
@@ -194,7 +297,10 @@ pub unsafe fn sgemm(
         return;
     }
     let panels = n.div_ceil(NR);
-    let mut packed = crate::pool::take::<f32>(panels * KC.min(k.max(1)) * NR);
+    let mut packed = match b {
+        BSource::Strided(..) => crate::pool::take::<f32>(panels * KC.min(k.max(1)) * NR),
+        BSource::Packed(_) => Vec::new(),
+    };
     let full_masks = column_masks(n % NR);
 
     // SAFETY: the function's contract; every tile reads rows < m and depths < k of A, a
@@ -213,12 +319,18 @@ pub unsafe fn sgemm(
         }
         for k0 in (0..k).step_by(KC) {
             let kc = (k - k0).min(KC);
-            pack_b(b, (rsb, csb), k0, kc, n, packed.as_mut_ptr());
+            let block = match b {
+                BSource::Strided(b, strides) => {
+                    pack_b(b, strides, k0, kc, n, packed.as_mut_ptr());
+                    packed.as_ptr()
+                }
+                BSource::Packed(all) => all.add(k0 * panels * NR),
+            };
             for i_blk in (0..m).step_by(MC) {
                 let m_blk = (m - i_blk).min(MC);
                 for (panel, j0) in (0..n).step_by(NR).enumerate() {
                     let masks = (n - j0 < NR).then_some(full_masks);
-                    let bp = packed.as_ptr().add(panel * kc * NR);
+                    let bp = block.add(panel * kc * NR);
                     // the bias enters with the first depth block; later blocks add onto C
                     let start = match bias {
                         _ if accumulate || k0 > 0 => Start::C,
@@ -248,7 +360,9 @@ pub unsafe fn sgemm(
             }
         }
     }
-    crate::pool::give(packed);
+    if !packed.is_empty() {
+        crate::pool::give(packed);
+    }
 }
 
 #[cfg(test)]
@@ -294,6 +408,101 @@ mod tests {
                 check(super::sgemm, m, k, n, ta, tb, pad, q as u64 * 10);
             }
         }
+    }
+
+    /// [`super::sgemm`]'s signature on B packed whole first: the prepacked path of kept
+    /// weights.
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn via_packed_b(
+        m: usize,
+        k: usize,
+        n: usize,
+        a: *const f32,
+        a_strides: (isize, isize),
+        b: *const f32,
+        b_strides: (isize, isize),
+        c: *mut f32,
+        ldc: usize,
+        accumulate: bool,
+        bias: Option<*const f32>,
+    ) {
+        let mut packed = vec![f32::NAN; super::packed_b_len(k, n)];
+        // SAFETY: the caller's matrices (kernel_check), and `packed` of the stated length
+        unsafe {
+            super::pack_b_all(b, b_strides, k, n, packed.as_mut_ptr());
+            super::sgemm_packed_b(
+                m,
+                k,
+                n,
+                a,
+                a_strides,
+                packed.as_ptr(),
+                c,
+                ldc,
+                accumulate,
+                bias,
+            );
+        }
+    }
+
+    #[test]
+    fn prepacked_b_gives_the_same_bits() {
+        if !has_avx2() {
+            return;
+        }
+        for (q, &(m, k, n)) in [
+            (6, 5, 16),
+            (13, 7, 17),
+            (97, 600, 40),
+            (64, 128, 128),
+            (5, 0, 7),
+        ]
+        .iter()
+        .enumerate()
+        {
+            for (ta, tb, pad) in [(false, false, 0), (true, true, 2), (false, true, 1)] {
+                check(via_packed_b, m, k, n, ta, tb, pad, q as u64 * 7);
+            }
+        }
+        // bit for bit the per-product packing's result (same FMA chain per element)
+        let (m, k, n) = (37, 300, 45);
+        let a: Vec<f32> = (0..m * k)
+            .map(|i| ((i * 37 % 101) as f32) * 0.01 - 0.5)
+            .collect();
+        let b: Vec<f32> = (0..k * n)
+            .map(|i| ((i * 53 % 97) as f32) * 0.01 - 0.4)
+            .collect();
+        let (mut c1, mut c2) = (vec![0f32; m * n], vec![0f32; m * n]);
+        // SAFETY: AVX2 detected above; row-major m×k, k×n and m×n buffers
+        unsafe {
+            super::sgemm(
+                m,
+                k,
+                n,
+                a.as_ptr(),
+                (k as isize, 1),
+                b.as_ptr(),
+                (n as isize, 1),
+                c1.as_mut_ptr(),
+                n,
+                false,
+                None,
+            );
+            via_packed_b(
+                m,
+                k,
+                n,
+                a.as_ptr(),
+                (k as isize, 1),
+                b.as_ptr(),
+                (n as isize, 1),
+                c2.as_mut_ptr(),
+                n,
+                false,
+                None,
+            );
+        }
+        assert!(c1.iter().zip(&c2).all(|(x, y)| x.to_bits() == y.to_bits()));
     }
 
     proptest! {
