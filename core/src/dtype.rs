@@ -55,10 +55,10 @@ pub trait Elem:
     /// eˣ by the fastest accurate route: a vectorisable polynomial for f32 (≤ 2 ulp), libm
     /// for f64 (gradient checks want the last bit).
     fn exp_fast(self) -> Self;
-    /// eˣ where only 1/(1 + eˣ) is wanted: f32 saturates outside its normal range instead of
-    /// fixing the ends up (`fastmath::exp_f32_for_logistic`; the sigmoid changes only where it
-    /// would be subnormal), f64 as `exp_fast`.
-    fn exp_for_logistic(self) -> Self;
+    /// e^(−x) where only the sigmoid 1/(1 + e^(−x)) is wanted: f32 by a shorter polynomial
+    /// that saturates at the ends (`fastmath::exp_neg_f32_for_logistic`, σ within 2 ulp),
+    /// f64 by libm.
+    fn exp_neg_for_logistic(self) -> Self;
 }
 
 impl Elem for f32 {
@@ -76,8 +76,8 @@ impl Elem for f32 {
         crate::ops::fastmath::exp_f32(self)
     }
     #[inline(always)]
-    fn exp_for_logistic(self) -> Self {
-        crate::ops::fastmath::exp_f32_for_logistic(self)
+    fn exp_neg_for_logistic(self) -> Self {
+        crate::ops::fastmath::exp_neg_f32_for_logistic(self)
     }
 }
 
@@ -96,7 +96,7 @@ impl Elem for f64 {
         self.exp()
     }
     #[inline(always)]
-    fn exp_for_logistic(self) -> Self {
-        self.exp()
+    fn exp_neg_for_logistic(self) -> Self {
+        (-self).exp()
     }
 }
