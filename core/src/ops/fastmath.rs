@@ -35,7 +35,7 @@ pub fn exp_neg_f32_for_logistic(x: f32) -> f32 {
     const LN2_HI: f32 = 0.693_359_4;
     const LN2_LO: f32 = -2.121_944_4e-4;
     const MAGIC: f32 = 12_582_912.0;
-    const C: [f32; 4] = [0.499_992_32, 0.166_671_14, 0.041_890_114, 0.008_312_525];
+    const C: [f32; 4] = [0.499_992_3, 0.166_671_14, 0.041_890_114, 0.008_312_525];
     let xc = if x > 87.33 { 87.33 } else { x };
     let xc = if xc < -89.0 { -89.0 } else { xc };
     // n = round(−x·log₂e); u = x + n·ln2 = −r with r = −x − n·ln2 ∈ [−ln2/2, ln2/2]
