@@ -472,36 +472,27 @@ mod tests {
         let b: Vec<f32> = (0..k * n)
             .map(|i| ((i * 53 % 97) as f32) * 0.01 - 0.4)
             .collect();
-        let (mut c1, mut c2) = (vec![0f32; m * n], vec![0f32; m * n]);
-        // SAFETY: AVX2 detected above; row-major m×k, k×n and m×n buffers
-        unsafe {
-            super::sgemm(
-                m,
-                k,
-                n,
-                a.as_ptr(),
-                (k as isize, 1),
-                b.as_ptr(),
-                (n as isize, 1),
-                c1.as_mut_ptr(),
-                n,
-                false,
-                None,
-            );
-            via_packed_b(
-                m,
-                k,
-                n,
-                a.as_ptr(),
-                (k as isize, 1),
-                b.as_ptr(),
-                (n as isize, 1),
-                c2.as_mut_ptr(),
-                n,
-                false,
-                None,
-            );
-        }
+        let run = |kernel: super::super::SgemmKernel| {
+            let mut c = vec![0f32; m * n];
+            // SAFETY: AVX2 detected above; row-major m×k, k×n and m×n buffers
+            unsafe {
+                kernel(
+                    m,
+                    k,
+                    n,
+                    a.as_ptr(),
+                    (k as isize, 1),
+                    b.as_ptr(),
+                    (n as isize, 1),
+                    c.as_mut_ptr(),
+                    n,
+                    false,
+                    None,
+                )
+            };
+            c
+        };
+        let (c1, c2) = (run(super::sgemm), run(via_packed_b));
         assert!(c1.iter().zip(&c2).all(|(x, y)| x.to_bits() == y.to_bits()));
     }
 
