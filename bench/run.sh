@@ -26,6 +26,11 @@
 #                                per step), and
 #                                every cell when BENCH_ALL_SLOW=1 (the sweeps)
 #   BENCH_TIMEOUT=900            seconds per process
+#   BENCH_ROUNDS=1               rounds: each runs every cell of every framework once (odd rounds
+#                                ebm first, even rounds the Python side first), and the table
+#                                compares medians; its ratios are the median of the per-round
+#                                ratios, each of two runs side by side, so drift of the host's
+#                                speed between cells cancels (bench/python/table.py)
 #   BENCH_APPEND=1               append to latest.jsonl instead of starting it afresh (re-run some
 #                                cells; the table keeps the last line of each cell)
 #   BENCH_WAIT_QUIET=0           before each run, wait up to this many seconds for the machine to
@@ -58,6 +63,11 @@ WARMUP="${BENCH_WARMUP:-5}"
 STEPS_SLOW="${BENCH_STEPS_SLOW:-30}"
 WARMUP_SLOW="${BENCH_WARMUP_SLOW:-2}"
 TIMEOUT="${BENCH_TIMEOUT:-900}"
+ROUNDS="${BENCH_ROUNDS:-1}"
+# every line of this invocation carries its id and round: the table keeps, per cell, the lines of
+# the last invocation that ran it (BENCH_APPEND re-runs replace a cell's earlier lines)
+RUN_ID="$(date -u +%Y%m%dT%H%M%S)-$$"
+ROUND=1
 NICE="${BENCH_NICE--10}"
 
 log() { echo "[bench] $*" >&2; }
@@ -81,7 +91,7 @@ mkdir -p "$RESULTS"
     echo "# bench/run.sh $(date -u +%Y-%m-%dT%H:%M:%SZ), commit $(git rev-parse --short HEAD 2>/dev/null || echo '?')"
     echo "# $(uname -srm); $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs); nproc $(nproc)"
     echo "# load average at start: $(cut -d' ' -f1-3 /proc/loadavg)"
-    echo "# threads: $THREADS; steps $STEPS/$WARMUP (slow cells $STEPS_SLOW/$WARMUP_SLOW); priority: ${PRIO[*]:-default}"
+    echo "# threads: $THREADS; steps $STEPS/$WARMUP (slow cells $STEPS_SLOW/$WARMUP_SLOW); rounds $ROUNDS; priority: ${PRIO[*]:-default}"
 } >> "$ENVF"
 
 # error_json FRAMEWORK WORKLOAD MODEL THREADS MESSAGE: a result line for a run that printed none.
@@ -141,7 +151,9 @@ run_one() {
     "$PY" -c 'import json,sys
 for raw in open(sys.argv[1]):
     if raw.startswith("{"):
-        d = json.loads(raw); d["others_cpu"] = float(sys.argv[2]); print(json.dumps(d))' "$tmp" "$others" \
+        d = json.loads(raw); d["others_cpu"] = float(sys.argv[2])
+        d["run_id"], d["round"] = sys.argv[3], int(sys.argv[4]); print(json.dumps(d))' \
+        "$tmp" "$others" "$RUN_ID" "$ROUND" \
         | tee -a "$OUT" >&2
     rm -f "$tmp" "$tmp.err" "$tmp.t" "$tmp.c"
 }
@@ -184,29 +196,41 @@ if [[ $CONV == 1 && $EBM_OK == 1 ]] && has jax && has torch; then
 fi
 
 # --- the benchmark --------------------------------------------------------------------------
-for t in $THREADS; do
-    for cell in $CELLS; do
-        w="${cell%%:*}" m="${cell##*:}"
-        s="$STEPS" u="$WARMUP"
-        if [[ "$cell" == "esm:M64" || "$w" == "langevin" || "$cell" == "pcd:C8" || "$m" == "R28" ||
-            -n "${BENCH_ALL_SLOW:-}" ]]; then
-            s="$STEPS_SLOW" u="$WARMUP_SLOW"
-        fi
-        args=(--workload "$w" --model "$m" --threads "$t" --steps "$s" --warmup "$u")
-        if has ebm && [[ $EBM_OK == 1 ]]; then
-            run_one ebm "$w" "$m" "$t" cargo run --release -q -p ebm-bench -- "${args[@]}"
-        fi
-        if has jax; then
-            xla=()
-            [[ "$t" == 1 ]] && xla=(XLA_FLAGS="--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1")
-            run_one jax "$w" "$m" "$t" "${PYENV[@]}" "${xla[@]}" "$PY" "$BENCH/python/bench_jax.py" "${args[@]}"
-        fi
-        if has torch; then
-            [[ " $TORCH_MODES " == *" eager "* ]] &&
-                run_one torch "$w" "$m" "$t" "${PYENV[@]}" "$PY" "$BENCH/python/bench_torch.py" "${args[@]}" --torch-mode eager
-            [[ " $TORCH_MODES " == *" compile "* ]] &&
-                run_one torch_compile "$w" "$m" "$t" "${PYENV[@]}" "$PY" "$BENCH/python/bench_torch.py" "${args[@]}" --torch-mode compile
-        fi
+# run_python W M T ARGS...: the JAX and PyTorch runs of one cell
+run_python() {
+    local w="$1" m="$2" t="$3"
+    shift 3
+    if has jax; then
+        local xla=()
+        [[ "$t" == 1 ]] && xla=(XLA_FLAGS="--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1")
+        run_one jax "$w" "$m" "$t" "${PYENV[@]}" "${xla[@]}" "$PY" "$BENCH/python/bench_jax.py" "$@"
+    fi
+    if has torch; then
+        [[ " $TORCH_MODES " == *" eager "* ]] &&
+            run_one torch "$w" "$m" "$t" "${PYENV[@]}" "$PY" "$BENCH/python/bench_torch.py" "$@" --torch-mode eager
+        [[ " $TORCH_MODES " == *" compile "* ]] &&
+            run_one torch_compile "$w" "$m" "$t" "${PYENV[@]}" "$PY" "$BENCH/python/bench_torch.py" "$@" --torch-mode compile
+    fi
+}
+
+for ROUND in $(seq 1 "$ROUNDS"); do
+    [[ "$ROUNDS" -gt 1 ]] && log "round $ROUND of $ROUNDS"
+    for t in $THREADS; do
+        for cell in $CELLS; do
+            w="${cell%%:*}" m="${cell##*:}"
+            s="$STEPS" u="$WARMUP"
+            if [[ "$cell" == "esm:M64" || "$w" == "langevin" || "$cell" == "pcd:C8" || "$m" == "R28" ||
+                -n "${BENCH_ALL_SLOW:-}" ]]; then
+                s="$STEPS_SLOW" u="$WARMUP_SLOW"
+            fi
+            args=(--workload "$w" --model "$m" --threads "$t" --steps "$s" --warmup "$u")
+            # odd rounds ebm first, even rounds the Python side first
+            (( ROUND % 2 == 0 )) && run_python "$w" "$m" "$t" "${args[@]}"
+            if has ebm && [[ $EBM_OK == 1 ]]; then
+                run_one ebm "$w" "$m" "$t" cargo run --release -q -p ebm-bench -- "${args[@]}"
+            fi
+            (( ROUND % 2 == 1 )) && run_python "$w" "$m" "$t" "${args[@]}"
+        done
     done
 done
 

@@ -8,8 +8,6 @@ Needs matplotlib only (not the benchmark venv).
 """
 from __future__ import annotations
 
-import json
-import os
 import re
 import sys
 
@@ -18,13 +16,15 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
+import table  # noqa: E402  (bench/python: which result lines count, and their statistic)
+
 AXIS = {  # sweep -> (spec letter of the x axis, x label, y label)
     "width": ("w", "hidden width W (MLP 2-W-W-1, batch 1024)", "steps/s"),
     "batch": ("b", "batch B (MLP 2-256-256-1)", "steps/s"),
     "chains": ("c", "chains (MLP 2-128-128-1)", "chain-steps/s"),
     "dim": ("d", "data dimension D (MLP D-128-128-1, batch 128)", "steps/s"),
 }
-STAT = os.environ.get("TABLE_STAT", "median")  # as in table.py: "min" on a busy machine
+STAT = table.STAT  # TABLE_STAT, as in table.py: "min" on a busy machine
 STYLE = {"ebm": "C0", "jax": "C1", "torch": "C2"}
 
 
@@ -32,31 +32,23 @@ def main(argv) -> int:
     sweep, src, dst = argv[1:4]
     letter, xlabel, ylabel = AXIS[sweep]
     series, bound, cpu, peak = {}, {}, None, None
-    for raw in open(src):
-        if not raw.startswith("{"):
+    # the cells as the table reads them: the last run of each, median over its rounds
+    results, _, _ = table.load([src])
+    for (fw, workload, model, threads), d in results.items():
+        if d.get("error") or threads != 1:
             continue
-        d = json.loads(raw)
-        if "workload" not in d or d.get("error") or d.get("threads") != 1:
-            continue
-        m = re.search(letter + r"(\d+)", d["model"])
-        if not m:
+        m = re.search(letter + r"(\d+)", model)
+        y = table.rate(d)
+        if not m or y is None:
             continue
         x = int(m.group(1))
-        y = d.get("chain_steps_per_s") if d["workload"] == "langevin" else d.get("steps_per_s")
-        if y is None:
-            continue
-        if STAT in ("min", "cpu") and d.get("median_step_s"):
-            t = d.get("min_step_s" if STAT == "min" else "cpu_s_per_step")
-            if not t:
-                continue
-            y *= d["median_step_s"] / t
-        series.setdefault((d["framework"], d["workload"]), {})[x] = y
-        if d["framework"] == "ebm":
+        series.setdefault((fw, workload), {})[x] = y
+        if fw == "ebm":
             cpu = d.get("cpu", cpu)
             peak = d.get("fma_peak_gflops") or peak
             g = d.get("matmul_gflop_per_step")
-            if peak and g and d["workload"] != "langevin":
-                bound.setdefault(d["workload"], {})[x] = peak / g
+            if peak and g and workload != "langevin":
+                bound.setdefault(workload, {})[x] = peak / g
     fig, ax = plt.subplots(figsize=(7, 4.5))
     marks = ["o", "s", "^", "D"]
     workloads = sorted({w for _, w in series})

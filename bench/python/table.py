@@ -5,6 +5,8 @@ bench_torch.py).
 
 Rows: (workload, model, threads). Columns: steps/s for ebm, JAX, PyTorch eager and torch.compile
 (for `langevin`: chain-steps/s), then the ratios ebm/JAX and ebm/PyTorch-eager (> 1: ebm faster).
+With several rounds (bench/run.sh BENCH_ROUNDS) a rate is the median over the rounds and a ratio the
+median of the per-round ratios (each from two runs side by side), with their range.
 "n/a": no result line for that cell; "fail": the framework reported an error (see the JSONL file).
 Uses only the standard library.
 """
@@ -41,8 +43,22 @@ BUSY = 0.2  # others_cpu (CPUs kept busy by other processes during the run) that
 STAT = os.environ.get("TABLE_STAT", "median")
 
 
+def median(xs):
+    xs = sorted(xs)
+    n = len(xs)
+    return xs[n // 2] if n % 2 else 0.5 * (xs[n // 2 - 1] + xs[n // 2])
+
+
 def rate(line):
-    """The throughput compared in the table, or None."""
+    """The throughput compared in the table (the median over the rounds of its cell), or None."""
+    if line is not None and line.get("_rounds"):
+        rs = [r for r in line["_rounds"].values() if r is not None]
+        return median(rs) if rs else None
+    return line_rate(line)
+
+
+def line_rate(line):
+    """One result line's throughput, or None."""
     if line is None or line.get("error"):
         return None
     key = "chain_steps_per_s" if line.get("workload") == "langevin" else "steps_per_s"
@@ -71,8 +87,20 @@ def fmt_ratio(a, b):
     return f"{a / b:.2f}"
 
 
+def paired_ratio(la, lb):
+    """a/b for two cells' lines: the median of the per-round ratios with their range when both
+    ran in two or more of the same rounds, else the ratio of the rates."""
+    ra, rb = (la or {}).get("_rounds") or {}, (lb or {}).get("_rounds") or {}
+    pairs = [ra[k] / rb[k] for k in ra.keys() & rb.keys() if ra[k] and rb[k]]
+    if len(pairs) >= 2:
+        return f"{median(pairs):.2f} ({min(pairs):.2f}-{max(pairs):.2f})"
+    return fmt_ratio(rate(la), rate(lb))
+
+
 def load(paths):
-    results, checks, other = {}, {}, []
+    """Per cell the line of median rate among the lines of the last run that ran it, with
+    `_rounds` ({round: rate}) added; the fixture checks; other lines."""
+    cells, checks, other = {}, {}, []
     for path in paths:
         with open(path) as f:
             for raw in f:
@@ -86,10 +114,24 @@ def load(paths):
                 if "fixture_check" in line:
                     checks[line.get("framework")] = line  # the last check per framework
                 elif {"framework", "workload", "model", "threads"} <= line.keys():
-                    # the last line for a cell wins (re-runs appended to the same file)
-                    results[(line["framework"], line["workload"], line["model"], int(line["threads"]))] = line
+                    # the lines of the last run of a cell win (re-runs appended to the same file);
+                    # a line without run id is a run of its own
+                    key = (line["framework"], line["workload"], line["model"], int(line["threads"]))
+                    prev = cells.get(key)
+                    run = line.get("run_id")
+                    if prev and run is not None and prev[0].get("run_id") == run:
+                        prev.append(line)
+                    else:
+                        cells[key] = [line]
                 else:
                     other.append(line)
+    results = {}
+    for key, lines in cells.items():
+        rounds = {ln.get("round", i): line_rate(ln) for i, ln in enumerate(lines)}
+        ok = sorted((r, i) for i, r in enumerate(line_rate(ln) for ln in lines) if r is not None)
+        rep = dict(lines[ok[(len(ok) - 1) // 2][1]] if ok else lines[-1])
+        rep["_rounds"] = rounds
+        results[key] = rep
     return results, checks, other
 
 
@@ -128,7 +170,8 @@ def render(results, checks, other=()) -> str:
             else:
                 busy = (line.get("others_cpu") or 0) >= BUSY
                 cells.append((fmt_rate(rates[fw], w == "langevin") or "n/a") + ("*" if busy else ""))
-        cells += [fmt_ratio(rates["ebm"], rates["jax"]), fmt_ratio(rates["ebm"], rates["torch"])]
+        cells += [paired_ratio(results.get(("ebm", w, m, t)), results.get(("jax", w, m, t))),
+                  paired_ratio(results.get(("ebm", w, m, t)), results.get(("torch", w, m, t)))]
         e = results.get(("ebm", w, m, t)) or {}
         g, f = e.get("gemm_gflops"), e.get("gemm_fraction_of_peak")
         cells += [e.get("isa") or "n/a",
@@ -167,6 +210,11 @@ def render(results, checks, other=()) -> str:
              "its fraction of the measured FMA peak (inflated by preemption inside a product on a busy "
              "machine); GEMM at peak / step: the step's GEMM FLOPs at the FMA peak over its on-CPU "
              "time (1 thread), the share of the step the products would need at the limit."]
+    nrounds = max((len(v["_rounds"]) for v in results.values()), default=1)
+    if nrounds > 1:
+        notes.append(f"{nrounds} rounds, alternating which side runs first: rates are medians over the "
+                     "rounds; ratios the median of the per-round ratios (range in brackets); the other "
+                     "columns from ebm's run of median rate.")
     if any((v.get("others_cpu") or 0) >= BUSY for v in results.values()):
         notes.append(f"`*`: other processes kept >= {BUSY} CPU busy on average during that run (field "
                      "`others_cpu`); the 2 vCPUs share one core's vector units, so that number is low.")
