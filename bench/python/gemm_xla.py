@@ -3,7 +3,7 @@
     taskset -c 0 python bench/python/gemm_xla.py [M,K,N,ta,tb ...]
 
 Same shapes, same timing rule (median rate of ~0.2 s of repetitions, the output allocated each
-time) as the Rust example, so bench/gemm.sh can set the two side by side. One thread unless
+time) as the Rust example, so bench/gemm.sh sets the two side by side. One thread unless
 --threads 2 (then pin to two CPUs).
 """
 from __future__ import annotations
