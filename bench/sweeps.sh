@@ -20,7 +20,7 @@ for s in $SWEEPS; do
     threads=1
     case "$s" in
         width) cells="" ; for w in 128 256 512 1024; do cells+=" dsm:d2w${w}b1024 ssm:d2w${w}b1024"; done ;;
-        batch) cells="" ; for b in 256 1024 4096 8192; do cells+=" dsm:d2w256b${b} ssm:d2w256b${b}"; done ;;
+        batch) cells="" ; for b in 256 512 1024 2048 4096 8192; do cells+=" dsm:d2w256b${b} ssm:d2w256b${b}"; done ;;
         chains) cells="langevin:d2w128b1c1000s100 langevin:d2w128b1c10000s10 langevin:d2w128b1c100000s1"
             [[ -n "${SWEEP_MILLION:-}" ]] && cells+=" langevin:d2w128b1c1000000s1" ;;
         dim) cells="" ; for d in 2 8 32 128; do cells+=" esm:d${d}w128b128"; done ;;

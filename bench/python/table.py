@@ -152,9 +152,13 @@ def render_conv_gemm(lines) -> list:
 
 
 def render(results, checks, other=()) -> str:
+    def natural(name):  # d2w256b1024 before d2w1024b1024: numbers compare as numbers
+        return [int(x) if x.isdigit() else x for x in re.split(r"(\d+)", name)]
+
     rows = sorted({(w, m, t) for (_, w, m, t) in results},
                   key=lambda r: (r[2], MODEL_ORDER.index(r[1]) if r[1] in MODEL_ORDER else 99,
-                                 WORKLOAD_ORDER.index(r[0]) if r[0] in WORKLOAD_ORDER else 99))
+                                 WORKLOAD_ORDER.index(r[0]) if r[0] in WORKLOAD_ORDER else 99,
+                                 natural(r[1])))
     head = ["workload", "model", "threads"] + [name for _, name in FRAMEWORKS] + [
         "ebm/JAX", "ebm/PyTorch", "ebm ISA", "ebm GEMM GFLOP/s (of peak)", "GEMM at peak / step"]
     out = ["| " + " | ".join(head) + " |", "|" + "|".join(["---"] * 3 + ["---:"] * (len(head) - 3)) + "|"]
