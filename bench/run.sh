@@ -32,7 +32,7 @@
 #                                ratios, each of two runs side by side, so drift of the host's
 #                                speed between cells cancels (bench/python/table.py)
 #   BENCH_APPEND=1               append to latest.jsonl instead of starting it afresh (re-run some
-#                                cells; the table keeps the last line of each cell)
+#                                cells; the table keeps the lines of the last run of each cell)
 #   BENCH_WAIT_QUIET=0           before each run, wait up to this many seconds for the machine to
 #                                be idle (other processes using < 0.2 CPU over 2 s); 0: don't wait
 #   BENCH_NAME=latest            results go to bench/results/$BENCH_NAME.{jsonl,md} and _env.txt
