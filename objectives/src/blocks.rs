@@ -208,20 +208,15 @@ mod tests {
     /// (blocks of 512) and of 300 (two halves).
     #[test]
     fn blocks_are_computed_alone_on_their_own_streams() {
+        const ROWS: usize = 512;
         let mut init = Rng::new(3);
         let model = Mlp::with_dtype(MlpConfig::new(&[2, 16, 16, 1]), &mut init, DType::F64);
-        for b in [2 * crate::TRAIN_BLOCK_ROWS + 37, 300] {
+        for b in [2 * ROWS + 37, 300] {
             let x = init.normal(&[b, 2], DType::F64);
             for make in objectives(DType::F64) {
                 let name = make().name();
                 assert!(make().row_blocks_allowed() && make().block_worker().is_some());
-                let got = step_grads(
-                    make().as_mut(),
-                    &model,
-                    &x,
-                    crate::TRAIN_BLOCK_ROWS,
-                    &mut Rng::new(9),
-                );
+                let got = step_grads(make().as_mut(), &model, &x, ROWS, &mut Rng::new(9));
                 let mut rng = Rng::new(9);
                 let streams = rng.fork();
                 let starts: Vec<usize> = if b == 300 {
@@ -252,13 +247,7 @@ mod tests {
                 }
                 // step_grads moved the caller's generator by the one fork, as here
                 let mut moved = Rng::new(9);
-                step_grads(
-                    make().as_mut(),
-                    &model,
-                    &x,
-                    crate::TRAIN_BLOCK_ROWS,
-                    &mut moved,
-                );
+                step_grads(make().as_mut(), &model, &x, ROWS, &mut moved);
                 assert_eq!(moved.state(), rng.state(), "{name}: one fork drawn");
             }
         }

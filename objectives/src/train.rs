@@ -10,10 +10,13 @@ use ebm_nn::checkpoint::OBJECTIVE_STATE_PREFIX;
 use ebm_nn::{clip_grad_norm, Checkpoint, CheckpointError, Ema, Model, ModelRef, Optimizer};
 
 /// Rows per block when [`train_step`] splits a batch ([`Objective::row_blocks_allowed`]): a
-/// 512×128 f32 activation is 256 KiB, so an element-wise op's operands stay near L2 (on the
-/// benchmark MLP, blocks of 512 beat 256 and 128, and ran ESM 1.15× faster than one block
-/// of 1024).
-pub const TRAIN_BLOCK_ROWS: usize = 512;
+/// 256×128 f32 activation is 128 KiB, so an element-wise op's operands stay in a 512 KiB L2
+/// (AMD EPYC, AVX2; 2026-11-30, 1 thread, steps/s against blocks of 512, 2 rounds: ESM M2
+/// +6–9%, SSM M2 +2–15%, DSM M2 +1–3%, NCE M2 +0–4%, DSM and SSM at width 256 and batch 1024
+/// +2–3%; at widths 512 and 1024, where a layer's weights no longer fit L2 either, −1 to −3%).
+/// Blocks of 512 were chosen first on an AVX-512 machine with a larger L2, where they beat
+/// 256 and ran ESM 1.15× faster than one block of 1024.
+pub const TRAIN_BLOCK_ROWS: usize = 256;
 
 /// What a training step updates besides the model and the objective, and how: the
 /// optimizers, the EMA, gradient clipping and row blocking.
@@ -296,7 +299,7 @@ mod tests {
     use ebm_nn::param_grads;
     use ebm_nn::{Mlp, MlpConfig, Module};
 
-    /// ESM draws nothing: its blocked step (two blocks of 512 and one of 37, on their own
+    /// ESM draws nothing: its blocked step (two full blocks and one of 37, on their own
     /// streams) equals one tape over the whole batch: same loss, same update.
     #[test]
     fn blocked_step_is_the_whole_batch_step() {
