@@ -279,6 +279,8 @@ fn run_cell(workload: &str, model_name: &str, args: &Args) -> serde_json::Value 
     }
     out["cpu"] = serde_json::json!(cpu_model());
     out["isa"] = serde_json::json!(gemm_path().name());
+    out["allocator"] = serde_json::json!(ebm_core::host_alloc::allocator_name());
+    out["huge_page_bytes"] = serde_json::json!(ebm_core::host_alloc::huge_page_bytes());
     let peak = fma_peak_gflops();
     out["fma_peak_gflops"] = serde_json::json!(peak);
     if let Some(p) = &prof {
@@ -316,6 +318,8 @@ fn run_cell(workload: &str, model_name: &str, args: &Args) -> serde_json::Value 
     }
     out
 }
+
+ebm_core::use_mimalloc!();
 
 fn main() {
     let args = parse_args();

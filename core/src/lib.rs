@@ -30,6 +30,7 @@
 pub mod cuda;
 pub mod device;
 pub mod dtype;
+pub mod host_alloc;
 pub mod ops;
 pub mod pool;
 pub mod profile;

@@ -28,6 +28,9 @@ pub mod var;
 
 use pyo3::prelude::*;
 
+// the Rust side's allocator: mimalloc, its memory in huge pages (ebm_core::host_alloc)
+ebm_core::use_mimalloc!();
+
 #[pymodule]
 fn _ebm(m: &Bound<'_, PyModule>) -> PyResult<()> {
     errors::install_panic_hook();

@@ -119,6 +119,8 @@ fn run(s: &Shape, threads: usize, reps: usize) -> serde_json::Value {
     })
 }
 
+ebm_core::use_mimalloc!();
+
 fn main() {
     let (mut shape, mut threads, mut reps) = ("all".to_string(), 1usize, 50usize);
     let mut it = std::env::args().skip(1);

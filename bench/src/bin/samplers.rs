@@ -70,6 +70,8 @@ fn run(target: &impl Target, sampler: &str, d: usize, dtype: DType, rng: &mut Rn
     }
 }
 
+ebm_core::use_mimalloc!();
+
 fn main() {
     let mut args = std::env::args().skip(1);
     let (mut target, mut sampler, mut repeats, mut seed, mut dump) =

@@ -9,6 +9,9 @@ use clap::Parser;
 use ebm::console::err as say_err;
 use ebm::train;
 
+// mimalloc, its memory in huge pages: 1–5% more training steps per second (ebm_core::host_alloc)
+ebm_core::use_mimalloc!();
+
 /// Ctrl-C during training: finish the step, save a checkpoint, exit 130; a second Ctrl-C exits
 /// at once (checkpoints are written atomically, so the last one on disk is whole). Other
 /// commands keep the default (their outputs are written atomically too).
