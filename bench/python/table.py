@@ -188,9 +188,14 @@ def render(results, checks, other=()) -> str:
     cpus = sorted({v.get("cpu") for v in results.values() if v.get("cpu")})
     peaks = sorted({round(v["fma_peak_gflops"], 1) for v in results.values()
                     if v.get("fma_peak_gflops")})
+    allocs = sorted({v.get("allocator") for v in results.values() if v.get("allocator")})
+    huge = [v["huge_page_bytes"] for v in results.values() if v.get("huge_page_bytes") is not None]
+    alloc = (f"; ebm's allocator: {', '.join(allocs)}"
+             + (f" ({min(huge) >> 20}-{max(huge) >> 20} MiB in huge pages)" if huge else "")
+             if allocs else "")
     if cpus:
         out.insert(0, f"CPU: {', '.join(cpus)}; measured one-thread f32 FMA peak "
-                      f"{', '.join(str(p) for p in peaks)} GFLOP/s\n")
+                      f"{', '.join(str(p) for p in peaks)} GFLOP/s{alloc}\n")
     torchebm = [(w, m, t) for (w, m, t) in rows if (w, m) in TORCHEBM_A100_MS]
     if torchebm:
         out += ["", "torchebm shapes: ebm's CPU time per step beside torchebm's published eager "
