@@ -9,7 +9,7 @@
 //! median of per-round ratios): DSM M2 +3%, ESM M2 +4%, SSM M2 +3%, NCE M2 +4%, PCD M2 +1%,
 //! DSM M64 +4%, ESM M64 +4%, SSM M64 +5%, NCE M64 +5%, PCD M64 +4%; with mimalloc's huge
 //! pages off (`MIMALLOC_ALLOW_THP=0`) the M64 cells gain 0–3% and ESM M2 3%. An ESM M2 run
-//! holds 16 MiB of its ~20 MiB in huge pages.
+//! holds 12–16 MiB of its ~20 MiB in huge pages.
 //!
 //! A library must not choose the allocator of the program that links it, so the allocator is
 //! declared by the program, with [`use_mimalloc!`](crate::use_mimalloc) at its crate root: the
