@@ -2,9 +2,9 @@
 //! allocator, which maps its memory in transparent huge pages (2 MiB) where the kernel allows
 //! them (mimalloc 3 asks for them by default; `MIMALLOC_ALLOW_THP=0` turns that off).
 //!
-//! Why: a training step sweeps dozens of batch-sized tensors (an ESM step on the 2-128-128-1 MLP
-//! keeps ~60 of 128 KiB per row block on its tape), more memory than the data TLB maps in
-//! 4 KiB pages (Zen 1: 1536 entries, 6 MiB), and glibc's malloc hands them out from 4 KiB
+//! Why: a training step sweeps dozens of batch-sized tensors (an ESM step on the 2-128-128-1
+//! MLP, dozens of 128 KiB ones per row block on its tape), more memory than the data TLB maps
+//! in 4 KiB pages (Zen 1: 1536 entries, 6 MiB), and glibc's malloc hands them out from 4 KiB
 //! pages. Measured on the AVX2 EPYC (1 thread, 3 rounds side by side, steps/s against glibc,
 //! median of per-round ratios): DSM M2 +3%, ESM M2 +4%, SSM M2 +3%, NCE M2 +4%, PCD M2 +1%,
 //! DSM M64 +4%, ESM M64 +4%, SSM M64 +5%, NCE M64 +5%, PCD M64 +4%; with mimalloc's huge
