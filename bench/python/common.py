@@ -165,21 +165,30 @@ _CPU = {"s": None}
 
 
 def cpu_and_isa() -> tuple[str, str]:
-    """The CPU model and the widest x86 vector FMA set it lists ("avx512", "avx2" or the machine's
-    architecture), read from /proc/cpuinfo: the framework picks its own kernels within that."""
+    """The CPU model with its family and model numbers, as ebm's result lines name it ("AMD EPYC
+    (family 25, model 17)"), and the widest x86 vector FMA set it lists ("avx512", "avx2" or the
+    machine's architecture), read from /proc/cpuinfo: the framework picks its own kernels within
+    that."""
     import platform
     model, isa = platform.machine(), platform.machine()
     try:
         info = Path("/proc/cpuinfo").read_text()
     except OSError:
         return model, isa
+    fields = {}
     for line in info.splitlines():
-        if line.startswith("model name"):
-            model = line.split(":", 1)[1].strip()
-        if line.startswith("flags"):
-            flags = set(line.split(":", 1)[1].split())
-            isa = "avx512" if "avx512f" in flags else "avx2" if {"avx2", "fma"} <= flags else isa
-            break
+        key, _, value = line.partition(":")
+        key = key.strip()
+        if key in ("model name", "cpu family", "model", "flags") and key not in fields:
+            fields[key] = value.strip()
+        if not line.strip() and fields:
+            break  # the first processor's block holds them all
+    if "model name" in fields:
+        model = fields["model name"]
+        if "cpu family" in fields and "model" in fields:
+            model += f" (family {fields['cpu family']}, model {fields['model']})"
+    flags = set(fields.get("flags", "").split())
+    isa = "avx512" if "avx512f" in flags else "avx2" if {"avx2", "fma"} <= flags else isa
     return model, isa
 
 
