@@ -11,8 +11,9 @@
 # 10^6 too with SWEEP_MILLION=1 (~1 s per step per framework); 10^5 chain-steps per timed step), dim (exact SM, D = 2..128, width 128, batch 128);
 # torchebm (the published shapes, Langevin on the analytic double well among them, at 1 and 2
 # threads). Results: bench/results/sweep_<name>.jsonl
-# and .md, plots bench/results/sweep_<name>.png. Knobs of bench/run.sh apply (BENCH_THREADS,
-# BENCH_STEPS_SLOW, ...).
+# and .md, plots bench/results/sweep_<name>.png; SWEEP_SUFFIX=_x names them sweep_<name>_x.* (a
+# second machine's curves beside the first's). Knobs of bench/run.sh apply (BENCH_THREADS,
+# BENCH_STEPS_SLOW, EBM_GEMM, ...).
 set -uo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 SWEEPS="${SWEEPS:-width batch chains dim torchebm}"
@@ -27,8 +28,9 @@ for s in $SWEEPS; do
         torchebm) cells="dsm:d128w128b1024 ssm:d128w128b1024p5 pcd:d128w128b1024k10 esm:d16w128b128 langevin:dw128c1024s100"; threads="1 2" ;;
         *) echo "unknown sweep $s" >&2; exit 2 ;;
     esac
-    BENCH_NAME="sweep_$s" BENCH_CELLS="$cells" BENCH_THREADS="${BENCH_THREADS:-$threads}" \
+    name="sweep_$s${SWEEP_SUFFIX:-}"
+    BENCH_NAME="$name" BENCH_CELLS="$cells" BENCH_THREADS="${BENCH_THREADS:-$threads}" \
         BENCH_TORCH_MODES=eager BENCH_ALL_SLOW=1 bash bench/run.sh > /dev/null
-    [[ "$s" == torchebm ]] || python3 bench/python/sweep_plot.py "$s" "bench/results/sweep_$s.jsonl" \
-        "bench/results/sweep_$s.png"
+    [[ "$s" == torchebm ]] || python3 bench/python/sweep_plot.py "$s" "bench/results/$name.jsonl" \
+        "bench/results/$name.png"
 done
