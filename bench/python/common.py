@@ -170,25 +170,30 @@ def cpu_and_isa() -> tuple[str, str]:
     machine's architecture), read from /proc/cpuinfo: the framework picks its own kernels within
     that."""
     import platform
-    model, isa = platform.machine(), platform.machine()
     try:
         info = Path("/proc/cpuinfo").read_text()
     except OSError:
-        return model, isa
+        info = ""
+    return cpu_and_isa_from(info, platform.machine())
+
+
+def cpu_and_isa_from(cpuinfo: str, arch: str) -> tuple[str, str]:
+    """`cpu_and_isa` from the text of /proc/cpuinfo; `arch` stands for whatever it does not say."""
     fields = {}
-    for line in info.splitlines():
+    for line in cpuinfo.splitlines():
         key, _, value = line.partition(":")
         key = key.strip()
         if key in ("model name", "cpu family", "model", "flags") and key not in fields:
             fields[key] = value.strip()
         if not line.strip() and fields:
             break  # the first processor's block holds them all
+    model = arch
     if "model name" in fields:
         model = fields["model name"]
         if "cpu family" in fields and "model" in fields:
             model += f" (family {fields['cpu family']}, model {fields['model']})"
     flags = set(fields.get("flags", "").split())
-    isa = "avx512" if "avx512f" in flags else "avx2" if {"avx2", "fma"} <= flags else isa
+    isa = "avx512" if "avx512f" in flags else "avx2" if {"avx2", "fma"} <= flags else arch
     return model, isa
 
 
