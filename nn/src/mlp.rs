@@ -247,13 +247,18 @@ impl Mlp {
         } else {
             neg_w.binary(&last, BinaryOp::MulSiluD1)
         };
+        // gₗ₋₁ = (gₗWₗ) ⊙ silu′(aₗ₋₁): the ⊙ waits for the next product, which forms it in
+        // registers where that product is skinny (the input layer of low-dimensional data)
+        let mut pending: Option<&Tensor> = None;
+        let times_w = |g: &Tensor, pending: Option<&Tensor>, l: &Linear| match pending {
+            Some(d) => g.mul_matmul_t(d, &p[l.weight_index()], false),
+            None => g.matmul_t(&p[l.weight_index()], false, false),
+        };
         for (l, d) in hidden[1..].iter().zip(d1.iter()).rev() {
-            g = g.matmul_t(&p[l.weight_index()], false, false).mul(d);
+            g = times_w(&g, pending, l);
+            pending = Some(d);
         }
-        Some((
-            energy,
-            g.matmul_t(&p[hidden[0].weight_index()], false, false),
-        ))
+        Some((energy, times_w(&g, pending, &hidden[0])))
     }
 }
 
