@@ -59,6 +59,9 @@ pub trait Elem:
     /// that saturates at the ends (`fastmath::exp_neg_f32_for_logistic`, σ within 2 ulp),
     /// f64 by libm.
     fn exp_neg_for_logistic(self) -> Self;
+    /// ln(1 + t) for t in [0, 1] (softplus's log1p(e^(−|x|))): f32 by a vectorisable
+    /// polynomial (`fastmath::ln_1p_unit_f32`, within 2 ulp), f64 by libm.
+    fn ln_1p_unit(self) -> Self;
 }
 
 impl Elem for f32 {
@@ -79,6 +82,10 @@ impl Elem for f32 {
     fn exp_neg_for_logistic(self) -> Self {
         crate::ops::fastmath::exp_neg_f32_for_logistic(self)
     }
+    #[inline(always)]
+    fn ln_1p_unit(self) -> Self {
+        crate::ops::fastmath::ln_1p_unit_f32(self)
+    }
 }
 
 impl Elem for f64 {
@@ -98,5 +105,9 @@ impl Elem for f64 {
     #[inline(always)]
     fn exp_neg_for_logistic(self) -> Self {
         (-self).exp()
+    }
+    #[inline(always)]
+    fn ln_1p_unit(self) -> Self {
+        self.ln_1p()
     }
 }

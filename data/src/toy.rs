@@ -116,11 +116,18 @@ impl Toy {
 fn eight_gaussians(n: usize, rng: &mut Rng) -> Vec<f64> {
     let Ring { modes, radius, std } = EIGHT_GAUSSIANS;
     let z = rng.normal_vec(2 * n);
+    // the modes' centres once, not a libm cos and sin per draw (1.5% of an NCE M2 step)
+    let centres: Vec<(f64, f64)> = (0..modes)
+        .map(|m| {
+            let k = m as f64 * (TAU / modes as f64);
+            (radius * k.cos(), radius * k.sin())
+        })
+        .collect();
     let mut v = Vec::with_capacity(2 * n);
     for i in 0..n {
-        let k = rng.below(modes) as f64 * (TAU / modes as f64);
-        v.push(radius * k.cos() + std * z[2 * i]);
-        v.push(radius * k.sin() + std * z[2 * i + 1]);
+        let (cx, cy) = centres[rng.below(modes)];
+        v.push(cx + std * z[2 * i]);
+        v.push(cy + std * z[2 * i + 1]);
     }
     v
 }

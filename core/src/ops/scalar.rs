@@ -14,7 +14,7 @@ pub(crate) fn sigmoid<T: Elem>(x: T) -> T {
 /// softplus(x) = max(x, 0) + log1p(e^{−|x|}): no overflow for either sign.
 #[inline(always)]
 pub(crate) fn softplus<T: Elem>(x: T) -> T {
-    x.max(T::zero()) + (-x.abs()).exp_fast().ln_1p()
+    x.max(T::zero()) + (-x.abs()).exp_fast().ln_1p_unit()
 }
 
 /// −1, 0 or 1 (0 for NaN).
