@@ -26,23 +26,32 @@ fn reduce_axis<T: Elem + HostVec>(
         Reduce::Max => T::neg_infinity(),
     };
     let mut out = crate::pool::filled(outer * inner, init);
-    for o in 0..outer {
-        let block = &src[o * n * inner..(o + 1) * n * inner];
-        let dst = &mut out[o * inner..(o + 1) * inner];
-        if inner == 1 {
-            dst[0] = match kind {
-                Reduce::Sum => block.iter().copied().sum(),
-                Reduce::Max => block.iter().copied().fold(init, T::max),
-            };
-        } else {
-            for row in block.chunks_exact(inner) {
-                match kind {
-                    Reduce::Sum => dst.iter_mut().zip(row).for_each(|(d, &x)| *d = *d + x),
-                    Reduce::Max => dst.iter_mut().zip(row).for_each(|(d, &x)| *d = d.max(x)),
+    // compiled for the CPU's vector unit: the rows' sums run across the columns (a bias
+    // gradient's sum over the batch was 2% of an NCE M2 step with the baseline SSE2 build)
+    super::fastmath::dispatch(
+        #[inline(always)]
+        || {
+            for o in 0..outer {
+                let block = &src[o * n * inner..(o + 1) * n * inner];
+                let dst = &mut out[o * inner..(o + 1) * inner];
+                if inner == 1 {
+                    dst[0] = match kind {
+                        Reduce::Sum => block.iter().copied().sum(),
+                        Reduce::Max => block.iter().copied().fold(init, T::max),
+                    };
+                } else {
+                    for row in block.chunks_exact(inner) {
+                        match kind {
+                            Reduce::Sum => dst.iter_mut().zip(row).for_each(|(d, &x)| *d = *d + x),
+                            Reduce::Max => {
+                                dst.iter_mut().zip(row).for_each(|(d, &x)| *d = d.max(x))
+                            }
+                        }
+                    }
                 }
             }
-        }
-    }
+        },
+    );
     out
 }
 
