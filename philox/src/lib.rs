@@ -74,6 +74,19 @@ pub fn box_muller(b: [u32; 4]) -> (f64, f64) {
     (r * cos, r * sin)
 }
 
+/// fdlibm's minimax coefficients Lg1..Lg7 of ln(1 + f) = f − (f²/2 − s(f²/2 + R(s²))),
+/// R(z) = Σᵢ Lgᵢ₊₁ zⁱ⁺¹, s = f/(2 + f) (`e_log.c`; `e_logf.c` uses the same values rounded to
+/// f32, as ebm-core's f32 `ln_1p_unit_f32` does).
+pub const LN_LG: [f64; 7] = [
+    6.666_666_666_666_735e-1,
+    3.999_999_999_940_942e-1,
+    2.857_142_874_366_239e-1,
+    2.222_219_843_214_978_4e-1,
+    1.818_357_216_161_805e-1,
+    1.531_383_769_920_937_3e-1,
+    1.479_819_860_511_658_6e-1,
+];
+
 /// ln x for normal, positive, finite x (the uniforms here are in [2⁻⁵⁴, 1)).
 ///
 /// The fdlibm `e_log.c` scheme: x = 2ᵉ·m with m ∈ [√½, √2), f = m − 1, s = f/(2 + f) and
@@ -81,15 +94,7 @@ pub fn box_muller(b: [u32; 4]) -> (f64, f64) {
 /// (coefficients Lg1..Lg7), then + e·ln 2 in two parts. Error < 1 ulp.
 #[inline(always)]
 pub fn ln_unit(x: f64) -> f64 {
-    const LG: [f64; 7] = [
-        6.666_666_666_666_735e-1,
-        3.999_999_999_940_942e-1,
-        2.857_142_874_366_239e-1,
-        2.222_219_843_214_978_4e-1,
-        1.818_357_216_161_805e-1,
-        1.531_383_769_920_937_3e-1,
-        1.479_819_860_511_658_6e-1,
-    ];
+    const LG: [f64; 7] = LN_LG;
     const LN2_HI: f64 = 6.931_471_803_691_238e-1;
     const LN2_LO: f64 = 1.908_214_929_270_587_7e-10;
     let bits = x.to_bits();

@@ -60,15 +60,19 @@ pub fn exp_neg_f32_for_logistic(x: f32) -> f32 {
 /// e·ln 2 in two parts. t = 0 (e^(−|x|) underflowed) gives 0 exactly.
 #[inline(always)]
 pub fn ln_1p_unit_f32(t: f32) -> f32 {
-    const LG: [f32; 7] = [
-        6.666_667e-1,
-        4e-1,
-        2.857_143e-1,
-        2.222_219_9e-1,
-        1.818_357_3e-1,
-        1.531_383_8e-1,
-        1.479_819_9e-1,
-    ];
+    // fdlibm's coefficients (shared with the f64 logarithm of ebm-philox), rounded to f32
+    const LG: [f32; 7] = {
+        let l = ebm_philox::LN_LG;
+        [
+            l[0] as f32,
+            l[1] as f32,
+            l[2] as f32,
+            l[3] as f32,
+            l[4] as f32,
+            l[5] as f32,
+            l[6] as f32,
+        ]
+    };
     const LN2_HI: f32 = 6.931_381e-1;
     const LN2_LO: f32 = 9.058_001e-6;
     let u = 1.0 + t;
