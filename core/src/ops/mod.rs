@@ -8,3 +8,4 @@ pub mod matmul;
 pub mod reduce;
 pub(crate) mod scalar;
 mod silu;
+pub(crate) mod transpose;

@@ -104,16 +104,21 @@ pub unsafe fn sgemm(
         let (b, ldb) = if csb == 1 && rsb >= 0 {
             (b, rsb as usize)
         } else {
-            // B's rows are not contiguous: one transposing copy into a row-major k×n, in
-            // 16×16 blocks so both sides stay in cache.
+            // B's rows are not contiguous: one transposing copy into a row-major k×n
             let mut v = crate::pool::take::<f32>(k * n);
-            const T: usize = 16;
-            for p0 in (0..k).step_by(T) {
-                for j0 in (0..n).step_by(T) {
-                    for p in p0..(p0 + T).min(k) {
-                        for j in j0..(j0 + T).min(n) {
-                            *v.get_unchecked_mut(p * n + j) =
-                                *b.offset(p as isize * rsb + j as isize * csb);
+            if rsb == 1 && csb >= k as isize {
+                // column-major (the Wᵀ of a row-major W): B's columns are rows csb apart
+                crate::ops::transpose::transpose_into(b, (n, k, csb as usize), v.as_mut_ptr(), n);
+            } else {
+                // any other strides, in 16×16 blocks so both sides stay in cache
+                const T: usize = 16;
+                for p0 in (0..k).step_by(T) {
+                    for j0 in (0..n).step_by(T) {
+                        for p in p0..(p0 + T).min(k) {
+                            for j in j0..(j0 + T).min(n) {
+                                *v.get_unchecked_mut(p * n + j) =
+                                    *b.offset(p as isize * rsb + j as isize * csb);
+                            }
                         }
                     }
                 }
