@@ -6,7 +6,9 @@ use std::sync::atomic::{AtomicI64, Ordering};
 static LIVE_BYTES: AtomicI64 = AtomicI64::new(0);
 static LIVE_BUFFERS: AtomicI64 = AtomicI64::new(0);
 
-/// Bytes currently held by all live tensor buffers of this process (every device).
+/// Bytes currently held by all live tensor buffers of this process (every device), with what
+/// they keep about their contents: a weight's packed GEMM panels (AVX2 path) count here too
+/// (its kept transpose and σ are tensors and count themselves).
 ///
 /// Used by tests and benchmarks to prove that long sampling loops do not leak.
 pub fn live_tensor_bytes() -> i64 {
@@ -167,9 +169,7 @@ impl Buffer {
     pub fn storage_mut(&mut self) -> &mut Storage {
         self.sigmoid = std::sync::OnceLock::new();
         self.transposed = std::sync::OnceLock::new();
-        if let Some((_, v)) = self.packed_b.take() {
-            crate::pool::give(v);
-        }
+        self.release_packed_b();
         *self.pack_requests.get_mut() = 0;
         &mut self.storage
     }
@@ -193,8 +193,19 @@ impl Buffer {
         {
             return None;
         }
-        let (s, v) = self.packed_b.get_or_init(|| (shape.to_vec(), make()));
+        let (s, v) = self.packed_b.get_or_init(|| {
+            let v = make();
+            LIVE_BYTES.fetch_add(packed_bytes(&v), Ordering::Relaxed);
+            (shape.to_vec(), v)
+        });
         (s.as_slice() == shape).then_some(v.as_slice())
+    }
+    /// Gives the kept packed panels back to the pool and out of [`live_tensor_bytes`].
+    fn release_packed_b(&mut self) {
+        if let Some((_, v)) = self.packed_b.take() {
+            LIVE_BYTES.fetch_sub(packed_bytes(&v), Ordering::Relaxed);
+            crate::pool::give(v);
+        }
     }
     /// Keeps σ of the contents (ignored if one is already kept).
     pub fn set_sigmoid_cache(&self, s: crate::tensor::Tensor) {
@@ -210,6 +221,11 @@ impl Buffer {
     }
 }
 
+/// The bytes of kept packed panels.
+fn packed_bytes(v: &[f32]) -> i64 {
+    std::mem::size_of_val(v) as i64
+}
+
 impl Clone for Buffer {
     fn clone(&self) -> Self {
         match &self.storage {
@@ -222,9 +238,7 @@ impl Clone for Buffer {
 
 impl Drop for Buffer {
     fn drop(&mut self) {
-        if let Some((_, v)) = self.packed_b.take() {
-            crate::pool::give(v);
-        }
+        self.release_packed_b();
         match &mut self.storage {
             Storage::Cpu(CpuStorage::F32(v)) => crate::pool::give(std::mem::take(v)),
             Storage::Cpu(CpuStorage::F64(v)) => crate::pool::give(std::mem::take(v)),
