@@ -146,7 +146,9 @@ pub fn sin_cos_0_tau(theta: f64) -> (f64, f64) {
     let hz = 0.5 * z;
     let w = 1.0 - hz;
     let cos_x = w + (((1.0 - w) - hz) + z * cr);
-    let quadrant = (q as i64) & 3;
+    // q is a whole number in [0, 4]: 2⁵² + q holds it in the mantissa's low bits exactly
+    // (`q as i64` saturates, and that check kept the cast scalar, one lane at a time)
+    let quadrant = (q + TWO_52).to_bits() & 3;
     let (s, c) = if quadrant & 1 == 1 {
         (cos_x, -sin_x)
     } else {
@@ -158,6 +160,9 @@ pub fn sin_cos_0_tau(theta: f64) -> (f64, f64) {
         (s, c)
     }
 }
+
+/// 2⁵²: from it up to 2⁵³ the f64s are the whole numbers, one apart.
+const TWO_52: f64 = 4_503_599_627_370_496.0;
 
 /// 53 random bits as a uniform in the open interval (0, 1).
 #[inline(always)]
