@@ -58,11 +58,8 @@ impl MinimumVelocity {
         let kick = z.mul_scalar((2.0 * eta).sqrt());
         let ends = Tensor::concat(&[drift.add(&kick), drift.sub(&kick)], 0);
         let b = x.shape()[0];
-        let e_x = model.energy_var(&tape.constant(x.clone()), p);
-        let e_ends = model
-            .energy_var(&tape.constant(ends), p)
-            .reshape(&[2, b])
-            .mean(&[0], false);
+        let (e_x, e_ends) = crate::energies_of_both(tape, model, p, x, &ends);
+        let e_ends = e_ends.reshape(&[2, b]).mean(&[0], false);
         e_x.sub(&e_ends).mean_all().mul_scalar(1.0 / eta)
     }
 }

@@ -70,8 +70,7 @@ pub(crate) fn contrastive_loss(
     negatives: &Tensor,
     alpha: f64,
 ) -> Var {
-    let e_pos = model.energy_var(&tape.constant(x.clone()), p);
-    let e_neg = model.energy_var(&tape.constant(negatives.clone()), p);
+    let (e_pos, e_neg) = crate::energies_of_both(tape, model, p, x, negatives);
     let mut loss = e_pos.mean_all().sub(&e_neg.mean_all());
     if alpha != 0.0 {
         let reg = e_pos

@@ -182,13 +182,13 @@ impl Nce {
     ) -> Var {
         let log_z = &q[0];
         let log_nu = self.nu.ln();
-        let g = |u: &Tensor| {
-            let e = model.energy_var(&tape.constant(u.clone()), p);
+        let (e_x, e_y) = crate::energies_of_both(tape, model, p, x, y);
+        let g = |e: Var, u: &Tensor| {
             let lq = self.noise.log_prob(u).cast(u.dtype());
             e.neg().sub(log_z).add_const(&lq.neg()).add_scalar(-log_nu)
         };
-        let data_term = g(x).log_sigmoid().mean_all();
-        let noise_term = g(y).neg().log_sigmoid().mean_all().mul_scalar(self.nu);
+        let data_term = g(e_x, x).log_sigmoid().mean_all();
+        let noise_term = g(e_y, y).neg().log_sigmoid().mean_all().mul_scalar(self.nu);
         data_term.add(&noise_term).neg()
     }
 }
