@@ -161,10 +161,10 @@ pub(crate) fn sum_parts(parts: Vec<StepGrads>) -> Option<StepGrads> {
     Some(total)
 }
 
-/// Adds `new` to the gradients in `acc`, in order.
+/// Adds `new` to the gradients in `acc`, in order (in place where `acc`'s buffer is its own).
 fn add_into(acc: &mut [Tensor], new: Vec<Tensor>) {
     for (a, n) in acc.iter_mut().zip(new) {
-        *a = a.add(&n);
+        a.add_assign(&n);
     }
 }
 
