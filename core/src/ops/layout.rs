@@ -51,6 +51,15 @@ pub(crate) fn transpose_2d(t: &Tensor) -> Tensor {
     })
 }
 
+/// A copy of `v` in a pooled buffer: the layout ops that write into a copy of their input run
+/// every step (a replay buffer's rows, an adjoint's padding), and a fresh allocation of a
+/// large one went back to the OS and was faulted in again each time.
+fn pooled_copy<T: Elem + HostVec>(v: &[T]) -> Vec<T> {
+    let mut out = crate::pool::take(v.len());
+    out.copy_from_slice(v);
+    out
+}
+
 fn check_axis(op: &str, axis: usize, shape: &[usize]) {
     assert!(
         axis < shape.len(),
@@ -152,10 +161,12 @@ impl Tensor {
         let n = self.shape()[axis];
         timed(OpKind::Layout, || {
             with_slice!(self, |v| {
-                let mut out = Vec::with_capacity(numel(&shape));
+                // pooled, as every per-step buffer (a training step's row blocks are narrows)
+                let mut out = crate::pool::take(numel(&shape));
+                let w = len * inner;
                 for o in 0..outer {
                     let base = (o * n + start) * inner;
-                    out.extend_from_slice(&v[base..base + len * inner]);
+                    out[o * w..(o + 1) * w].copy_from_slice(&v[base..base + w]);
                 }
                 Tensor::from_vec(out, &shape)
             })
@@ -183,7 +194,7 @@ impl Tensor {
         let n = self.shape()[axis];
         timed(OpKind::Layout, || {
             with_slices2!("narrow_assign", self, src, |d, s| {
-                let mut out = d.to_vec();
+                let mut out = pooled_copy(d);
                 for o in 0..outer {
                     let base = (o * n + start) * inner;
                     out[base..base + len * inner]
@@ -231,11 +242,15 @@ impl Tensor {
             inner: usize,
             shape: &[usize],
         ) -> Tensor {
-            let mut out = Vec::with_capacity(numel(shape));
+            // pooled: a training step stacks its data and negatives every step, and a fresh
+            // megabyte-sized allocation went back to the OS and was faulted in again each time
+            let mut out = crate::pool::take::<T>(numel(shape));
+            let mut pos = 0;
             for o in 0..outer {
                 for p in parts {
                     let w = p.shape()[axis] * inner;
-                    out.extend_from_slice(&p.as_slice::<T>()[o * w..(o + 1) * w]);
+                    out[pos..pos + w].copy_from_slice(&p.as_slice::<T>()[o * w..(o + 1) * w]);
+                    pos += w;
                 }
             }
             Tensor::from_vec(out, shape)
@@ -265,9 +280,9 @@ impl Tensor {
         shape[0] = indices.len();
         timed(OpKind::Layout, || {
             with_slice!(self, |v| {
-                let mut out = Vec::with_capacity(indices.len() * row);
-                for &i in indices {
-                    out.extend_from_slice(&v[i * row..(i + 1) * row]);
+                let mut out = crate::pool::take(indices.len() * row);
+                for (k, &i) in indices.iter().enumerate() {
+                    out[k * row..(k + 1) * row].copy_from_slice(&v[i * row..(i + 1) * row]);
                 }
                 Tensor::from_vec(out, &shape)
             })
@@ -297,7 +312,7 @@ impl Tensor {
         let row = numel(&self.shape()[1..]);
         timed(OpKind::Layout, || {
             with_slices2!(op, self, src, |d, s| {
-                let mut out = d.to_vec();
+                let mut out = pooled_copy(d);
                 for (k, &i) in indices.iter().enumerate() {
                     let dst = &mut out[i * row..(i + 1) * row];
                     let srow = &s[k * row..(k + 1) * row];
