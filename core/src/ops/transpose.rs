@@ -3,8 +3,8 @@
 //!
 //! The generic path copies 16×16 blocks element by element. For f32 on x86-64 with AVX, 8×8
 //! blocks go through registers: eight row loads, the 24 unpack/shuffle/lane-permute steps of
-//! the usual in-register transpose, eight row stores. On a 256×256 weight that is ~6× faster
-//! than the element copy, which was 2.6% of an NCE M64 training step.
+//! the usual in-register transpose, eight row stores: the kept transposes' share of an NCE M64
+//! training step (weights of 256×64 and 256×256) went from 2.6% with the element copy to 0.95%.
 
 use crate::dtype::Elem;
 
@@ -34,7 +34,8 @@ pub(crate) unsafe fn transpose_into<T: Elem>(
 }
 
 /// The element-by-element copy of rows i0.. (all columns) and of columns j0.. of the rows
-/// above (the whole matrix from (0, 0); the SIMD path's edges otherwise), in 16×16 blocks so both sides stay in a few cache lines.
+/// above (the whole matrix from (0, 0); the SIMD path's edges otherwise), in 16×16 blocks so
+/// both sides stay in a few cache lines.
 ///
 /// # Safety
 /// As [`transpose_into`].
