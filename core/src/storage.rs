@@ -7,7 +7,7 @@ static LIVE_BYTES: AtomicI64 = AtomicI64::new(0);
 static LIVE_BUFFERS: AtomicI64 = AtomicI64::new(0);
 
 /// Bytes currently held by all live tensor buffers of this process (every device), with what
-/// they keep about their contents: a weight's packed GEMM panels (AVX2 path) count here too
+/// they keep about their contents: a weight's packed GEMM panels (x86 kernels) count here too
 /// (its kept transpose and σ are tensors and count themselves).
 ///
 /// Used by tests and benchmarks to prove that long sampling loops do not leak.
@@ -133,8 +133,8 @@ pub struct Buffer {
     /// weight is transposed once and reused by every `x·Wᵀ` until it is written. Kept with the
     /// shape it transposes.
     transposed: std::sync::OnceLock<(Vec<usize>, crate::tensor::Tensor)>,
-    /// The contents packed as the AVX2 GEMM kernel's B panels (an f32 matrix read as B by
-    /// products), once a second product asks: a weight is packed once per contents instead
+    /// The contents packed as the f32 GEMM kernel's B panels (an f32 matrix read as B by
+    /// products; the panel width of the path in use), once a second product asks: a weight is packed once per contents instead
     /// of once per product, and a buffer read as B once (an activation) costs nothing. Kept
     /// with the shape it packs.
     packed_b: std::sync::OnceLock<(Vec<usize>, Vec<f32>)>,

@@ -303,8 +303,8 @@ impl Tensor {
             .cloned()
     }
 
-    /// This 2-d f32 tensor packed by `make` as the AVX2 GEMM kernel's B, kept with the buffer
-    /// from the second request on (see `Buffer::packed_b_for`). x86-64 only, as that kernel.
+    /// This 2-d f32 tensor packed by `make` as the f32 GEMM kernel's B, kept with the buffer
+    /// from the second request on (see `Buffer::packed_b_for`). x86-64 only, as those kernels.
     #[cfg(target_arch = "x86_64")]
     pub(crate) fn kept_packed_b(&self, make: impl FnOnce() -> Vec<f32>) -> Option<&[f32]> {
         self.buf.packed_b_for(&self.shape, make)

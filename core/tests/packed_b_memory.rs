@@ -1,6 +1,6 @@
-//! A weight's kept packed GEMM panels (the AVX2 path keeps them from a buffer's second
-//! product on) count in `live_tensor_bytes` while kept, and leave it when the weight is
-//! written or dropped.
+//! A weight's kept packed GEMM panels (both x86 kernels keep them from a buffer's second
+//! product on; AVX2's 16-column panels here) count in `live_tensor_bytes` while kept, and
+//! leave it when the weight is written or dropped.
 //!
 //! This file holds a single test on purpose: the counter is process-wide, and the GEMM path
 //! (forced to AVX2 here through `EBM_GEMM`) is decided once per process.

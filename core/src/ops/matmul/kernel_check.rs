@@ -106,3 +106,99 @@ pub(super) fn check(
         }
     }
 }
+
+/// `via_packed_b`: the test module's kernel (`super::sgemm_packed_b`, panels `super::NR`
+/// wide) on B packed whole first (the kept-weight path), in [`SgemmKernel`]'s form for
+/// [`check`] and [`check_prepacked`].
+macro_rules! via_packed_b {
+    () => {
+        #[allow(clippy::too_many_arguments)]
+        unsafe fn via_packed_b(
+            m: usize,
+            k: usize,
+            n: usize,
+            a: *const f32,
+            a_strides: (isize, isize),
+            b: *const f32,
+            b_strides: (isize, isize),
+            c: *mut f32,
+            ldc: usize,
+            accumulate: bool,
+            bias: Option<*const f32>,
+        ) {
+            use super::super::pack::{pack_b_all, packed_b_len};
+            let mut panels = vec![f32::NAN; packed_b_len::<{ super::NR }>(k, n)];
+            // SAFETY: the caller's matrices (the kernel's features detected by the test),
+            // and `panels` of the stated length
+            unsafe {
+                pack_b_all::<{ super::NR }>(b, b_strides, k, n, panels.as_mut_ptr());
+                super::sgemm_packed_b(
+                    m,
+                    k,
+                    n,
+                    a,
+                    a_strides,
+                    panels.as_ptr(),
+                    c,
+                    ldc,
+                    accumulate,
+                    bias,
+                );
+            }
+        }
+    };
+}
+pub(super) use via_packed_b;
+
+/// A kernel from B packed whole (`via_packed_b!`'s wrapper) against the f64
+/// reference on edges and depth blocks, and bit for bit the kernel packing per product
+/// (`strided`): every element is the same FMA chain either way.
+pub(super) fn check_prepacked(strided: SgemmKernel, via_packed: SgemmKernel) {
+    for (q, &(m, k, n)) in [
+        (6, 5, 16),
+        (13, 7, 17),
+        (97, 600, 40),
+        (64, 128, 128),
+        (25, 70, 33),
+        (5, 0, 7),
+    ]
+    .iter()
+    .enumerate()
+    {
+        for (ta, tb, pad) in [(false, false, 0), (true, true, 2), (false, true, 1)] {
+            check(via_packed, m, k, n, ta, tb, pad, q as u64 * 7);
+        }
+    }
+    let (m, k, n) = (37, 300, 45);
+    let a = vals(11, m * k);
+    let b = vals(12, k * n);
+    // B row-major and column-major (the kept Wᵀ of a forward product is packed from either)
+    for (bt, sb) in [(false, (n as isize, 1)), (true, (1, k as isize))] {
+        let run = |kernel: SgemmKernel| {
+            let mut c = vec![0f32; m * n];
+            // SAFETY: the caller detected the kernel's features; row-major m×k, k×n (or its
+            // transpose's storage) and m×n buffers
+            unsafe {
+                kernel(
+                    m,
+                    k,
+                    n,
+                    a.as_ptr(),
+                    (k as isize, 1),
+                    b.as_ptr(),
+                    sb,
+                    c.as_mut_ptr(),
+                    n,
+                    false,
+                    None,
+                )
+            };
+            c
+        };
+        let (c1, c2) = (run(strided), run(via_packed));
+        assert!(
+            c1.iter().zip(&c2).all(|(x, y)| x.to_bits() == y.to_bits()),
+            "packed whole and per product differ (B transposed: {bt})"
+        );
+    }
+}

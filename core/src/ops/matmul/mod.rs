@@ -1,5 +1,5 @@
 //! Matrix products: f32 on AVX-512 or AVX2+FMA through our own kernels (`sgemm_avx512`,
-//! `sgemm_avx2`, which read the batch-sized operand in place instead of packing it; the path is
+//! `sgemm_avx2`, which read the batch-sized operand A in place and pack only B; the path is
 //! chosen at run time, see [`gemm_path`]), everything else through `matrixmultiply`
 //! (AVX-512/AVX2 kernels chosen at run time; its portable kernel elsewhere, e.g. aarch64).
 //!
@@ -8,11 +8,14 @@
 //!
 //! This file holds the `Tensor` methods (shape checks, the kept transpose of a weight,
 //! profiling); `gemm.rs` the driver and each element type's kernel, `skinny.rs` the direct
-//! loops for products with a side of a few elements, `sgemm_avx512.rs` and `sgemm_avx2.rs` the f32 kernels.
+//! loops for products with a side of a few elements, `sgemm_avx512.rs` and `sgemm_avx2.rs` the
+//! f32 kernels, `pack.rs` their packed B panels and `packed_b.rs` the panels kept with a weight.
 
 mod gemm;
 #[cfg(all(test, target_arch = "x86_64"))]
 mod kernel_check;
+#[cfg(target_arch = "x86_64")]
+mod pack;
 #[cfg(target_arch = "x86_64")]
 mod packed_b;
 mod peak;
@@ -42,6 +45,22 @@ type SgemmKernel = unsafe fn(
     (isize, isize),
     *const f32,
     (isize, isize),
+    *mut f32,
+    usize,
+    bool,
+    Option<*const f32>,
+);
+
+/// An f32 kernel's product from B packed whole by `pack::pack_b_all` at the kernel's panel
+/// width: (m, k, n, A, A's strides, packed B, C, C's row stride, accumulate, bias row).
+#[cfg(target_arch = "x86_64")]
+type PackedKernel = unsafe fn(
+    usize,
+    usize,
+    usize,
+    *const f32,
+    (isize, isize),
+    *const f32,
     *mut f32,
     usize,
     bool,

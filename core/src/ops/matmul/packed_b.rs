@@ -1,19 +1,20 @@
-//! Products whose B is kept packed (AVX2 path): a weight read as B by many products between
+//! Products whose B is kept packed (both x86 kernels): a weight read as B by many products between
 //! two writes (a sampler's score evaluates the same layers hundreds of times; a training
 //! step's row blocks share them) is packed into the kernel's panels once per contents and
 //! kept with its buffer (`Buffer::packed_b_for`), instead of once per product. Packing a
 //! 128×128 weight was 3.3 of the 59 µs of a 64×128·128×128 product in ChEES's MLP score.
 
 use super::gemm::{gemm_path, in_row_blocks, GemmPath};
-use super::sgemm_avx2::{pack_b_all, packed_b_len, sgemm_packed_b};
+use super::pack::{pack_b_all, packed_b_len};
 use super::{mm_label, product_flops};
+use super::{sgemm_avx2, sgemm_avx512, PackedKernel};
 use crate::profile::{timed_op_flops, OpKind};
 use crate::tensor::Tensor;
 use crate::{DType, Device};
 
 impl Tensor {
     /// op(self)·rhs (+ bias rows) from `rhs`'s kept packed panels, when this is a 2-d f32
-    /// product the AVX2 kernel takes (not a skinny one) and `rhs` has been read as B before;
+    /// product one of our kernels takes (not a skinny one) and `rhs` has been read as B before;
     /// `None` sends the product down the ordinary path (which packs for itself).
     pub(super) fn product_with_kept_packed_b(
         &self,
@@ -30,10 +31,25 @@ impl Tensor {
             || !f32_cpu(self)
             || !f32_cpu(rhs)
             || !bias.is_none_or(f32_cpu)
-            || gemm_path() != GemmPath::Avx2
         {
             return None;
         }
+        // each kernel's panel width, its packing, and its product from packed panels
+        type Pack = unsafe fn(*const f32, (isize, isize), usize, usize, *mut f32);
+        let (len, pack, kernel): (fn(usize, usize) -> usize, Pack, PackedKernel) = match gemm_path()
+        {
+            GemmPath::Avx512 => (
+                packed_b_len::<{ sgemm_avx512::NR }>,
+                pack_b_all::<{ sgemm_avx512::NR }>,
+                sgemm_avx512::sgemm_packed_b,
+            ),
+            GemmPath::Avx2 => (
+                packed_b_len::<{ sgemm_avx2::NR }>,
+                pack_b_all::<{ sgemm_avx2::NR }>,
+                sgemm_avx2::sgemm_packed_b,
+            ),
+            GemmPath::Portable => return None,
+        };
         let (k, n) = (rhs.shape()[0], rhs.shape()[1]);
         let m = shape[0];
         // the shapes `skinny` leaves to the kernel
@@ -41,11 +57,10 @@ impl Tensor {
             return None;
         }
         let packed = rhs.kept_packed_b(|| {
-            let mut v = crate::pool::take::<f32>(packed_b_len(k, n));
-            // SAFETY: AVX2 is this product's path (checked above); B is rhs's row-major k×n
-            // slice and `v` holds packed_b_len(k, n) elements.
+            let mut v = crate::pool::take::<f32>(len(k, n));
+            // SAFETY: B is rhs's row-major k×n slice and `v` holds len(k, n) elements.
             unsafe {
-                pack_b_all(
+                pack(
                     rhs.as_slice::<f32>().as_ptr(),
                     (n as isize, 1),
                     k,
@@ -80,11 +95,12 @@ impl Tensor {
                 let bias = bias.map(|b| b.as_slice::<f32>().as_ptr());
                 let c = SendPtr(out.as_mut_ptr());
                 in_row_blocks(m, k, n, |r0, rows| {
-                    // SAFETY: AVX2+FMA detected (the path); rows r0..r0+rows of A (m×k with
-                    // these strides) and of C (m×n, row stride n) are inside their buffers,
-                    // and `packed` was packed from this B's k×n contents.
+                    // SAFETY: the path's features were detected (`gemm_path`); rows
+                    // r0..r0+rows of A (m×k with these strides) and of C (m×n, row stride n)
+                    // are inside their buffers, and `packed` was packed for this kernel from
+                    // this B's k×n contents.
                     unsafe {
-                        sgemm_packed_b(
+                        kernel(
                             rows,
                             k,
                             n,

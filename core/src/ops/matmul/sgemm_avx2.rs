@@ -5,87 +5,22 @@
 //! ymm accumulators (two per row; with two B vectors and one broadcast, 15 of the 16
 //! registers), which is the largest tile that keeps both FMA pipes busy without spilling.
 //!
-//! B is packed per depth block into contiguous KC×16 panels, zero-padded to 16 columns: a
-//! panel is 16 KiB and stays in L1 while every row tile sweeps it. Reading B in place instead
-//! (as the AVX-512 kernel does) puts a power-of-two row stride (a 256- or 1024-wide layer)
-//! on one or a few L1 sets, and the panel then streams from L2 at every tile. Rows are swept
+//! B is packed per depth block into contiguous KC×16 panels, zero-padded to 16 columns (see
+//! `pack`): a panel is 16 KiB and stays in L1 while every row tile sweeps it. Rows are swept
 //! in blocks of MC so the A block (MC×KC, 96 KiB) stays in L2 across all panels.
 //!
 //! Every element of C is summed over the depth in the same order whatever the tile or row
 //! block it falls in (one FMA chain per element, depth blocks in order): the result does not
 //! depend on how the rows are split between threads.
 
+use super::pack::{kernel_entries, sweep, BSource, PanelBlock};
 use std::arch::x86_64::*;
 
 const MR: usize = 6;
-const NR: usize = 16;
-/// Depth per block: a KC×16 f32 panel of packed B is 16 KiB, half of a 32 KiB L1.
-const KC: usize = 256;
+/// Columns per panel: a KC×16 packed f32 panel is 16 KiB, half of a 32 KiB L1.
+pub(super) const NR: usize = 16;
 /// Rows per block: MC×KC of A (96 KiB) stays in L2 while the block sweeps every panel.
 const MC: usize = 96;
-
-/// Copies rows k0..k0+kc of B (k×n, strides rsb/csb) into `dst` as ⌈n/16⌉ panels of kc×16,
-/// each row of a panel 16 contiguous elements, columns past n zero.
-///
-/// # Safety
-/// B is valid for rows k0..k0+kc and columns 0..n; `dst` holds ⌈n/16⌉·kc·16 elements.
-unsafe fn pack_b(
-    b: *const f32,
-    (rsb, csb): (isize, isize),
-    k0: usize,
-    kc: usize,
-    n: usize,
-    dst: *mut f32,
-) {
-    // SAFETY: the function's contract: every read is at a row < k0+kc and column < n of B,
-    // every write below ⌈n/16⌉·kc·16 elements of `dst`.
-    unsafe {
-        for (panel, j0) in (0..n).step_by(NR).enumerate() {
-            let nr = (n - j0).min(NR);
-            let out = dst.add(panel * kc * NR);
-            for p in 0..kc {
-                let row = b.offset((k0 + p) as isize * rsb + j0 as isize * csb);
-                let o = out.add(p * NR);
-                if csb == 1 && nr == NR {
-                    std::ptr::copy_nonoverlapping(row, o, NR);
-                } else {
-                    for j in 0..NR {
-                        *o.add(j) = if j < nr {
-                            *row.offset(j as isize * csb)
-                        } else {
-                            0.0
-                        };
-                    }
-                }
-            }
-        }
-    }
-}
-
-/// Elements of B (k×n) packed whole by [`pack_b_all`]: every depth block's ⌈n/16⌉ panels.
-pub(crate) fn packed_b_len(k: usize, n: usize) -> usize {
-    n.div_ceil(NR) * NR * k
-}
-
-/// Packs all of B (k×n, strides rsb/csb) as [`sgemm`] packs each depth block, the blocks one
-/// after another (block k0 starts at k0·⌈n/16⌉·16), for [`sgemm_packed_b`] to reuse: a weight
-/// read by many products is packed once instead of once per product.
-///
-/// # Safety
-/// B is a valid k×n matrix with those strides; `dst` holds [`packed_b_len`] elements.
-pub(crate) unsafe fn pack_b_all(
-    b: *const f32,
-    strides: (isize, isize),
-    k: usize,
-    n: usize,
-    dst: *mut f32,
-) {
-    for k0 in (0..k).step_by(KC) {
-        let kc = (k - k0).min(KC);
-        // SAFETY: the function's contract; block k0 lands below k·⌈n/16⌉·16 elements of dst
-        unsafe { pack_b(b, strides, k0, kc, n, dst.add(k0 * n.div_ceil(NR) * NR)) };
-    }
-}
 
 /// What a tile does with C before adding the product: start from zero, from the bias row, or
 /// from C itself.
@@ -192,87 +127,7 @@ fn column_masks(nr: usize) -> (__m256i, __m256i) {
     }
 }
 
-/// C (m×n, row-major, row stride `ldc`) = A·B, or C + A·B when `accumulate`, or A·B + bias
-/// on every row with `bias` (n elements; not with `accumulate`); A is m×k and B k×n, each
-/// read through (row, column) strides.
-///
-/// # Safety
-/// The CPU has AVX2 and FMA, and the pointers and strides describe valid matrices; C does not
-/// alias A or B.
-#[target_feature(enable = "avx2,fma")]
-#[allow(clippy::too_many_arguments)]
-pub unsafe fn sgemm(
-    m: usize,
-    k: usize,
-    n: usize,
-    a: *const f32,
-    a_strides: (isize, isize),
-    b: *const f32,
-    b_strides: (isize, isize),
-    c: *mut f32,
-    ldc: usize,
-    accumulate: bool,
-    bias: Option<*const f32>,
-) {
-    // SAFETY: the function's contract
-    unsafe {
-        sgemm_from(
-            m,
-            k,
-            n,
-            a,
-            a_strides,
-            BSource::Strided(b, b_strides),
-            c,
-            ldc,
-            accumulate,
-            bias,
-        )
-    }
-}
-
-/// [`sgemm`] with B already packed by [`pack_b_all`] (same k and n).
-///
-/// # Safety
-/// As [`sgemm`], and `packed` holds [`packed_b_len`]`(k, n)` elements packed from a k×n B.
-#[target_feature(enable = "avx2,fma")]
-#[allow(clippy::too_many_arguments)]
-pub(crate) unsafe fn sgemm_packed_b(
-    m: usize,
-    k: usize,
-    n: usize,
-    a: *const f32,
-    a_strides: (isize, isize),
-    packed: *const f32,
-    c: *mut f32,
-    ldc: usize,
-    accumulate: bool,
-    bias: Option<*const f32>,
-) {
-    // SAFETY: the function's contract
-    unsafe {
-        sgemm_from(
-            m,
-            k,
-            n,
-            a,
-            a_strides,
-            BSource::Packed(packed),
-            c,
-            ldc,
-            accumulate,
-            bias,
-        )
-    }
-}
-
-/// Where the driver finds B's panels: packed per depth block from B itself, or all packed
-/// already.
-#[derive(Clone, Copy)]
-enum BSource {
-    Strided(*const f32, (isize, isize)),
-    Packed(*const f32),
-}
+kernel_entries!("avx2,fma");
 
 /// The driver of [`sgemm`] and [`sgemm_packed_b`].
 ///
@@ -292,76 +147,58 @@ unsafe fn sgemm_from(
     accumulate: bool,
     bias: Option<*const f32>,
 ) {
-    debug_assert!(!(accumulate && bias.is_some()), "a bias replaces C");
-    if m == 0 || n == 0 {
-        return;
-    }
-    let panels = n.div_ceil(NR);
-    let mut packed = match b {
-        BSource::Strided(..) => crate::pool::take::<f32>(panels * KC.min(k.max(1)) * NR),
-        BSource::Packed(_) => Vec::new(),
-    };
     let full_masks = column_masks(n % NR);
-
-    // SAFETY: the function's contract; every tile reads rows < m and depths < k of A, a
-    // packed panel of `packed`, and writes rows < m, columns < n of C (a partial last panel
-    // through masks).
+    // SAFETY: the function's contract; the closure stays inside A, the panel and C. It is
+    // inlined: a closure does not inherit the caller's target features, so an outlined one
+    // would call the tile's intrinsics as functions (2 GFLOP/s).
     unsafe {
-        if k == 0 {
-            for i in 0..m {
-                let row = std::slice::from_raw_parts_mut(c.add(i * ldc), n);
-                match bias {
-                    Some(bp) => row.copy_from_slice(std::slice::from_raw_parts(bp, n)),
-                    None if !accumulate => row.fill(0.0),
-                    None => {}
-                }
-            }
-        }
-        for k0 in (0..k).step_by(KC) {
-            let kc = (k - k0).min(KC);
-            let block = match b {
-                BSource::Strided(b, strides) => {
-                    pack_b(b, strides, k0, kc, n, packed.as_mut_ptr());
-                    packed.as_ptr()
-                }
-                BSource::Packed(all) => all.add(k0 * panels * NR),
-            };
-            for i_blk in (0..m).step_by(MC) {
-                let m_blk = (m - i_blk).min(MC);
-                for (panel, j0) in (0..n).step_by(NR).enumerate() {
-                    let masks = (n - j0 < NR).then_some(full_masks);
-                    let bp = block.add(panel * kc * NR);
-                    // the bias enters with the first depth block; later blocks add onto C
-                    let start = match bias {
-                        _ if accumulate || k0 > 0 => Start::C,
-                        Some(bias) => Start::Bias(bias.add(j0)),
-                        None => Start::Zero,
-                    };
-                    let mut i0 = i_blk;
-                    while i0 < i_blk + m_blk {
-                        let ai = a.offset(i0 as isize * rsa + k0 as isize * csa);
-                        let ci = c.add(i0 * ldc + j0);
-                        macro_rules! run {
-                            ($r:expr) => {{
-                                tile::<$r>(kc, ai, (rsa, csa), bp, ci, ldc, masks, start);
-                                $r
-                            }};
-                        }
-                        i0 += match i_blk + m_blk - i0 {
-                            r if r >= MR => run!(MR),
-                            5 => run!(5),
-                            4 => run!(4),
-                            3 => run!(3),
-                            2 => run!(2),
-                            _ => run!(1),
-                        };
+        sweep::<NR>(
+            (m, k, n),
+            MC,
+            b,
+            (c, ldc),
+            accumulate,
+            bias,
+            #[inline(always)]
+            |blk: PanelBlock| {
+                let PanelBlock {
+                    bp,
+                    k0,
+                    kc,
+                    j0,
+                    rows: (i_start, i_end),
+                } = blk;
+                let masks = (n - j0 < NR).then_some(full_masks);
+                // the bias enters with the first depth block; later blocks add onto C
+                let start = match bias {
+                    _ if accumulate || k0 > 0 => Start::C,
+                    Some(bias) => Start::Bias(bias.add(j0)),
+                    None => Start::Zero,
+                };
+                let mut i0 = i_start;
+                while i0 < i_end {
+                    // the tile reads rows i0.. (< m) and depths k0..k0+kc of A and the
+                    // packed panel, and writes rows < m, columns < n of C (a partial last
+                    // panel through masks)
+                    let ai = a.offset(i0 as isize * rsa + k0 as isize * csa);
+                    let ci = c.add(i0 * ldc + j0);
+                    macro_rules! run {
+                        ($r:expr) => {{
+                            tile::<$r>(kc, ai, (rsa, csa), bp, ci, ldc, masks, start);
+                            $r
+                        }};
                     }
+                    i0 += match i_end - i0 {
+                        r if r >= MR => run!(MR),
+                        5 => run!(5),
+                        4 => run!(4),
+                        3 => run!(3),
+                        2 => run!(2),
+                        _ => run!(1),
+                    };
                 }
-            }
-        }
-    }
-    if !packed.is_empty() {
-        crate::pool::give(packed);
+            },
+        )
     }
 }
 
@@ -410,90 +247,13 @@ mod tests {
         }
     }
 
-    /// [`super::sgemm`]'s signature on B packed whole first: the prepacked path of kept
-    /// weights.
-    #[allow(clippy::too_many_arguments)]
-    unsafe fn via_packed_b(
-        m: usize,
-        k: usize,
-        n: usize,
-        a: *const f32,
-        a_strides: (isize, isize),
-        b: *const f32,
-        b_strides: (isize, isize),
-        c: *mut f32,
-        ldc: usize,
-        accumulate: bool,
-        bias: Option<*const f32>,
-    ) {
-        let mut packed = vec![f32::NAN; super::packed_b_len(k, n)];
-        // SAFETY: the caller's matrices (kernel_check), and `packed` of the stated length
-        unsafe {
-            super::pack_b_all(b, b_strides, k, n, packed.as_mut_ptr());
-            super::sgemm_packed_b(
-                m,
-                k,
-                n,
-                a,
-                a_strides,
-                packed.as_ptr(),
-                c,
-                ldc,
-                accumulate,
-                bias,
-            );
-        }
-    }
+    super::super::kernel_check::via_packed_b!();
 
     #[test]
     fn prepacked_b_gives_the_same_bits() {
-        if !has_avx2() {
-            return;
+        if has_avx2() {
+            super::super::kernel_check::check_prepacked(super::sgemm, via_packed_b);
         }
-        for (q, &(m, k, n)) in [
-            (6, 5, 16),
-            (13, 7, 17),
-            (97, 600, 40),
-            (64, 128, 128),
-            (5, 0, 7),
-        ]
-        .iter()
-        .enumerate()
-        {
-            for (ta, tb, pad) in [(false, false, 0), (true, true, 2), (false, true, 1)] {
-                check(via_packed_b, m, k, n, ta, tb, pad, q as u64 * 7);
-            }
-        }
-        // bit for bit the per-product packing's result (same FMA chain per element)
-        let (m, k, n) = (37, 300, 45);
-        let a: Vec<f32> = (0..m * k)
-            .map(|i| ((i * 37 % 101) as f32) * 0.01 - 0.5)
-            .collect();
-        let b: Vec<f32> = (0..k * n)
-            .map(|i| ((i * 53 % 97) as f32) * 0.01 - 0.4)
-            .collect();
-        let run = |kernel: super::super::SgemmKernel| {
-            let mut c = vec![0f32; m * n];
-            // SAFETY: AVX2 detected above; row-major m×k, k×n and m×n buffers
-            unsafe {
-                kernel(
-                    m,
-                    k,
-                    n,
-                    a.as_ptr(),
-                    (k as isize, 1),
-                    b.as_ptr(),
-                    (n as isize, 1),
-                    c.as_mut_ptr(),
-                    n,
-                    false,
-                    None,
-                )
-            };
-            c
-        };
-        let (c1, c2) = (run(super::sgemm), run(via_packed_b));
-        assert!(c1.iter().zip(&c2).all(|(x, y)| x.to_bits() == y.to_bits()));
     }
 
     proptest! {

@@ -4,32 +4,39 @@
 //! shapes of an EBM step (a batch of 256–1024 rows times a 128–256-wide weight) packing the
 //! batch-sized operand costs about a quarter of the multiply itself: 1024×128·128×128 ran at
 //! ~200 GFLOP/s. Here each 12×32 tile of C lives in 24 zmm accumulators; A's elements are
-//! broadcast straight from memory (any strides, so Aᵀ is free), and B's rows are loaded as
-//! vectors, so only a column-major B (the `x·Wᵀ` of a forward pass) is copied once, transposed,
-//! into a K×N scratch. The same product runs at ~260–275 GFLOP/s on the machines here (Zen 5).
-//! N's last partial panel uses masked loads and stores; M's last rows take 8-, 4- and 1-row
-//! tiles.
+//! broadcast straight from memory (any strides, so Aᵀ is free). Only B is packed, per depth
+//! block into contiguous KC×32 panels (see `pack`), or once per contents for a kept weight
+//! (`packed_b`). N's last partial panel is zero-padded in B and stored through masks; M's last
+//! rows take 8-, 4- and 1-row tiles. Rows are swept in blocks of MC so the A block stays in
+//! L2 across all panels.
+//!
+//! Every element of C is summed over the depth in the same order whatever the tile or row
+//! block it falls in (one FMA chain per element from zero or the bias, each later depth
+//! block's chain added onto C): the result does not depend on how rows are split between
+//! threads, nor on whether B was packed per product or kept.
 
+use super::pack::{kernel_entries, sweep, BSource, PanelBlock};
 use std::arch::x86_64::*;
 
 const MR: usize = 12;
-const NR: usize = 32;
-/// Depth per pass: a 256×32 f32 panel of B is 32 KiB, inside the 48 KiB L1.
-const KC: usize = 256;
+/// Columns per panel: a KC×32 packed f32 panel is 32 KiB.
+pub(super) const NR: usize = 32;
+/// Rows per block: MC×KC of A (96 KiB) stays in L2 while the block sweeps every panel.
+const MC: usize = 96;
 
-/// One MR×(≤32) tile of C = A·B over the full depth k (+ C when `accumulate`).
+/// One MR×(≤32) tile of C = A·B over depth `kc` (+ C when `accumulate`, from the bias row
+/// when `bias`), with B a packed kc×32 panel.
 ///
 /// # Safety
-/// AVX-512F present; a[i·rsa + p·csa] valid for i < MR, p < k; b[p·ldb + j] valid where the
-/// masks are set; c[i·ldc + j] likewise.
+/// AVX-512F present; a[i·rsa + p·csa] valid for i < R, p < kc; `bp` holds kc×32 elements;
+/// c[i·ldc + j] and the bias valid where the masks are set.
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
 unsafe fn tile<const R: usize>(
-    k: usize,
+    kc: usize,
     a: *const f32,
     (rsa, csa): (isize, isize),
-    b: *const f32,
-    ldb: usize,
+    bp: *const f32,
     c: *mut f32,
     ldc: usize,
     (m0, m1): (__mmask16, __mmask16),
@@ -49,11 +56,9 @@ unsafe fn tile<const R: usize>(
         };
         let mut acc0 = [z0; R];
         let mut acc1 = [z1; R];
-        for p in 0..k {
-            let bp = b.add(p * ldb);
-            // masked-off lanes are neither read nor able to fault
-            let b0 = _mm512_maskz_loadu_ps(m0, bp);
-            let b1 = _mm512_maskz_loadu_ps(m1, bp.add(16));
+        for p in 0..kc {
+            let b0 = _mm512_loadu_ps(bp.add(p * NR));
+            let b1 = _mm512_loadu_ps(bp.add(p * NR + 16));
             let ap = a.offset(p as isize * csa);
             for i in 0..R {
                 let av = _mm512_set1_ps(*ap.offset(i as isize * rsa));
@@ -74,104 +79,102 @@ unsafe fn tile<const R: usize>(
     }
 }
 
-/// C (m×n, row-major, row stride `ldc`) = A·B, or C + A·B when `accumulate`, or A·B + bias
-/// on every row with `bias` (n elements; not with `accumulate`); A is m×k and B k×n, each
-/// read through (row, column) strides.
+kernel_entries!("avx512f");
+
+/// The driver of [`sgemm`] and [`sgemm_packed_b`].
 ///
 /// # Safety
-/// The CPU has AVX-512F, and the pointers and strides describe valid matrices; C does not
-/// alias A or B.
-#[target_feature(enable = "avx512f")]
+/// As theirs.
+#[inline(always)]
 #[allow(clippy::too_many_arguments)]
-pub unsafe fn sgemm(
+unsafe fn sgemm_from(
     m: usize,
     k: usize,
     n: usize,
     a: *const f32,
     (rsa, csa): (isize, isize),
-    b: *const f32,
-    (rsb, csb): (isize, isize),
+    b: BSource,
     c: *mut f32,
     ldc: usize,
     accumulate: bool,
     bias: Option<*const f32>,
 ) {
-    debug_assert!(!(accumulate && bias.is_some()), "a bias replaces C");
-    // SAFETY: the function's contract; every tile reads and writes inside the m×k, k×n and
-    // m×n matrices (partial panels through masks, partial row blocks through smaller tiles).
+    let lane_mask = |w: usize| ((1u32 << w.min(16)) - 1) as __mmask16;
+    // SAFETY: the function's contract; the closure stays inside A, the panel and C. It is
+    // inlined: a closure does not inherit the caller's target features, so an outlined one
+    // would call the tile's intrinsics as functions (2 GFLOP/s).
     unsafe {
-        let mut scratch = None;
-        let (b, ldb) = if csb == 1 && rsb >= 0 {
-            (b, rsb as usize)
-        } else {
-            // B's rows are not contiguous: one transposing copy into a row-major k×n
-            let mut v = crate::pool::take::<f32>(k * n);
-            if rsb == 1 && csb >= k as isize {
-                // column-major (the Wᵀ of a row-major W): B's columns are rows csb apart
-                crate::ops::transpose::transpose_into(b, (n, k, csb as usize), v.as_mut_ptr(), n);
-            } else {
-                // any other strides, in 16×16 blocks so both sides stay in cache
-                const T: usize = 16;
-                for p0 in (0..k).step_by(T) {
-                    for j0 in (0..n).step_by(T) {
-                        for p in p0..(p0 + T).min(k) {
-                            for j in j0..(j0 + T).min(n) {
-                                *v.get_unchecked_mut(p * n + j) =
-                                    *b.offset(p as isize * rsb + j as isize * csb);
-                            }
-                        }
-                    }
-                }
-            }
-            let ptr = v.as_ptr();
-            scratch = Some(v);
-            (ptr, n)
-        };
-        let lane_mask = |w: usize| ((1u32 << w.min(16)) - 1) as __mmask16;
-        for j0 in (0..n).step_by(NR) {
-            let nr = (n - j0).min(NR);
-            let masks = (lane_mask(nr), lane_mask(nr.saturating_sub(16)));
-            // depth in blocks of KC so the B panel being swept (KC×32) stays in L1 across all
-            // of M's tiles; every block after the first accumulates onto C
-            for k0 in (0..k).step_by(KC) {
-                let kc = (k - k0).min(KC);
-                let bj = b.add(k0 * ldb + j0);
+        sweep::<NR>(
+            (m, k, n),
+            MC,
+            b,
+            (c, ldc),
+            accumulate,
+            bias,
+            #[inline(always)]
+            |blk: PanelBlock| {
+                let PanelBlock {
+                    bp,
+                    k0,
+                    kc,
+                    j0,
+                    rows: (i_start, i_end),
+                } = blk;
+                let nr = (n - j0).min(NR);
+                let masks = (lane_mask(nr), lane_mask(nr.saturating_sub(16)));
+                // every depth block after the first accumulates onto C; the bias enters with the first
                 let acc = accumulate || k0 > 0;
-                // the bias enters once, with the first depth block
-                let bias_j = bias.filter(|_| k0 == 0).map(|bp| bp.add(j0));
-                let mut i0 = 0;
-                while i0 < m {
+                let bias_j = bias.filter(|_| k0 == 0).map(|bv| bv.add(j0));
+                let mut i0 = i_start;
+                while i0 < i_end {
+                    // the tile reads rows i0.. (< m) and depths k0..k0+kc of A and the
+                    // packed panel, and writes rows < m, columns < n of C (a partial last
+                    // panel through masks)
                     let ai = a.offset(i0 as isize * rsa + k0 as isize * csa);
                     let ci = c.add(i0 * ldc + j0);
                     macro_rules! run {
                         ($r:expr) => {{
-                            tile::<$r>(kc, ai, (rsa, csa), bj, ldb, ci, ldc, masks, acc, bias_j);
+                            tile::<$r>(kc, ai, (rsa, csa), bp, ci, ldc, masks, acc, bias_j);
                             $r
                         }};
                     }
-                    i0 += match m - i0 {
+                    i0 += match i_end - i0 {
                         r if r >= MR => run!(MR),
                         r if r >= 8 => run!(8),
                         r if r >= 4 => run!(4),
                         _ => run!(1),
                     };
                 }
-            }
-        }
-        if let Some(v) = scratch {
-            crate::pool::give(v);
-        }
+            },
+        )
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::super::kernel_check::check;
+    use super::super::kernel_check::{check, check_prepacked};
+    use proptest::prelude::*;
+
+    fn has_avx512() -> bool {
+        let ok = std::arch::is_x86_feature_detected!("avx512f");
+        if !ok {
+            eprintln!("skipped: this CPU has no AVX-512F (the kernel is never called here)");
+        }
+        ok
+    }
+
+    super::super::kernel_check::via_packed_b!();
+
+    #[test]
+    fn prepacked_b_gives_the_same_bits() {
+        if has_avx512() {
+            check_prepacked(super::sgemm, via_packed_b);
+        }
+    }
 
     #[test]
     fn agrees_with_reference_on_every_layout_and_remainder() {
-        if !std::arch::is_x86_feature_detected!("avx512f") {
-            eprintln!("skipped: this CPU has no AVX-512F (the kernel is never called here)");
+        if !has_avx512() {
             return;
         }
         // remainders in every direction: m mod 12 ∈ {0, 1, 8, 4+3}, n mod 32 ∈ {0, 1, 17, 31},
@@ -185,6 +188,8 @@ mod tests {
             (37, 130, 96),
             (12, 1, 31),
             (20, 600, 40), // three depth blocks of KC
+            (100, 64, 70), // past one MC block of rows
+            (5, 0, 7),     // no depth: C is the bias, itself or zero
         ]
         .iter()
         .enumerate()
@@ -196,6 +201,19 @@ mod tests {
                 (true, true, 0),
             ] {
                 check(super::sgemm, m, k, n, ta, tb, pad, q as u64 * 10);
+            }
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(48))]
+        #[test]
+        fn agrees_with_reference_on_random_shapes(
+            m in 1usize..120, k in 1usize..300, n in 1usize..80,
+            ta in any::<bool>(), tb in any::<bool>(), pad in 0usize..4, seed in 0u64..1000,
+        ) {
+            if has_avx512() {
+                check(super::sgemm, m, k, n, ta, tb, pad, seed);
             }
         }
     }

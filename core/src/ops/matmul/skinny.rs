@@ -214,6 +214,7 @@ fn rows_contiguous<T: Copy>(
 
 /// Rows taken together by [`dot_rows`]: 4 rows × n ≤ 4 columns are 4n independent
 /// accumulator chains, enough to hide the FMA latency one row's dot product waits on.
+#[cfg(target_arch = "x86_64")]
 const DOT_ROWS: usize = 4;
 
 /// out[i, j] = ⟨row i of A (⊙ row i of F when `f` = (F, F's row stride) is given), column j
