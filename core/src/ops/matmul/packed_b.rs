@@ -1,7 +1,7 @@
-//! Products whose B is kept packed (both x86 kernels): a weight read as B by many products between
-//! two writes (a sampler's score evaluates the same layers hundreds of times; a training
-//! step's row blocks share them) is packed into the kernel's panels once per contents and
-//! kept with its buffer (`Buffer::packed_b_for`), instead of once per product. Packing a
+//! Products whose B is kept packed (both x86 kernels): a weight read as B by many products
+//! between two writes (a sampler's score evaluates the same layers hundreds of times; a
+//! training step's row blocks share them) is packed into the kernel's panels once per contents
+//! and kept with its buffer (`Buffer::packed_b_for`), instead of once per product. Packing a
 //! 128×128 weight was 3.3 of the 59 µs of a 64×128·128×128 product in ChEES's MLP score.
 
 use super::gemm::{gemm_path, in_row_blocks, GemmPath};
