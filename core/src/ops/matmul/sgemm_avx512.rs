@@ -122,7 +122,7 @@ unsafe fn sgemm_from(
                 } = blk;
                 let nr = (n - j0).min(NR);
                 let masks = (lane_mask(nr), lane_mask(nr.saturating_sub(16)));
-                // every depth block after the first accumulates onto C; the bias enters with the first
+                // later depth blocks accumulate onto C; the bias enters with the first
                 let acc = accumulate || k0 > 0;
                 let bias_j = bias.filter(|_| k0 == 0).map(|bv| bv.add(j0));
                 let mut i0 = i_start;
