@@ -1,9 +1,9 @@
 //! Seeded counter-based randomness (Philox4x32-10, Salmon et al. 2011, "Parallel random
 //! numbers: as easy as 1, 2, 3").
 //!
-//! Element `i` of a draw depends only on (seed, stream, counter + i/2), never on how the work
-//! is split across threads, so results are identical on 1 or N threads and on any device that
-//! implements the same function. The whole state is three integers: checkpoints store it.
+//! Element `i` of a draw depends only on (seed, stream, counter + i/2) (counter + i/4 for f32
+//! normals, four to a block), never on how the work is split across threads, so results are
+//! identical on 1 or N threads and on any device that implements the same function. The whole state is three integers: checkpoints store it.
 //!
 //! `Rng` implements `rand_core`'s `Rng` (formerly `RngCore`) and `SeedableRng` on the same
 //! stream, so every `rand_distr` distribution samples from it reproducibly.
@@ -13,7 +13,7 @@ use crate::shape::numel;
 use crate::tensor::Tensor;
 
 pub use ebm_philox::philox4x32_10;
-use ebm_philox::{box_muller, open_unit, philox_lanes, LANES};
+use ebm_philox::{box_muller, box_muller_f32, open_unit, philox_lanes, LANES};
 
 /// A seeded, splittable, counter-based generator.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -96,12 +96,7 @@ impl Rng {
     /// Blocks are made [`LANES`] at a time with the rounds written over arrays, and `f` is
     /// inlined into an AVX-512/AVX2 copy of the loop, so Philox and `f` both vectorise.
     #[inline(always)]
-    fn draw_into<T: Copy>(
-        &mut self,
-        out: &mut [T],
-        f: impl Fn([u32; 4]) -> (f64, f64) + Copy,
-        conv: impl Fn(f64) -> T + Copy,
-    ) {
+    fn draw_into(&mut self, out: &mut [f64], f: impl Fn([u32; 4]) -> (f64, f64) + Copy) {
         let n = out.len();
         let base = self.counter;
         let blocks = n.div_ceil(2);
@@ -119,13 +114,48 @@ impl Rng {
                     let dst = &mut out[2 * LANES * chunk..(2 * LANES * (chunk + 1)).min(n)];
                     if dst.len() == 2 * LANES {
                         for l in 0..LANES {
-                            dst[2 * l] = conv(v0[l]);
-                            dst[2 * l + 1] = conv(v1[l]);
+                            dst[2 * l] = v0[l];
+                            dst[2 * l + 1] = v1[l];
                         }
                     } else {
                         for (i, d) in dst.iter_mut().enumerate() {
                             let l = i / 2;
-                            *d = conv(if i % 2 == 0 { v0[l] } else { v1[l] });
+                            *d = if i % 2 == 0 { v0[l] } else { v1[l] };
+                        }
+                    }
+                }
+            },
+        );
+        self.counter = base.wrapping_add(blocks as u64);
+    }
+
+    /// `n` standard normals in f32, elements 4j..4j+4 from block `counter + j`
+    /// ([`box_muller_f32`]); advances by ⌈n/4⌉ blocks. Vectorised like [`Rng::draw_into`].
+    fn normal_f32_into(&mut self, out: &mut [f32]) {
+        let n = out.len();
+        let base = self.counter;
+        let blocks = n.div_ceil(4);
+        let (key, stream) = (self.key(), self.stream);
+        crate::ops::fastmath::dispatch(
+            #[inline(always)]
+            || {
+                for (chunk, start) in (0..blocks).step_by(LANES).enumerate() {
+                    let b = philox_lanes(base.wrapping_add(start as u64), stream, key);
+                    let mut v = [[0.0f32; LANES]; 4];
+                    for l in 0..LANES {
+                        let z = box_muller_f32([b[0][l], b[1][l], b[2][l], b[3][l]]);
+                        (v[0][l], v[1][l], v[2][l], v[3][l]) = (z[0], z[1], z[2], z[3]);
+                    }
+                    let dst = &mut out[4 * LANES * chunk..(4 * LANES * (chunk + 1)).min(n)];
+                    if dst.len() == 4 * LANES {
+                        for l in 0..LANES {
+                            for (h, vh) in v.iter().enumerate() {
+                                dst[4 * l + h] = vh[l];
+                            }
+                        }
+                    } else {
+                        for (i, d) in dst.iter_mut().enumerate() {
+                            *d = v[i % 4][i / 4];
                         }
                     }
                 }
@@ -136,7 +166,7 @@ impl Rng {
 
     fn draw(&mut self, n: usize, f: impl Fn([u32; 4]) -> (f64, f64) + Copy) -> Vec<f64> {
         let mut out = vec![0.0; n];
-        self.draw_into(&mut out, f, |v| v);
+        self.draw_into(&mut out, f);
         out
     }
 
@@ -160,18 +190,19 @@ impl Rng {
         Tensor::from_f64s(&v, shape, dtype)
     }
 
-    /// Standard normal.
+    /// Standard normal: in f64 by [`box_muller`] (two per block, as [`Rng::normal_vec`]), in
+    /// f32 by [`box_muller_f32`] (four per block, computed in f32).
     pub fn normal(&mut self, shape: &[usize], dtype: DType) -> Tensor {
         let n = numel(shape);
         match dtype {
             DType::F32 => {
                 let mut v = crate::pool::take::<f32>(n);
-                self.draw_into(&mut v, box_muller, |z| z as f32);
+                self.normal_f32_into(&mut v);
                 Tensor::from_vec(v, shape)
             }
             DType::F64 => {
                 let mut v = crate::pool::take::<f64>(n);
-                self.draw_into(&mut v, box_muller, |z| z);
+                self.draw_into(&mut v, box_muller);
                 Tensor::from_vec(v, shape)
             }
         }
@@ -336,13 +367,44 @@ mod tests {
             worst < 4e-16,
             "normal draws differ from libm's Box–Muller by {worst:e}"
         );
-        let z32 = r.clone().normal(&[n], DType::F32).to_vec_f64();
         let z64 = r.clone().normal(&[n], DType::F64).to_vec_f64();
         assert_eq!(z64, z);
-        assert!(z32.iter().zip(&z).all(|(a, b)| *a == (*b as f32) as f64));
         let mut adv = r.clone();
         adv.normal_vec(n);
         assert_eq!(adv.state()[2], r.state()[2] + n.div_ceil(2) as u64);
+        // f32 normals: four per block, the scalar `box_muller_f32` of each block in order
+        let want32: Vec<f32> = (0..n.div_ceil(4))
+            .flat_map(|j| box_muller_f32(r.block_at(r.counter + j as u64)))
+            .take(n)
+            .collect();
+        let mut adv = r.clone();
+        let z32 = adv.normal(&[n], DType::F32);
+        let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+        assert_eq!(bits(&z32.to_vec::<f32>()), bits(&want32));
+        assert_eq!(adv.state()[2], r.state()[2] + n.div_ceil(4) as u64);
+    }
+
+    #[test]
+    fn f32_normals_split_at_multiples_of_four_and_have_the_normal_law() {
+        let mut a = Rng::new(9);
+        let mut b = Rng::new(9);
+        let whole = a.normal(&[20], DType::F32).to_vec::<f32>();
+        let mut parts = b.normal(&[12], DType::F32).to_vec::<f32>();
+        parts.extend(b.normal(&[8], DType::F32).to_vec::<f32>());
+        assert_eq!(whole, parts);
+        // moments to the fourth and the two-sided tail beyond 3, each within 4 standard errors
+        let n = 400_000;
+        let z = Rng::new(2).normal(&[n], DType::F32).to_vec_f64();
+        let m = |k: i32| z.iter().map(|x| x.powi(k)).sum::<f64>() / n as f64;
+        let se = |var: f64| 4.0 * (var / n as f64).sqrt();
+        // Var(z) = 1, Var(z²) = 2, Var(z³) = 15, Var(z⁴) = 96
+        assert!(m(1).abs() < se(1.0), "mean {}", m(1));
+        assert!((m(2) - 1.0).abs() < se(2.0), "E z² {}", m(2));
+        assert!(m(3).abs() < se(15.0), "E z³ {}", m(3));
+        assert!((m(4) - 3.0).abs() < se(96.0), "E z⁴ {}", m(4));
+        let p3 = 0.002_699_796; // P(|z| > 3)
+        let tail = z.iter().filter(|x| x.abs() > 3.0).count() as f64 / n as f64;
+        assert!((tail - p3).abs() < se(p3 * (1.0 - p3)), "P(|z| > 3) {tail}");
     }
 
     #[test]

@@ -569,14 +569,15 @@ proptest! {
 proptest! {
     #![proptest_config(config())]
 
-    /// From any position, a draw of n values equals a draw of 2j values followed by a draw of
-    /// n − 2j: element i depends only on (seed, stream, counter + i/2).
+    /// From any position, a draw of n values equals a draw of m values followed by a draw of
+    /// n − m when m is a multiple of the values per block: element i depends only on (seed,
+    /// stream, counter + i/2), or counter + i/4 for f32 normals (four to a block).
     #[test]
     fn rng_draws_do_not_depend_on_splitting(
         seed in any::<u64>(),
         stream in prop::option::of(any::<u64>()),
         skip in 0usize..=5,
-        (n, first) in (0usize..=40).prop_flat_map(|n| (Just(n), (0..=n / 2).prop_map(|j| 2 * j))),
+        (n, first) in (0usize..=40).prop_flat_map(|n| (Just(n), 0..=n)),
     ) {
         let start = || {
             let base = Rng::new(seed);
@@ -585,17 +586,20 @@ proptest! {
             r
         };
         type Draw = fn(&mut Rng, usize, Device) -> Vec<f64>;
-        let draws: [(&str, Draw); 6] = [
-            ("normal_vec", |r, n, _| r.normal_vec(n)),
-            ("uniform_vec", |r, n, _| r.uniform_vec(n)),
-            ("normal", |r, n, _| r.normal(&[n], DType::F64).to_vec_f64()),
-            ("rademacher", |r, n, _| r.rademacher(&[n], DType::F64).to_vec_f64()),
+        // (name, values per block, draw)
+        let draws: [(&str, usize, Draw); 7] = [
+            ("normal_vec", 2, |r, n, _| r.normal_vec(n)),
+            ("uniform_vec", 2, |r, n, _| r.uniform_vec(n)),
+            ("normal", 2, |r, n, _| r.normal(&[n], DType::F64).to_vec_f64()),
+            ("normal f32", 4, |r, n, _| r.normal(&[n], DType::F32).to_vec_f64()),
+            ("rademacher", 2, |r, n, _| r.rademacher(&[n], DType::F64).to_vec_f64()),
             // the same draws made on a device
-            ("normal_on", |r, n, dev| r.normal_on(&[n], DType::F32, dev).to_vec_f64()),
-            ("uniform_on", |r, n, dev| r.uniform_on(&[n], -1.0, 2.0, DType::F64, dev).to_vec_f64()),
+            ("normal_on", 4, |r, n, dev| r.normal_on(&[n], DType::F32, dev).to_vec_f64()),
+            ("uniform_on", 2, |r, n, dev| r.uniform_on(&[n], -1.0, 2.0, DType::F64, dev).to_vec_f64()),
         ];
-        for_each_device!(|dev| for (name, draw) in draws {
+        for_each_device!(|dev| for (name, per_block, draw) in draws {
             let draw = |r: &mut Rng, n: usize| draw(r, n, dev);
+            let first = first - first % per_block;
             let (mut whole, mut split) = (start(), start());
             let all = draw(&mut whole, n);
             let mut parts = draw(&mut split, first);

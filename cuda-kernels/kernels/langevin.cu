@@ -2,8 +2,8 @@
 //   x ← x − η ∇E(x) + σ z,   z ~ N(0, I) from Philox (philox.cuh), η = ε²/2, σ = ε (tied step).
 // Rounded exactly like the CPU ULA update `x += η·s + σ·z` with s = −∇E (no FMA contraction),
 // so with the same noise the GPU step equals the CPU step bit for bit. The draw covers the n
-// elements of x in order and advances the generator by ceil(n / 2) blocks, like
-// `rng.normal(x.shape())` on the CPU.
+// elements of x in order and advances the generator by ceil(n / 2) blocks in f64, ceil(n / 4)
+// in f32, like `rng.normal(x.shape())` on the CPU.
 #include "philox.cuh"
 
 template <typename T>
@@ -11,7 +11,7 @@ __device__ __forceinline__ void langevin_step_kernel(T* x, const T* grad, u32 n,
                                                      u64 stream, u64 counter) {
     const T a = (T)eta, b = (T)sigma;
     for (u32 i = ebm_global_id(); i < n; i += ebm_grid_stride()) {
-        const T z = (T)ebm_normal_at(seed, stream, counter, i);
+        const T z = ebm_normal_as<T>(seed, stream, counter, i);
         const T s = -grad[i];
         x[i] = ebm_add_rn(x[i], ebm_add_rn(ebm_mul_rn(a, s), ebm_mul_rn(b, z)));
     }

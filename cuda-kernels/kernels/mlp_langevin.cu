@@ -8,7 +8,8 @@
 //   δ_{L-2} = w_{L-1} ⊙ silu′(z_{L-2}),  g_{i} = δ_i W_i,  δ_{i-1} = g_i ⊙ silu′(z_{i-1}),  ∇E = g_0.
 // Layer products are block-cooperative: each thread computes 4 chains × 4 units in registers.
 // The noise of step s is element (chain·D + d) of a normal draw of n_chains·D values starting
-// at counter + s·ceil(n_chains·D / 2): the CPU's `rng.normal(&[n_chains, D])` once per step.
+// at counter + s·ceil(n_chains·D / 4) (f32, four per block): the CPU's
+// `rng.normal(&[n_chains, D], F32)` once per step.
 // The update is rounded like the CPU ULA update (see langevin.cu).
 #include "philox.cuh"
 
@@ -102,7 +103,7 @@ __device__ __forceinline__ void mlp_langevin_body(float* x, u32 n_chains, const 
         xr[r] = (e < C * D && gi < total) ? x[gi] : 0.0f;
     }
     const float a = (float)eta, b = (float)sigma;
-    const u64 per_step = (total + 1) / 2;
+    const u64 per_step = (total + 3) / 4;
 
     for (u32 s = 0; s < steps; ++s) {
         for (int r = 0; r < MLP_XREG; ++r) {
@@ -156,7 +157,7 @@ __device__ __forceinline__ void mlp_langevin_body(float* x, u32 n_chains, const 
             const u64 gi = c0 * D + e;
             if (e < C * D && gi < total) {
                 const float g = L >= 2 ? AG[e] : P[d.w_off[0] + e % D];
-                const float z = (float)ebm_normal_at(seed, stream, ctr, gi);
+                const float z = ebm_normal_f32_at(seed, stream, ctr, gi);
                 xr[r] = __fadd_rn(xr[r], __fadd_rn(__fmul_rn(a, -g), __fmul_rn(b, z)));
             }
         }

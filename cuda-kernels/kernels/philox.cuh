@@ -10,8 +10,13 @@
 //            with ln, sin and cos computed by the very operations of ebm-philox's
 //            `ln_unit` and `sin_cos_0_tau` (every step rounded on its own: the _rn intrinsics
 //            keep the compiler from contracting a·b + c into an FMA), so normals are
-//            bit-identical to the CPU's, in f64 and f32.
-// A draw of n elements advances the counter by ceil(n / 2).
+//            bit-identical to the CPU's f64 draw.
+//   f32 normal: four per block, element i from block counter + i/4: ebm-philox's
+//            `box_muller_f32`, two Box–Muller pairs computed in f32, (b0, b1) → elements 0, 1
+//            and (b2, b3) → 2, 3: u = ((float)radius + 1)·2^-32, r = sqrtf(-2 ln u),
+//            θ = 2π(angle + ½)/2^32 reduced exactly in integers; every f32 operation rounded
+//            on its own (_rn intrinsics), so f32 normals are bit-identical to the CPU's.
+// A draw of n elements advances the counter by ceil(n / 2), an f32 normal draw by ceil(n / 4).
 #ifndef EBM_PHILOX_CUH
 #define EBM_PHILOX_CUH
 #include "common.cuh"
@@ -126,6 +131,84 @@ __device__ __forceinline__ double ebm_normal_at(u64 seed, u64 stream, u64 counte
     double s, c;
     ebm_sin_cos_0_tau(__dmul_rn(6.283185307179586, u2), &s, &c);
     return (i & 1) ? __dmul_rn(r, s) : __dmul_rn(r, c);
+}
+
+__device__ __forceinline__ float ebm_sub_rn(float a, float b) { return __fadd_rn(a, -b); }
+
+// 2^-32 in f32.
+#define EBM_TWO_M32_F32 2.3283064365386963e-10f
+
+// ebm-philox's `radius_unit_f32`: (b + 1)·2^-32 with b rounded to f32 first, in (0, 1].
+__device__ __forceinline__ float ebm_radius_unit_f32(u32 b) {
+    return __fmul_rn(__fadd_rn((float)b, 1.0f), EBM_TWO_M32_F32);
+}
+
+// ebm-philox's `ln_unit_f32`: `ebm_ln_unit`'s scheme with FreeBSD e_logf.c's Lg1..Lg4.
+__device__ __forceinline__ float ebm_ln_unit_f32(float x) {
+    const float Lg1 = 6.66666627e-01f, Lg2 = 4.00009722e-01f, Lg3 = 2.84987867e-01f, Lg4 = 2.42790788e-01f;
+    const float ln2_hi = 6.93138123e-01f, ln2_lo = 9.05800061e-06f;
+    const u32 bits = __float_as_uint(x);
+    const int e0 = (int)((bits >> 23) & 0xffu) - 127;
+    const float m0 = __uint_as_float((bits & 0x007fffffu) | 0x3f800000u);
+    const bool big = m0 > 1.41421356f;
+    const float m = big ? __fmul_rn(0.5f, m0) : m0;
+    const float e = (float)(big ? e0 + 1 : e0);
+    const float f = ebm_sub_rn(m, 1.0f);
+    const float s = __fdiv_rn(f, __fadd_rn(2.0f, f));
+    const float z = __fmul_rn(s, s);
+    const float w = __fmul_rn(z, z);
+    const float t1 = __fmul_rn(w, __fadd_rn(Lg2, __fmul_rn(w, Lg4)));
+    const float t2 = __fmul_rn(z, __fadd_rn(Lg1, __fmul_rn(w, Lg3)));
+    const float r = __fadd_rn(t2, t1);
+    const float hfsq = __fmul_rn(__fmul_rn(0.5f, f), f);
+    const float inner = __fadd_rn(__fmul_rn(s, __fadd_rn(hfsq, r)), __fmul_rn(e, ln2_lo));
+    return ebm_sub_rn(__fmul_rn(e, ln2_hi), ebm_sub_rn(ebm_sub_rn(hfsq, inner), f));
+}
+
+// ebm-philox's `sin_cos_turn_f32`: θ = 2π(b + ½)/2^32, quadrant and rest from integers, Cephes'
+// sinf/cosf polynomials on |x| < π/4.
+__device__ __forceinline__ void ebm_sin_cos_turn_f32(u32 b, float* sin_out, float* cos_out) {
+    const float S1 = -1.66666546e-01f, S2 = 8.33216087e-03f, S3 = -1.95152959e-04f;
+    const float C1 = 4.16666457e-02f, C2 = -1.38873163e-03f, C3 = 2.44331571e-05f;
+    const u32 w = b + (1u << 29);
+    const u32 quadrant = w >> 30;
+    const int t2 = (((int)(w & 0x3fffffffu) - (1 << 29)) * 2) | 1;
+    const float x = __fmul_rn(__fmul_rn((float)t2, 3.14159265f), EBM_TWO_M32_F32);
+    const float z = __fmul_rn(x, x);
+    const float sin_x = __fadd_rn(x, __fmul_rn(__fmul_rn(z, x), __fadd_rn(S1, __fmul_rn(z, __fadd_rn(S2, __fmul_rn(z, S3))))));
+    const float pc = __fadd_rn(C1, __fmul_rn(z, __fadd_rn(C2, __fmul_rn(z, C3))));
+    const float cos_x = __fadd_rn(ebm_sub_rn(__fmul_rn(__fmul_rn(z, z), pc), __fmul_rn(0.5f, z)), 1.0f);
+    float s = sin_x, c = cos_x;
+    if (quadrant & 1u) {
+        s = cos_x;
+        c = -sin_x;
+    }
+    if (quadrant & 2u) {
+        s = -s;
+        c = -c;
+    }
+    *sin_out = s;
+    *cos_out = c;
+}
+
+// Element i of an f32 standard normal draw starting at `counter` (bit-identical to the CPU's).
+__device__ __forceinline__ float ebm_normal_f32_at(u64 seed, u64 stream, u64 counter, u64 i) {
+    u32 b[4];
+    ebm_block(seed, stream, counter + (i >> 2), b);
+    const u32 h = (u32)(i >> 1) & 1u;
+    const float r = __fsqrt_rn(__fmul_rn(-2.0f, ebm_ln_unit_f32(ebm_radius_unit_f32(b[2 * h]))));
+    float s, c;
+    ebm_sin_cos_turn_f32(b[2 * h + 1], &s, &c);
+    return (i & 1) ? __fmul_rn(r, s) : __fmul_rn(r, c);
+}
+
+// Element i of a standard normal draw in T (f32: four per block; f64: two).
+template <typename T> __device__ __forceinline__ T ebm_normal_as(u64 seed, u64 stream, u64 counter, u64 i);
+template <> __device__ __forceinline__ float ebm_normal_as<float>(u64 seed, u64 stream, u64 counter, u64 i) {
+    return ebm_normal_f32_at(seed, stream, counter, i);
+}
+template <> __device__ __forceinline__ double ebm_normal_as<double>(u64 seed, u64 stream, u64 counter, u64 i) {
+    return ebm_normal_at(seed, stream, counter, i);
 }
 
 #endif // EBM_PHILOX_CUH

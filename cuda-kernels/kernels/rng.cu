@@ -1,5 +1,6 @@
 // Random fills with ebm_core::Rng's numbers (see philox.cuh for the mapping).
-// kind 0: uniform on [lo, hi) as lo + (hi − lo)·u in f64; 1: standard normal; 2: ±1.
+// kind 0: uniform on [lo, hi) as lo + (hi − lo)·u in f64; 1: standard normal (in f32 for f32,
+// four per block); 2: ±1.
 #include "philox.cuh"
 
 template <typename T>
@@ -7,14 +8,12 @@ __device__ __forceinline__ void rng_kernel(T* y, u32 n, u64 seed, u64 stream, u6
                                            double hi) {
     const double width = hi - lo;
     for (u32 i = ebm_global_id(); i < n; i += ebm_grid_stride()) {
-        double v;
         if (kind == 1) {
-            v = ebm_normal_at(seed, stream, counter, i);
+            y[i] = ebm_normal_as<T>(seed, stream, counter, i);
         } else {
             const double u = ebm_uniform_at(seed, stream, counter, i);
-            v = kind == 0 ? __dadd_rn(lo, __dmul_rn(width, u)) : (u < 0.5 ? -1.0 : 1.0);
+            y[i] = (T)(kind == 0 ? __dadd_rn(lo, __dmul_rn(width, u)) : (u < 0.5 ? -1.0 : 1.0));
         }
-        y[i] = (T)v;
     }
 }
 

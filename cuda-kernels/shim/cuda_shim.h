@@ -44,12 +44,20 @@ inline unsigned char* g_dyn_smem = nullptr;
 inline void __syncthreads() { ebm_shim::g_barrier->arrive_and_wait(); }
 inline float __fmul_rn(float a, float b) { return a * b; }
 inline float __fadd_rn(float a, float b) { return a + b; }
+inline float __fdiv_rn(float a, float b) { return a / b; }
+inline float __fsqrt_rn(float a) { return sqrtf(a); }
 inline double __dmul_rn(double a, double b) { return a * b; }
 inline double __dadd_rn(double a, double b) { return a + b; }
 inline float __int_as_float(unsigned v) {
     float f;
     std::memcpy(&f, &v, 4);
     return f;
+}
+inline float __uint_as_float(unsigned v) { return __int_as_float(v); }
+inline unsigned __float_as_uint(float v) {
+    unsigned u;
+    std::memcpy(&u, &v, 4);
+    return u;
 }
 inline long long __double_as_longlong(double v) {
     long long f;

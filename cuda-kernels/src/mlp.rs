@@ -295,7 +295,7 @@ impl FusedMlpSampler {
         check_len(x.len())?;
         let mut after = state;
         for _ in 0..steps {
-            after = after.advanced(x.len());
+            after = after.advanced_f32_normal(x.len());
         }
         if n == 0 || steps == 0 {
             return Ok(after);
@@ -417,10 +417,10 @@ pub fn reference_run(
             .flat_map(|row| reference_grad(widths, params, row))
             .collect();
         for (i, (xi, g)) in x.iter_mut().zip(grads).enumerate() {
-            let z = st.normal_at(i as u64) as f32;
+            let z = st.normal_f32_at(i as u64);
             *xi += a * -g + b * z;
         }
-        st = st.advanced(x.len());
+        st = st.advanced_f32_normal(x.len());
     }
     st
 }

@@ -3,7 +3,7 @@
 //! `ebm_core::Rng` uses too.
 
 pub use ebm_philox::philox4x32_10;
-use ebm_philox::{box_muller, open_unit};
+use ebm_philox::{box_muller, box_muller_f32, open_unit};
 
 /// (seed, stream, counter) of a Philox4x32-10 generator, as `ebm_core::Rng::state()` gives it.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
@@ -26,10 +26,19 @@ impl PhiloxState {
         }
     }
 
-    /// The state after a draw of `n` elements (⌈n/2⌉ blocks).
+    /// The state after a draw of `n` elements two to a block (uniforms, signs, f64 normals):
+    /// ⌈n/2⌉ blocks.
     pub fn advanced(self, n: usize) -> PhiloxState {
         PhiloxState {
             counter: self.counter.wrapping_add(n.div_ceil(2) as u64),
+            ..self
+        }
+    }
+
+    /// The state after an f32 normal draw of `n` elements, four to a block: ⌈n/4⌉ blocks.
+    pub fn advanced_f32_normal(self, n: usize) -> PhiloxState {
+        PhiloxState {
+            counter: self.counter.wrapping_add(n.div_ceil(4) as u64),
             ..self
         }
     }
@@ -54,7 +63,12 @@ impl PhiloxState {
         open_unit(b[2 * h], b[2 * h + 1])
     }
 
-    /// Element `i` of a standard normal draw starting at this state.
+    /// Element `i` of an f32 standard normal draw starting at this state (four to a block).
+    pub fn normal_f32_at(&self, i: u64) -> f32 {
+        box_muller_f32(self.block(self.counter.wrapping_add(i / 4)))[(i % 4) as usize]
+    }
+
+    /// Element `i` of an f64 standard normal draw starting at this state.
     pub fn normal_at(&self, i: u64) -> f64 {
         let b = self.block(self.counter.wrapping_add(i / 2));
         let (z0, z1) = box_muller(b);

@@ -166,7 +166,8 @@ fn langevin_step_and_rng_match_core_bit_for_bit() {
     let Some(drv) = build("langevin_rng") else {
         return;
     };
-    // 301 elements: odd (the last block's second half is unused), several grid-stride rounds
+    // 301 elements: the last block only partly used (one of its two f64 normals, one of its four
+    // f32 ones), several grid-stride rounds
     let n = 301;
     let mut data = Rng::new(3);
     let x32 = data.normal(&[n, 1], DType::F32).mul_scalar(2.0);
@@ -212,6 +213,9 @@ fn langevin_step_and_rng_match_core_bit_for_bit() {
     let st = PhiloxState::new(seed, stream, counter);
     let host: Vec<f64> = (0..n as u64).map(|i| st.normal_at(i)).collect();
     assert_eq!(bits64(&host), bits64(&rng.clone().normal_vec(n)));
+    let host: Vec<f32> = (0..n as u64).map(|i| st.normal_f32_at(i)).collect();
+    let want = rng.clone().normal(&[n], DType::F32);
+    assert_eq!(bits32(&host), bits32(want.as_slice::<f32>()));
 
     // the fused step is ebm-samplers' ULA update x += η·s + σ·z with s = −∇E, bit for bit
     let ula = ebm_samplers::Ula::new(
@@ -235,9 +239,12 @@ fn langevin_step_and_rng_match_core_bit_for_bit() {
         let want = ula.step(&FixedScore(g.neg()), x.clone(), &mut rng.clone());
         assert_eq!(bits64(&got), bits64(&want.to_vec_f64()), "{}", x.dtype());
     }
-    // and its state advance is the CPU's
+    // and its state advance is the CPU's: four f32 normals to a block, two f64 ones
     let mut r = rng.clone();
     r.normal(&[n], DType::F32);
+    assert_eq!(st.advanced_f32_normal(n).counter, r.state()[2]);
+    let mut r = rng.clone();
+    r.normal(&[n], DType::F64);
     assert_eq!(st.advanced(n).counter, r.state()[2]);
 }
 

@@ -161,6 +161,96 @@ pub fn sin_cos_0_tau(theta: f64) -> (f64, f64) {
     }
 }
 
+/// Four standard normals in f32 from one block, two Box–Muller pairs computed in f32:
+/// (b₀, b₁) → (r cos θ, r sin θ) and (b₂, b₃) likewise, with r = √(−2 ln u) from
+/// u = [`radius_unit_f32`] of the first word and θ the second word as a fraction of a turn
+/// ([`sin_cos_turn_f32`]). Every operation is a single f32 rounding (no FMA contraction; the
+/// division and the square root IEEE-rounded), the contract the CUDA kernels repeat
+/// (`philox.cuh`), so an f32 draw is the same numbers on every device. Half the Philox blocks
+/// and a third of the arithmetic of `box_muller`'s f64 values rounded to f32; the tails end
+/// at |z| = √(64 ln 2) ≈ 6.66 (u ≥ 2⁻³²), a probability of 3·10⁻¹¹ beyond.
+#[inline(always)]
+pub fn box_muller_f32(b: [u32; 4]) -> [f32; 4] {
+    let pair = |radius: u32, angle: u32| {
+        let r = (-2.0 * ln_unit_f32(radius_unit_f32(radius))).sqrt();
+        let (sin, cos) = sin_cos_turn_f32(angle);
+        (r * cos, r * sin)
+    };
+    let (z0, z1) = pair(b[0], b[1]);
+    let (z2, z3) = pair(b[2], b[3]);
+    [z0, z1, z2, z3]
+}
+
+/// 32 random bits as a uniform in (0, 1] for Box–Muller's radius: (b + 1)·2⁻³², with `b`
+/// rounded to f32 first (exact below 2²⁴, where the small u of the tails live).
+#[inline(always)]
+pub fn radius_unit_f32(b: u32) -> f32 {
+    (b as f32 + 1.0) * TWO_M32_F32
+}
+
+/// 2⁻³² in f32.
+const TWO_M32_F32: f32 = 1.0 / 4_294_967_296.0;
+
+/// FreeBSD's `e_logf.c` minimax coefficients Lg1..Lg4 for f32 (0xaaaaaa.0p-24, 0xccce13.0p-25,
+/// 0x91e9ee.0p-25, 0xf89e26.0p-26).
+const LN_LG_F32: [f32; 4] = [
+    6.666_666e-1,
+    4.000_097_2e-1,
+    2.849_878_7e-1,
+    2.427_907_9e-1,
+];
+
+/// ln x in f32 for normal, positive, finite x (here u ∈ [2⁻³², 1]): `ln_unit`'s scheme with
+/// the f32 polynomial of `e_logf.c`, R(z) = Lg1·z + Lg2·z² + Lg3·z³ + Lg4·z⁴. Error < 1 ulp.
+#[inline(always)]
+pub fn ln_unit_f32(x: f32) -> f32 {
+    const LG: [f32; 4] = LN_LG_F32;
+    const LN2_HI: f32 = 6.931_381e-1;
+    const LN2_LO: f32 = 9.058_001e-6;
+    let bits = x.to_bits();
+    let e0 = ((bits >> 23) & 0xff) as i32 - 127;
+    let m0 = f32::from_bits((bits & 0x007f_ffff) | 0x3f80_0000);
+    let big = m0 > std::f32::consts::SQRT_2;
+    let m = if big { 0.5 * m0 } else { m0 };
+    let e = (if big { e0 + 1 } else { e0 }) as f32;
+    let f = m - 1.0;
+    let s = f / (2.0 + f);
+    let z = s * s;
+    let w = z * z;
+    let t1 = w * (LG[1] + w * LG[3]);
+    let t2 = z * (LG[0] + w * LG[2]);
+    let r = t2 + t1;
+    let hfsq = 0.5 * f * f;
+    e * LN2_HI - ((hfsq - (s * (hfsq + r) + e * LN2_LO)) - f)
+}
+
+/// (sin θ, cos θ) in f32 for θ = 2π·(b + ½)/2³², a 32-bit fraction of a turn. The reduction is
+/// exact in integers: with w = b + 2²⁹ (mod 2³²), the quadrant is q = w >> 30 and the rest
+/// x = π(2t + 1)/2³² with t = (w mod 2³⁰) − 2²⁹, so |x| < π/4 and θ = qπ/2 + x; then Cephes'
+/// `sinf`/`cosf` minimax polynomials on |x| ≤ π/4 and the quadrant's swap and signs as selects.
+#[inline(always)]
+pub fn sin_cos_turn_f32(b: u32) -> (f32, f32) {
+    const S: [f32; 3] = [-1.666_665_5e-1, 8.332_161e-3, -1.951_529_6e-4];
+    const C: [f32; 3] = [4.166_664_6e-2, -1.388_731_6e-3, 2.443_315_7e-5];
+    let w = b.wrapping_add(1 << 29);
+    let quadrant = w >> 30;
+    let t2 = (((w & 0x3fff_ffff) as i32 - (1 << 29)) << 1) | 1;
+    let x = (t2 as f32 * std::f32::consts::PI) * TWO_M32_F32;
+    let z = x * x;
+    let sin_x = x + z * x * (S[0] + z * (S[1] + z * S[2]));
+    let cos_x = (z * z * (C[0] + z * (C[1] + z * C[2])) - 0.5 * z) + 1.0;
+    let (s, c) = if quadrant & 1 == 1 {
+        (cos_x, -sin_x)
+    } else {
+        (sin_x, cos_x)
+    };
+    if quadrant & 2 == 2 {
+        (-s, -c)
+    } else {
+        (s, c)
+    }
+}
+
 /// 2⁵²: from it up to 2⁵³ the f64s are the whole numbers, one apart.
 const TWO_52: f64 = 4_503_599_627_370_496.0;
 
@@ -238,5 +328,74 @@ mod tests {
             worst = worst.max((z1 - r * s).abs() / (1.0 + (r * s).abs()));
         }
         assert!(worst < 4e-16, "{worst:e}");
+    }
+
+    #[test]
+    fn f32_constants_are_the_published_bits() {
+        let bits = LN_LG_F32.map(f32::to_bits);
+        assert_eq!(bits, [0x3f2a_aaaa, 0x3ecc_ce13, 0x3e91_e9ee, 0x3e78_9e26]);
+        assert_eq!(TWO_M32_F32, 2f32.powi(-32));
+    }
+
+    /// f32 units in the last place of `want` (at least the smallest normal's).
+    fn ulps32(got: f32, want: f64) -> f64 {
+        let ulp = (want.abs().max(f32::MIN_POSITIVE as f64) as f32).to_bits();
+        let ulp = f32::from_bits(ulp & 0x7f80_0000) as f64 * f32::EPSILON as f64;
+        (got as f64 - want).abs() / ulp
+    }
+
+    #[test]
+    fn f32_math_is_within_an_ulp() {
+        // ln over the radius uniforms' whole range, from 2⁻³² to 1
+        let mut worst_ln = 0.0f64;
+        for i in 0..=200_000u32 {
+            let x = 2f32.powf(-32.0 * i as f32 / 200_000.0);
+            worst_ln = worst_ln.max(ulps32(ln_unit_f32(x), (x as f64).ln()));
+        }
+        for b in [0, 1, 2, 1 << 24, u32::MAX - 1, u32::MAX] {
+            let u = radius_unit_f32(b);
+            assert!(u > 0.0 && u <= 1.0, "u({b}) = {u}");
+            worst_ln = worst_ln.max(ulps32(ln_unit_f32(u), (u as f64).ln()));
+        }
+        assert_eq!(ln_unit_f32(1.0), 0.0);
+        assert_eq!(radius_unit_f32(0), 2f32.powi(-32));
+        assert!(worst_ln < 1.0, "ln: {worst_ln} ulp");
+        // sin and cos of the exact angle 2π(b + ½)/2³², over every quadrant and its edges;
+        // the error is in units of 2⁻²⁴ (|sin|, |cos| ≤ 1, and near their zeros an absolute
+        // error is what a normal r·sin θ sees)
+        let mut worst_sc = 0.0f64;
+        let edges = (0..8u32).flat_map(|k| {
+            let e = k.wrapping_mul(1 << 29);
+            [e.wrapping_sub(1), e, e.wrapping_add(1)]
+        });
+        for b in (0..1_000_000u32).map(|i| i.wrapping_mul(4294)).chain(edges) {
+            let th = std::f64::consts::TAU * (b as f64 + 0.5) / 4_294_967_296.0;
+            let (s, c) = sin_cos_turn_f32(b);
+            let e = (s as f64 - th.sin()).abs().max((c as f64 - th.cos()).abs());
+            worst_sc = worst_sc.max(e / f32::EPSILON as f64);
+        }
+        assert!(worst_sc < 1.0, "sin/cos: {worst_sc} × 2⁻²³");
+    }
+
+    #[test]
+    fn box_muller_f32_is_the_f64_formula_rounded() {
+        // against r cos θ, r sin θ in f64 from the same u and θ: a few f32 roundings apart
+        let mut worst = 0.0f64;
+        for j in 0..200_000u64 {
+            let b = philox4x32_10([j as u32, 0, 1, 2], [3, 4]);
+            let z = box_muller_f32(b);
+            for (h, (radius, angle)) in [(b[0], b[1]), (b[2], b[3])].into_iter().enumerate() {
+                let r = (-2.0 * (radius_unit_f32(radius) as f64).ln()).sqrt();
+                let th = std::f64::consts::TAU * (angle as f64 + 0.5) / 4_294_967_296.0;
+                worst = worst.max((z[2 * h] as f64 - r * th.cos()).abs() / (1.0 + r));
+                worst = worst.max((z[2 * h + 1] as f64 - r * th.sin()).abs() / (1.0 + r));
+            }
+        }
+        assert!(worst < 2.5 * f32::EPSILON as f64, "{worst:e}");
+        // the largest radius, from the smallest u
+        let top = box_muller_f32([0, 0, u32::MAX, 1 << 30]);
+        let r = (64.0 * std::f64::consts::LN_2).sqrt();
+        assert!((top[0] as f64 - r).abs() < 1e-5, "{top:?}");
+        assert_eq!(top[2..], [0.0, 0.0]); // u = 1: radius 0
     }
 }

@@ -50,7 +50,11 @@ impl DeviceBuffer {
                 |y| launch!(gpu, name, cfg; y, &n, &seed, &stream, &ctr, &k, &lo, &hi)?
             );
         }
-        Ok((out, state.advanced(len)))
+        let after = match (kind, dtype) {
+            (Random::Normal, DType::F32) => state.advanced_f32_normal(len),
+            _ => state.advanced(len),
+        };
+        Ok((out, after))
     }
 
     /// The fused Langevin step x ← x − η·grad + σ·z in place (z drawn in-kernel from `state`);
@@ -87,6 +91,9 @@ impl DeviceBuffer {
                 _ => unreachable!(),
             }
         }
-        Ok(state.advanced(self.len()))
+        Ok(match self.dtype() {
+            DType::F32 => state.advanced_f32_normal(self.len()),
+            DType::F64 => state.advanced(self.len()),
+        })
     }
 }
