@@ -1,5 +1,6 @@
 //! Row-wise helpers: a batch is `[B, …]` with one chain per row.
 
+use ebm_core::ops::fastmath::dispatch;
 use ebm_core::{DType, Rng, Tensor};
 
 /// Number of rows (chains) of a batch; panics on a 0-d tensor.
@@ -43,7 +44,8 @@ pub(crate) fn select_rows(take: &[bool], a: &Tensor, b: &Tensor) -> Tensor {
 }
 
 /// `x + a·u + b·v`, in place when `x` owns its buffer (the hot update of every Langevin-type
-/// step: one pass over memory instead of four temporaries).
+/// step: one pass over memory instead of four temporaries), compiled for the widest vector
+/// unit (`dispatch`); the roundings are the same on every path (no FMA contraction).
 pub(crate) fn axpby(mut x: Tensor, a: f64, u: &Tensor, b: f64, v: &Tensor) -> Tensor {
     assert!(
         x.shape() == u.shape() && x.shape() == v.shape(),
@@ -56,15 +58,27 @@ pub(crate) fn axpby(mut x: Tensor, a: f64, u: &Tensor, b: f64, v: &Tensor) -> Te
         DType::F32 => {
             let (a, b) = (a as f32, b as f32);
             let (u, v) = (u.as_slice::<f32>(), v.as_slice::<f32>());
-            for ((xi, &ui), &vi) in x.data_mut::<f32>().iter_mut().zip(u).zip(v) {
-                *xi += a * ui + b * vi;
-            }
+            let xs = x.data_mut::<f32>();
+            dispatch(
+                #[inline(always)]
+                || {
+                    for ((xi, &ui), &vi) in xs.iter_mut().zip(u).zip(v) {
+                        *xi += a * ui + b * vi;
+                    }
+                },
+            );
         }
         DType::F64 => {
             let (u, v) = (u.as_slice::<f64>(), v.as_slice::<f64>());
-            for ((xi, &ui), &vi) in x.data_mut::<f64>().iter_mut().zip(u).zip(v) {
-                *xi += a * ui + b * vi;
-            }
+            let xs = x.data_mut::<f64>();
+            dispatch(
+                #[inline(always)]
+                || {
+                    for ((xi, &ui), &vi) in xs.iter_mut().zip(u).zip(v) {
+                        *xi += a * ui + b * vi;
+                    }
+                },
+            );
         }
     }
     x
