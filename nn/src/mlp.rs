@@ -247,16 +247,25 @@ impl Mlp {
         } else {
             neg_w.binary(&last, BinaryOp::MulSiluD1)
         };
-        // gₗ₋₁ = (gₗWₗ) ⊙ silu′(aₗ₋₁): the ⊙ waits for the next product, which forms it in
-        // registers where that product is skinny (the input layer of low-dimensional data)
+        // gₗ₋₁ = (gₗWₗ) ⊙ silu′(aₗ₋₁): the ⊙ is formed in registers, by the next product
+        // where that one is skinny (the input layer of low-dimensional data: it waits as
+        // `pending`), else in the stores of this one
         let mut pending: Option<&Tensor> = None;
         let times_w = |g: &Tensor, pending: Option<&Tensor>, l: &Linear| match pending {
             Some(d) => g.mul_matmul_t(d, &p[l.weight_index()], false),
             None => g.matmul_t(&p[l.weight_index()], false, false),
         };
-        for (l, d) in hidden[1..].iter().zip(d1.iter()).rev() {
-            g = times_w(&g, pending, l);
-            pending = Some(d);
+        for (i, (l, d)) in hidden[1..].iter().zip(d1.iter()).enumerate().rev() {
+            // the next product is by layer i's weight, w[i] columns wide
+            if w[i] <= 4 {
+                g = times_w(&g, pending, l);
+                pending = Some(d);
+            } else {
+                g = match pending.take() {
+                    Some(pd) => g.mul_matmul_t(pd, &p[l.weight_index()], false).mul(d),
+                    None => g.matmul_t_mul(&p[l.weight_index()], false, false, d),
+                };
+            }
         }
         Some((energy, times_w(&g, pending, &hidden[0])))
     }

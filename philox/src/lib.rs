@@ -193,12 +193,7 @@ const TWO_M32_F32: f32 = 1.0 / 4_294_967_296.0;
 
 /// FreeBSD's `e_logf.c` minimax coefficients Lg1..Lg4 for f32 (0xaaaaaa.0p-24, 0xccce13.0p-25,
 /// 0x91e9ee.0p-25, 0xf89e26.0p-26).
-const LN_LG_F32: [f32; 4] = [
-    6.666_666e-1,
-    4.000_097_2e-1,
-    2.849_878_7e-1,
-    2.427_907_9e-1,
-];
+const LN_LG_F32: [f32; 4] = [6.666_666e-1, 4.000_097_2e-1, 2.849_878_7e-1, 2.427_907_9e-1];
 
 /// ln x in f32 for normal, positive, finite x (here u ∈ [2⁻³², 1]): `ln_unit`'s scheme with
 /// the f32 polynomial of `e_logf.c`, R(z) = Lg1·z + Lg2·z² + Lg3·z³ + Lg4·z⁴. Error < 1 ulp.

@@ -109,11 +109,12 @@ pub(super) fn check(
 
 /// `via_packed_b`: the test module's kernel (`super::sgemm_packed_b`, panels `super::NR`
 /// wide) on B packed whole first (the kept-weight path), in [`SgemmKernel`]'s form for
-/// [`check`] and [`check_prepacked`].
+/// [`check`] and [`check_prepacked`]; and `via_packed_b_scaled`, the same with the kernel's
+/// D (C ⊙= D on the way out), in [`ScaledKernel`]'s form for [`check_scaled`].
 macro_rules! via_packed_b {
     () => {
         #[allow(clippy::too_many_arguments)]
-        unsafe fn via_packed_b(
+        unsafe fn via_packed_b_scaled(
             m: usize,
             k: usize,
             n: usize,
@@ -125,6 +126,7 @@ macro_rules! via_packed_b {
             ldc: usize,
             accumulate: bool,
             bias: Option<*const f32>,
+            scale: Option<*const f32>,
         ) {
             use super::super::pack::{pack_b_all, packed_b_len};
             let mut panels = vec![f32::NAN; packed_b_len::<{ super::NR }>(k, n)];
@@ -143,7 +145,30 @@ macro_rules! via_packed_b {
                     ldc,
                     accumulate,
                     bias,
+                    scale,
                 );
+            }
+        }
+
+        #[allow(clippy::too_many_arguments)]
+        unsafe fn via_packed_b(
+            m: usize,
+            k: usize,
+            n: usize,
+            a: *const f32,
+            a_strides: (isize, isize),
+            b: *const f32,
+            b_strides: (isize, isize),
+            c: *mut f32,
+            ldc: usize,
+            accumulate: bool,
+            bias: Option<*const f32>,
+        ) {
+            // SAFETY: the caller's
+            unsafe {
+                via_packed_b_scaled(
+                    m, k, n, a, a_strides, b, b_strides, c, ldc, accumulate, bias, None,
+                )
             }
         }
     };
@@ -200,5 +225,82 @@ pub(super) fn check_prepacked(strided: SgemmKernel, via_packed: SgemmKernel) {
             c1.iter().zip(&c2).all(|(x, y)| x.to_bits() == y.to_bits()),
             "packed whole and per product differ (B transposed: {bt})"
         );
+    }
+}
+
+/// [`SgemmKernel`]'s signature and D, C ⊙= D on the way out (`via_packed_b_scaled`).
+pub(super) type ScaledKernel = unsafe fn(
+    usize,
+    usize,
+    usize,
+    *const f32,
+    (isize, isize),
+    *const f32,
+    (isize, isize),
+    *mut f32,
+    usize,
+    bool,
+    Option<*const f32>,
+    Option<*const f32>,
+);
+
+/// With D, each element of C is the unscaled product's times D's, bit for bit (the rounding of
+/// a separate multiply after the product), in each of C's three modes (from zero, onto C, from
+/// a bias), across depth blocks, row edges and partial panels; C's padding is never written.
+pub(super) fn check_scaled(kernel: ScaledKernel) {
+    for (q, &(m, k, n, pad)) in [
+        (13, 7, 17, 1),
+        (97, 600, 40, 0),
+        (25, 70, 33, 2),
+        (64, 256, 256, 0),
+    ]
+    .iter()
+    .enumerate()
+    {
+        let seed = 40 + 5 * q as u64;
+        let ldc = n + pad;
+        let (a, b) = (vals(seed, m * k), vals(seed + 1, k * n));
+        let (d, c0, bias) = (
+            vals(seed + 2, m * ldc),
+            vals(seed + 3, m * ldc),
+            vals(seed + 4, n),
+        );
+        for mode in 0..3 {
+            let run = |scale: Option<*const f32>| {
+                let mut c = if mode == 1 {
+                    c0.clone()
+                } else {
+                    vec![f32::NAN; m * ldc]
+                };
+                // SAFETY: the caller detected the kernel's features; row-major m×k, k×n and
+                // m×ldc buffers, D like C
+                unsafe {
+                    kernel(
+                        m,
+                        k,
+                        n,
+                        a.as_ptr(),
+                        (k as isize, 1),
+                        b.as_ptr(),
+                        (n as isize, 1),
+                        c.as_mut_ptr(),
+                        ldc,
+                        mode == 1,
+                        (mode == 2).then_some(bias.as_ptr()),
+                        scale,
+                    )
+                };
+                c
+            };
+            let (plain, scaled) = (run(None), run(Some(d.as_ptr())));
+            for (e, (&got, &p)) in scaled.iter().zip(&plain).enumerate() {
+                let want = if e % ldc < n { p * d[e] } else { p };
+                assert_eq!(
+                    got.to_bits(),
+                    want.to_bits(),
+                    "{m}x{k}x{n} pad {pad} mode {mode}: element {e}"
+                );
+            }
+        }
     }
 }

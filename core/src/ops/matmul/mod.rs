@@ -52,7 +52,8 @@ type SgemmKernel = unsafe fn(
 );
 
 /// An f32 kernel's product from B packed whole by `pack::pack_b_all` at the kernel's panel
-/// width: (m, k, n, A, A's strides, packed B, C, C's row stride, accumulate, bias row).
+/// width: (m, k, n, A, A's strides, packed B, C, C's row stride, accumulate, bias row, D to
+/// multiply C by element-wise).
 #[cfg(target_arch = "x86_64")]
 type PackedKernel = unsafe fn(
     usize,
@@ -64,6 +65,7 @@ type PackedKernel = unsafe fn(
     *mut f32,
     usize,
     bool,
+    Option<*const f32>,
     Option<*const f32>,
 );
 
@@ -153,7 +155,7 @@ impl Tensor {
             return self.product(&rt, ta, false, shape, bias);
         }
         #[cfg(target_arch = "x86_64")]
-        if let Some(t) = self.product_with_kept_packed_b(rhs, ta, tb, shape, bias) {
+        if let Some(t) = self.product_with_kept_packed_b(rhs, ta, tb, shape, bias, None) {
             return t;
         }
         let op = if bias.is_some() {
@@ -279,6 +281,33 @@ impl Tensor {
         )
     }
 
+    /// (op(self) · op(rhs)) ⊙ factor, for `factor` of the product's shape: a backward pass's
+    /// "times the weight, then times the activation's derivative below it". When rhs is a kept
+    /// weight (read as B before, its packed panels kept) and this is an f32 host product of
+    /// our kernels, the ⊙ happens in the kernel's stores: no pass to write the product and
+    /// read it back. The same bits as `self.matmul_t(rhs, ta, tb).mul(factor)`, which every
+    /// other case computes.
+    pub fn matmul_t_mul(&self, rhs: &Tensor, ta: bool, tb: bool, factor: &Tensor) -> Tensor {
+        let shape = self.matmul_shape(rhs, ta, tb);
+        assert!(
+            factor.shape() == shape.as_slice() && factor.dtype() == self.dtype(),
+            "matmul_t_mul: factor {} {:?} is not the product's {} {shape:?}",
+            factor.dtype(),
+            factor.shape(),
+            self.dtype()
+        );
+        #[cfg(target_arch = "x86_64")]
+        {
+            let b = kept_transpose(rhs, tb);
+            let (b, tb) = b.as_ref().map_or((rhs, tb), |t| (t, false));
+            if let Some(t) = self.product_with_kept_packed_b(b, ta, tb, &shape, None, Some(factor))
+            {
+                return t;
+            }
+        }
+        self.matmul_t(rhs, ta, tb).mul(factor)
+    }
+
     /// Matrix product (2-d, or batched 3-d).
     pub fn matmul(&self, rhs: &Tensor) -> Tensor {
         self.matmul_t(rhs, false, false)
@@ -370,6 +399,58 @@ mod tests {
         let shared = Tensor::ones(&[64, 3], crate::DType::F64);
         let _ = tall.matmul_t_add(&w, false, true, &shared);
         assert_eq!(shared.to_vec_f64(), vec![1.0; 192]);
+    }
+
+    #[test]
+    fn matmul_mul_is_matmul_then_mul_bit_for_bit() {
+        // kept weights (from their second product on) take the kernels' scaled stores, B read
+        // as stored or transposed; f64, a first read and a skinny product compose the two ops;
+        // two threads split the rows
+        let bits = |t: &Tensor| {
+            t.to_vec_f64()
+                .iter()
+                .map(|v| v.to_bits())
+                .collect::<Vec<_>>()
+        };
+        let mut rng = crate::Rng::new(12);
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(2)
+            .build()
+            .unwrap();
+        for (m, k, n) in [(128, 256, 256), (37, 70, 45), (600, 256, 256), (9, 20, 3)] {
+            for dtype in [crate::DType::F32, crate::DType::F64] {
+                let a = rng.normal(&[m, k], dtype);
+                let f = rng.normal(&[m, n], dtype);
+                for tb in [false, true] {
+                    let w = rng.normal(&if tb { [n, k] } else { [k, n] }, dtype);
+                    for round in 0..3 {
+                        let want = a.matmul_t(&w, false, tb).mul(&f);
+                        let got = if round == 2 {
+                            pool.install(|| a.matmul_t_mul(&w, false, tb, &f))
+                        } else {
+                            a.matmul_t_mul(&w, false, tb, &f)
+                        };
+                        assert_eq!(got.shape(), [m, n]);
+                        assert_eq!(
+                            bits(&got),
+                            bits(&want),
+                            "{m}x{k}x{n} {dtype} tb={tb} round {round}"
+                        );
+                    }
+                }
+            }
+        }
+        // the fused path did run: its label is in the profile
+        let a = rng.normal(&[64, 128], crate::DType::F32);
+        let w = rng.normal(&[128, 96], crate::DType::F32);
+        let f = rng.normal(&[64, 96], crate::DType::F32);
+        let _ = a.matmul_t(&w, false, false);
+        let (_, p) = crate::profile(|| a.matmul_t_mul(&w, false, false, &f));
+        assert!(
+            p.ops.iter().any(|o| o.label.starts_with("matmul⊙")),
+            "{:?}",
+            p.ops
+        );
     }
 
     #[test]

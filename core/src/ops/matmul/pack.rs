@@ -211,14 +211,16 @@ macro_rules! kernel_entries {
         ) {
             let b = BSource::Strided(b, b_strides);
             // SAFETY: the function's contract
-            unsafe { sgemm_from(m, k, n, a, a_strides, b, c, ldc, accumulate, bias) }
+            unsafe { sgemm_from(m, k, n, a, a_strides, b, c, ldc, accumulate, bias, None) }
         }
 
-        /// [`sgemm`] with B already packed by `pack::pack_b_all::<NR>` (same k and n).
+        /// [`sgemm`] with B already packed by `pack::pack_b_all::<NR>` (same k and n), and
+        /// with `scale` C ⊙= D on the way out: each finished element times D's at its place
+        /// (D m×n with row stride `ldc`), the rounding of a separate multiply after the product.
         ///
         /// # Safety
         /// As [`sgemm`], and `packed` holds `packed_b_len::<NR>(k, n)` elements packed from a
-        /// k×n B.
+        /// k×n B; k > 0 when `scale` is given (k = 0 writes C without a tile).
         #[target_feature(enable = $features)]
         #[allow(clippy::too_many_arguments)]
         pub(super) unsafe fn sgemm_packed_b(
@@ -232,10 +234,12 @@ macro_rules! kernel_entries {
             ldc: usize,
             accumulate: bool,
             bias: Option<*const f32>,
+            scale: Option<*const f32>,
         ) {
+            debug_assert!(k > 0 || scale.is_none(), "a scaled product needs depth");
             let b = BSource::Packed(packed);
             // SAFETY: the function's contract
-            unsafe { sgemm_from(m, k, n, a, a_strides, b, c, ldc, accumulate, bias) }
+            unsafe { sgemm_from(m, k, n, a, a_strides, b, c, ldc, accumulate, bias, scale) }
         }
     };
 }

@@ -13,9 +13,10 @@ use crate::tensor::Tensor;
 use crate::{DType, Device};
 
 impl Tensor {
-    /// op(self)·rhs (+ bias rows) from `rhs`'s kept packed panels, when this is a 2-d f32
-    /// product one of our kernels takes (not a skinny one) and `rhs` has been read as B before;
-    /// `None` sends the product down the ordinary path (which packs for itself).
+    /// op(self)·rhs (+ bias rows) (⊙ `scale`, of the product's shape, in the kernel's
+    /// stores) from `rhs`'s kept packed panels, when this is a 2-d f32 product one of our
+    /// kernels takes (not a skinny one) and `rhs` has been read as B before; `None` sends the
+    /// product down the ordinary path (which packs for itself).
     pub(super) fn product_with_kept_packed_b(
         &self,
         rhs: &Tensor,
@@ -23,6 +24,7 @@ impl Tensor {
         tb: bool,
         shape: &[usize],
         bias: Option<&Tensor>,
+        scale: Option<&Tensor>,
     ) -> Option<Tensor> {
         let f32_cpu = |t: &Tensor| t.dtype() == DType::F32 && t.device() == Device::Cpu;
         if tb
@@ -31,6 +33,7 @@ impl Tensor {
             || !f32_cpu(self)
             || !f32_cpu(rhs)
             || !bias.is_none_or(f32_cpu)
+            || !scale.is_none_or(|d| f32_cpu(d) && d.shape() == shape)
         {
             return None;
         }
@@ -71,17 +74,13 @@ impl Tensor {
             v
         })?;
         let label = || {
-            mm_label(
-                if bias.is_some() {
-                    "matmul+bias"
-                } else {
-                    "matmul"
-                },
-                self,
-                rhs,
-                ta,
-                tb,
-            )
+            let op = match (bias, scale) {
+                (Some(_), Some(_)) => "(matmul+bias)⊙",
+                (Some(_), None) => "matmul+bias",
+                (None, Some(_)) => "matmul⊙",
+                (None, None) => "matmul",
+            };
+            mm_label(op, self, rhs, ta, tb)
         };
         Some(timed_op_flops(
             OpKind::Matmul,
@@ -93,12 +92,13 @@ impl Tensor {
                 let (rsa, csa) = if ta { (1, m as isize) } else { (k as isize, 1) };
                 let mut out = crate::pool::take::<f32>(m * n);
                 let bias = bias.map(|b| b.as_slice::<f32>().as_ptr());
+                let scale = scale.map(|d| SendPtr(d.as_slice::<f32>().as_ptr().cast_mut()));
                 let c = SendPtr(out.as_mut_ptr());
                 in_row_blocks(m, k, n, |r0, rows| {
                     // SAFETY: the path's features were detected (`gemm_path`); rows
                     // r0..r0+rows of A (m×k with these strides) and of C (m×n, row stride n)
                     // are inside their buffers, and `packed` was packed for this kernel from
-                    // this B's k×n contents.
+                    // this B's k×n contents; D (only read) is m×n like C.
                     unsafe {
                         kernel(
                             rows,
@@ -111,6 +111,7 @@ impl Tensor {
                             n,
                             false,
                             bias,
+                            scale.map(|d| d.at(r0 * n).cast_const()),
                         )
                     }
                 });
@@ -120,7 +121,7 @@ impl Tensor {
     }
 }
 
-/// C's base pointer, shared by the row blocks (each writes its own rows).
+/// C's (or D's) base pointer, shared by the row blocks (each writes its own rows of C).
 #[derive(Clone, Copy)]
 struct SendPtr(*mut f32);
 

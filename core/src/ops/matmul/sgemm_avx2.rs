@@ -50,6 +50,7 @@ unsafe fn tile<const R: usize>(
     ldc: usize,
     masks: Option<(__m256i, __m256i)>,
     start: Start,
+    scale: Option<*const f32>,
 ) {
     // SAFETY: the function's contract; masked-off lanes are neither read nor written (and
     // cannot fault).
@@ -77,6 +78,11 @@ unsafe fn tile<const R: usize>(
                 let (c0, c1) = load16(cp, masks);
                 r0 = _mm256_add_ps(r0, c0);
                 r1 = _mm256_add_ps(r1, c1);
+            }
+            if let Some(d) = scale {
+                let (d0, d1) = load16(d.add(i * ldc), masks);
+                r0 = _mm256_mul_ps(r0, d0);
+                r1 = _mm256_mul_ps(r1, d1);
             }
             match masks {
                 Some((m0, m1)) => {
@@ -146,6 +152,7 @@ unsafe fn sgemm_from(
     ldc: usize,
     accumulate: bool,
     bias: Option<*const f32>,
+    scale: Option<*const f32>,
 ) {
     let full_masks = column_masks(n % NR);
     // SAFETY: the function's contract; the closure stays inside A, the panel and C. It is
@@ -175,6 +182,8 @@ unsafe fn sgemm_from(
                     Some(bias) => Start::Bias(bias.add(j0)),
                     None => Start::Zero,
                 };
+                // D multiplies the finished sums: at the last depth block's stores
+                let scale_j = scale.filter(|_| k0 + kc == k).map(|d| d.add(j0));
                 let mut i0 = i_start;
                 while i0 < i_end {
                     // the tile reads rows i0.. (< m) and depths k0..k0+kc of A and the
@@ -182,9 +191,10 @@ unsafe fn sgemm_from(
                     // panel through masks)
                     let ai = a.offset(i0 as isize * rsa + k0 as isize * csa);
                     let ci = c.add(i0 * ldc + j0);
+                    let di = scale_j.map(|d| d.add(i0 * ldc));
                     macro_rules! run {
                         ($r:expr) => {{
-                            tile::<$r>(kc, ai, (rsa, csa), bp, ci, ldc, masks, start);
+                            tile::<$r>(kc, ai, (rsa, csa), bp, ci, ldc, masks, start, di);
                             $r
                         }};
                     }
@@ -253,6 +263,13 @@ mod tests {
     fn prepacked_b_gives_the_same_bits() {
         if has_avx2() {
             super::super::kernel_check::check_prepacked(super::sgemm, via_packed_b);
+        }
+    }
+
+    #[test]
+    fn scaled_stores_are_the_product_times_d() {
+        if has_avx2() {
+            super::super::kernel_check::check_scaled(via_packed_b_scaled);
         }
     }
 

@@ -25,11 +25,12 @@ pub(super) const NR: usize = 32;
 const MC: usize = 96;
 
 /// One MR×(≤32) tile of C = A·B over depth `kc` (+ C when `accumulate`, from the bias row
-/// when `bias`), with B a packed kc×32 panel.
+/// when `bias`), with B a packed kc×32 panel; with `scale`, each stored element is multiplied
+/// by the one at the same place of D (row stride `ldc`) first.
 ///
 /// # Safety
 /// AVX-512F present; a[i·rsa + p·csa] valid for i < R, p < kc; `bp` holds kc×32 elements;
-/// c[i·ldc + j] and the bias valid where the masks are set.
+/// c[i·ldc + j], D's and the bias valid where the masks are set.
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
 unsafe fn tile<const R: usize>(
@@ -42,6 +43,7 @@ unsafe fn tile<const R: usize>(
     (m0, m1): (__mmask16, __mmask16),
     accumulate: bool,
     bias: Option<*const f32>,
+    scale: Option<*const f32>,
 ) {
     // SAFETY: the function's contract (AVX-512F present, every pointer valid where read or
     // written under the masks).
@@ -73,6 +75,11 @@ unsafe fn tile<const R: usize>(
                 r0 = _mm512_add_ps(r0, _mm512_maskz_loadu_ps(m0, cp));
                 r1 = _mm512_add_ps(r1, _mm512_maskz_loadu_ps(m1, cp.add(16)));
             }
+            if let Some(d) = scale {
+                let dp = d.add(i * ldc);
+                r0 = _mm512_mul_ps(r0, _mm512_maskz_loadu_ps(m0, dp));
+                r1 = _mm512_mul_ps(r1, _mm512_maskz_loadu_ps(m1, dp.add(16)));
+            }
             _mm512_mask_storeu_ps(cp, m0, r0);
             _mm512_mask_storeu_ps(cp.add(16), m1, r1);
         }
@@ -98,6 +105,7 @@ unsafe fn sgemm_from(
     ldc: usize,
     accumulate: bool,
     bias: Option<*const f32>,
+    scale: Option<*const f32>,
 ) {
     let lane_mask = |w: usize| ((1u32 << w.min(16)) - 1) as __mmask16;
     // SAFETY: the function's contract; the closure stays inside A, the panel and C. It is
@@ -125,6 +133,8 @@ unsafe fn sgemm_from(
                 // later depth blocks accumulate onto C; the bias enters with the first
                 let acc = accumulate || k0 > 0;
                 let bias_j = bias.filter(|_| k0 == 0).map(|bv| bv.add(j0));
+                // D multiplies the finished sums: at the last depth block's stores
+                let scale_j = scale.filter(|_| k0 + kc == k).map(|d| d.add(j0));
                 let mut i0 = i_start;
                 while i0 < i_end {
                     // the tile reads rows i0.. (< m) and depths k0..k0+kc of A and the
@@ -132,9 +142,10 @@ unsafe fn sgemm_from(
                     // panel through masks)
                     let ai = a.offset(i0 as isize * rsa + k0 as isize * csa);
                     let ci = c.add(i0 * ldc + j0);
+                    let di = scale_j.map(|d| d.add(i0 * ldc));
                     macro_rules! run {
                         ($r:expr) => {{
-                            tile::<$r>(kc, ai, (rsa, csa), bp, ci, ldc, masks, acc, bias_j);
+                            tile::<$r>(kc, ai, (rsa, csa), bp, ci, ldc, masks, acc, bias_j, di);
                             $r
                         }};
                     }
@@ -169,6 +180,13 @@ mod tests {
     fn prepacked_b_gives_the_same_bits() {
         if has_avx512() {
             check_prepacked(super::sgemm, via_packed_b);
+        }
+    }
+
+    #[test]
+    fn scaled_stores_are_the_product_times_d() {
+        if has_avx512() {
+            super::super::kernel_check::check_scaled(via_packed_b_scaled);
         }
     }
 
