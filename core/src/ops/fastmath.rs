@@ -116,8 +116,10 @@ fn exp_f32_poly(xc: f32) -> f32 {
     p * scale
 }
 
-/// Runs `body` compiled for the widest vector unit this CPU has. `body` must be an
-/// `#[inline(always)]`-friendly loop: it is inlined into each feature-specific copy.
+/// Runs `body` compiled for the widest vector unit this CPU has, no wider than the GEMM path
+/// ([`crate::gemm_path`]): `EBM_GEMM=avx2` runs every vectorised loop as on an AVX2-only
+/// machine, not only the products. `body` must be an `#[inline(always)]`-friendly loop: it is
+/// inlined into each feature-specific copy.
 #[inline(always)]
 pub fn dispatch<R>(body: impl FnOnce() -> R) -> R {
     #[cfg(target_arch = "x86_64")]
@@ -130,20 +132,48 @@ pub fn dispatch<R>(body: impl FnOnce() -> R) -> R {
         unsafe fn avx2<R>(f: impl FnOnce() -> R) -> R {
             f()
         }
-        if std::arch::is_x86_feature_detected!("avx512f")
-            && std::arch::is_x86_feature_detected!("avx512dq")
-            && std::arch::is_x86_feature_detected!("avx512vl")
-        {
-            // SAFETY: the features were detected at run time.
-            return unsafe { avx512(body) };
-        }
-        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
-        {
+        match vector_level() {
+            // SAFETY: the level's features were detected at run time.
+            VectorLevel::Avx512 => return unsafe { avx512(body) },
             // SAFETY: as above.
-            return unsafe { avx2(body) };
+            VectorLevel::Avx2 => return unsafe { avx2(body) },
+            VectorLevel::Baseline => {}
         }
     }
     body()
+}
+
+/// The instruction sets [`dispatch`] compiles loops for.
+#[cfg(target_arch = "x86_64")]
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum VectorLevel {
+    Avx512,
+    Avx2,
+    Baseline,
+}
+
+/// The widest level both this CPU and the GEMM path allow, decided once.
+#[cfg(target_arch = "x86_64")]
+fn vector_level() -> VectorLevel {
+    use crate::ops::matmul::GemmPath;
+    static LEVEL: std::sync::OnceLock<VectorLevel> = std::sync::OnceLock::new();
+    *LEVEL.get_or_init(|| {
+        let path = crate::ops::matmul::gemm_path();
+        if path == GemmPath::Avx512
+            && std::arch::is_x86_feature_detected!("avx512f")
+            && std::arch::is_x86_feature_detected!("avx512dq")
+            && std::arch::is_x86_feature_detected!("avx512vl")
+        {
+            VectorLevel::Avx512
+        } else if path != GemmPath::Portable
+            && std::arch::is_x86_feature_detected!("avx2")
+            && std::arch::is_x86_feature_detected!("fma")
+        {
+            VectorLevel::Avx2
+        } else {
+            VectorLevel::Baseline
+        }
+    })
 }
 
 #[cfg(test)]

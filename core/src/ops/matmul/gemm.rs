@@ -194,7 +194,8 @@ impl GemmPath {
 
 /// The path f32 products take in this process: the best one this CPU supports, or the one the
 /// environment variable `EBM_GEMM` (`avx512`, `avx2` or `portable`) names, so that an AVX-512
-/// machine can measure the AVX2 path too. A name this CPU cannot run, or an unknown one, is
+/// machine can measure the AVX2 path too (the element-wise loops follow: `fastmath::dispatch`
+/// compiles for no wider a vector unit). A name this CPU cannot run, or an unknown one, is
 /// reported once on stderr and the best path is used. Decided on the first product.
 pub fn gemm_path() -> GemmPath {
     static PATH: std::sync::OnceLock<GemmPath> = std::sync::OnceLock::new();
