@@ -23,8 +23,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common as C  # noqa: E402  (no framework import in common)
 
 ARGS = C.parse_args(__doc__.splitlines()[0]) if __name__ == "__main__" else None
-if ARGS is not None and ARGS.threads == 1 and "XLA_FLAGS" not in os.environ:
-    os.environ["XLA_FLAGS"] = "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
+if ARGS is not None and "XLA_FLAGS" not in os.environ:
+    flags = []
+    if ARGS.threads == 1:
+        flags += ["--xla_cpu_multi_thread_eigen=false", "intra_op_parallelism_threads=1"]
+    # the driver's forced-AVX2 run (EBM_GEMM=avx2) compares with XLA held to AVX2 as well: an
+    # AVX2-only machine is what both sides are emulating
+    if os.environ.get("EBM_GEMM", "").strip() == "avx2":
+        flags.append("--xla_cpu_max_isa=AVX2")
+    if flags:
+        os.environ["XLA_FLAGS"] = " ".join(flags)
 
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402

@@ -24,6 +24,12 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common as C  # noqa: E402
 
+# the driver's forced-AVX2 run (EBM_GEMM=avx2): PyTorch's kernels (ATen's dispatch and oneDNN)
+# held to AVX2 too, before torch is imported
+if os.environ.get("EBM_GEMM", "").strip() == "avx2":
+    os.environ.setdefault("ATEN_CPU_CAPABILITY", "avx2")
+    os.environ.setdefault("DNNL_MAX_CPU_ISA", "AVX2")
+
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
