@@ -107,6 +107,68 @@ pub(super) fn check(
     }
 }
 
+/// A stored transposed (its depth strided: the kernels pack it, see `pack::packs_a`) gives the
+/// bits of the same A stored row-major (read in place), for a kernel with B strided and with
+/// B packed whole: row edges, depths past one and two KC blocks, rows past one MC block,
+/// C from zero, from itself and from a bias.
+pub(super) fn check_a_layouts(kernels: [SgemmKernel; 2]) {
+    for (q, &(m, k, n)) in [
+        (6, 5, 16),
+        (13, 7, 17),
+        (100, 64, 31),
+        (9, 600, 40),
+        (97, 257, 48),
+        (130, 256, 70),
+    ]
+    .iter()
+    .enumerate()
+    {
+        let a = vals(q as u64, m * k);
+        let mut at = vec![0.0f32; k * (m + 3)];
+        for i in 0..m {
+            for p in 0..k {
+                at[p * (m + 3) + i] = a[i * k + p];
+            }
+        }
+        let b = vals(q as u64 + 1, k * n);
+        let c0 = vals(q as u64 + 2, m * n);
+        let bias = vals(q as u64 + 3, n);
+        for kernel in kernels {
+            for mode in 0..3 {
+                let run = |a: &[f32], strides: (isize, isize)| {
+                    let mut c = if mode == 1 {
+                        c0.clone()
+                    } else {
+                        vec![0.0; m * n]
+                    };
+                    // SAFETY: the caller detected the kernel's features; a, b and c hold the
+                    // matrices their strides describe.
+                    unsafe {
+                        kernel(
+                            m,
+                            k,
+                            n,
+                            a.as_ptr(),
+                            strides,
+                            b.as_ptr(),
+                            (n as isize, 1),
+                            c.as_mut_ptr(),
+                            n,
+                            mode == 1,
+                            (mode == 2).then_some(bias.as_ptr()),
+                        )
+                    };
+                    c
+                };
+                let (rows, cols) = (run(&a, (k as isize, 1)), run(&at, (1, m as isize + 3)));
+                for (i, (x, y)) in rows.iter().zip(&cols).enumerate() {
+                    assert_eq!(x.to_bits(), y.to_bits(), "{m}x{k}x{n} mode {mode}: C[{i}]");
+                }
+            }
+        }
+    }
+}
+
 /// `via_packed_b`: the test module's kernel (`super::sgemm_packed_b`, panels `super::NR`
 /// wide) on B packed whole first (the kept-weight path), in [`SgemmKernel`]'s form for
 /// [`check`] and [`check_prepacked`]; and `via_packed_b_scaled`, the same with the kernel's

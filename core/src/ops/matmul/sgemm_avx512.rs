@@ -177,6 +177,13 @@ mod tests {
     super::super::kernel_check::via_packed_b!();
 
     #[test]
+    fn a_transposed_gives_the_bits_of_a_in_place() {
+        if has_avx512() {
+            super::super::kernel_check::check_a_layouts([super::sgemm, via_packed_b]);
+        }
+    }
+
+    #[test]
     fn prepacked_b_gives_the_same_bits() {
         if has_avx512() {
             check_prepacked(super::sgemm, via_packed_b);
