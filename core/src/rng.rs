@@ -90,72 +90,46 @@ impl Rng {
         b
     }
 
-    /// `n` values, elements 2j and 2j+1 computed together by `f(block j) -> (v₀, v₁)` from
-    /// block `counter + j`; advances by ⌈n/2⌉ blocks. One Philox call serves both elements.
+    /// `n` values, elements Kj..Kj+K computed together by `f(block j)` from block
+    /// `counter + j`; advances by ⌈n/K⌉ blocks. One Philox call serves K elements (two f64
+    /// uniforms or normals, four f32 normals).
     ///
     /// Blocks are made [`LANES`] at a time with the rounds written over arrays, and `f` is
     /// inlined into an AVX-512/AVX2 copy of the loop, so Philox and `f` both vectorise.
     #[inline(always)]
-    fn draw_into(&mut self, out: &mut [f64], f: impl Fn([u32; 4]) -> (f64, f64) + Copy) {
+    fn draw_into<T: Copy + Default, const K: usize>(
+        &mut self,
+        out: &mut [T],
+        f: impl Fn([u32; 4]) -> [T; K] + Copy,
+    ) {
         let n = out.len();
         let base = self.counter;
-        let blocks = n.div_ceil(2);
+        let blocks = n.div_ceil(K);
         let (key, stream) = (self.key(), self.stream);
         crate::ops::fastmath::dispatch(
             #[inline(always)]
             || {
                 for (chunk, start) in (0..blocks).step_by(LANES).enumerate() {
                     let b = philox_lanes(base.wrapping_add(start as u64), stream, key);
-                    let mut v0 = [0.0f64; LANES];
-                    let mut v1 = [0.0f64; LANES];
+                    // value h of lane l's block at v[h][l]: K arrays of LANES, which the
+                    // vectorised `f` fills lane-wise
+                    let mut v = [[T::default(); LANES]; K];
                     for l in 0..LANES {
-                        (v0[l], v1[l]) = f([b[0][l], b[1][l], b[2][l], b[3][l]]);
-                    }
-                    let dst = &mut out[2 * LANES * chunk..(2 * LANES * (chunk + 1)).min(n)];
-                    if dst.len() == 2 * LANES {
-                        for l in 0..LANES {
-                            dst[2 * l] = v0[l];
-                            dst[2 * l + 1] = v1[l];
-                        }
-                    } else {
-                        for (i, d) in dst.iter_mut().enumerate() {
-                            let l = i / 2;
-                            *d = if i % 2 == 0 { v0[l] } else { v1[l] };
+                        let z = f([b[0][l], b[1][l], b[2][l], b[3][l]]);
+                        for (vh, zh) in v.iter_mut().zip(z) {
+                            vh[l] = zh;
                         }
                     }
-                }
-            },
-        );
-        self.counter = base.wrapping_add(blocks as u64);
-    }
-
-    /// `n` standard normals in f32, elements 4j..4j+4 from block `counter + j`
-    /// ([`box_muller_f32`]); advances by ⌈n/4⌉ blocks. Vectorised like [`Rng::draw_into`].
-    fn normal_f32_into(&mut self, out: &mut [f32]) {
-        let n = out.len();
-        let base = self.counter;
-        let blocks = n.div_ceil(4);
-        let (key, stream) = (self.key(), self.stream);
-        crate::ops::fastmath::dispatch(
-            #[inline(always)]
-            || {
-                for (chunk, start) in (0..blocks).step_by(LANES).enumerate() {
-                    let b = philox_lanes(base.wrapping_add(start as u64), stream, key);
-                    let mut v = [[0.0f32; LANES]; 4];
-                    for l in 0..LANES {
-                        let z = box_muller_f32([b[0][l], b[1][l], b[2][l], b[3][l]]);
-                        (v[0][l], v[1][l], v[2][l], v[3][l]) = (z[0], z[1], z[2], z[3]);
-                    }
-                    let dst = &mut out[4 * LANES * chunk..(4 * LANES * (chunk + 1)).min(n)];
-                    if dst.len() == 4 * LANES {
+                    let dst = &mut out[K * LANES * chunk..(K * LANES * (chunk + 1)).min(n)];
+                    if dst.len() == K * LANES {
                         for l in 0..LANES {
                             for (h, vh) in v.iter().enumerate() {
-                                dst[4 * l + h] = vh[l];
+                                dst[K * l + h] = vh[l];
                             }
                         }
                     } else {
                         for (i, d) in dst.iter_mut().enumerate() {
-                            *d = v[i % 4][i / 4];
+                            *d = v[i % K][i / K];
                         }
                     }
                 }
@@ -164,7 +138,7 @@ impl Rng {
         self.counter = base.wrapping_add(blocks as u64);
     }
 
-    fn draw(&mut self, n: usize, f: impl Fn([u32; 4]) -> (f64, f64) + Copy) -> Vec<f64> {
+    fn draw(&mut self, n: usize, f: impl Fn([u32; 4]) -> [f64; 2] + Copy) -> Vec<f64> {
         let mut out = vec![0.0; n];
         self.draw_into(&mut out, f);
         out
@@ -172,12 +146,12 @@ impl Rng {
 
     /// Uniform draws in (0, 1) as f64.
     pub fn uniform_vec(&mut self, n: usize) -> Vec<f64> {
-        self.draw(n, |b| (open_unit(b[0], b[1]), open_unit(b[2], b[3])))
+        self.draw(n, |b| [open_unit(b[0], b[1]), open_unit(b[2], b[3])])
     }
 
     /// Standard normal draws as f64 (Box–Muller on each block's two uniforms).
     pub fn normal_vec(&mut self, n: usize) -> Vec<f64> {
-        self.draw(n, box_muller)
+        self.draw(n, |b| box_muller(b).into())
     }
 
     /// Uniform on [lo, hi).
@@ -197,12 +171,12 @@ impl Rng {
         match dtype {
             DType::F32 => {
                 let mut v = crate::pool::take::<f32>(n);
-                self.normal_f32_into(&mut v);
+                self.draw_into(&mut v, box_muller_f32);
                 Tensor::from_vec(v, shape)
             }
             DType::F64 => {
                 let mut v = crate::pool::take::<f64>(n);
-                self.draw_into(&mut v, box_muller);
+                self.draw_into(&mut v, |b| box_muller(b).into());
                 Tensor::from_vec(v, shape)
             }
         }
