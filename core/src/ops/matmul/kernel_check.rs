@@ -107,10 +107,10 @@ pub(super) fn check(
     }
 }
 
-/// A stored transposed (its depth strided: the kernels pack it, see `pack::packs_a`) gives the
-/// bits of the same A stored row-major (read in place), for a kernel with B strided and with
-/// B packed whole: row edges, depths past one and two KC blocks, rows past one MC block,
-/// C from zero, from itself and from a bias.
+/// A stored transposed (its depth strided, read through its strides) gives the bits of the same
+/// A stored row-major, for a kernel with B strided and with B packed whole: one panel and
+/// several, row edges, depths past one and two KC blocks, rows past one MC block, C from zero,
+/// from itself and from a bias.
 pub(super) fn check_a_layouts(kernels: [SgemmKernel; 2]) {
     for (q, &(m, k, n)) in [
         (6, 5, 16),

@@ -71,51 +71,6 @@ pub(super) unsafe fn pack_b<const NR: usize>(
     }
 }
 
-/// Whether a kernel packs A's row blocks: when A's depth is not its contiguous axis (Aᵀ of a
-/// row-major matrix, a weight gradient's gᵀ·h). Read in place, a row tile then touches one
-/// cache line per depth step (kc lines, 16 KiB at kc = 256) beside the B panel it sweeps, and
-/// the two no longer fit in L1 together.
-pub(super) fn packs_a((_, csa): (isize, isize)) -> bool {
-    csa != 1
-}
-
-/// Copies rows i0..i1, depths k0..k0+kc of A (strides rsa/csa) into `dst` as groups of G rows:
-/// dst[g·G·kc + p·G + r] = A[i0 + g·G + r, k0 + p]. A tile of R ≤ G rows starting r rows into
-/// group g then reads A at `dst + g·G·kc + r` with strides (1, G), its G·4 bytes per depth step
-/// contiguous.
-///
-/// # Safety
-/// A is valid for those rows and depths; `dst` holds ⌈(i1 − i0)/G⌉·G·kc elements.
-#[inline(always)]
-pub(super) unsafe fn pack_a_block<const G: usize>(
-    a: *const f32,
-    (rsa, csa): (isize, isize),
-    (i0, i1): (usize, usize),
-    (k0, kc): (usize, usize),
-    dst: *mut f32,
-) {
-    // SAFETY: the function's contract: reads at rows < i1 and depths < k0 + kc of A, writes
-    // below ⌈(i1 − i0)/G⌉·G·kc elements of dst
-    unsafe {
-        for (g, r0) in (i0..i1).step_by(G).enumerate() {
-            let rows = (i1 - r0).min(G);
-            let out = dst.add(g * G * kc);
-            for p in 0..kc {
-                let src = a.offset(r0 as isize * rsa + (k0 + p) as isize * csa);
-                let o = out.add(p * G);
-                if rsa == 1 && rows == G {
-                    // a fixed-size copy: a few vector moves
-                    std::ptr::copy_nonoverlapping(src, o, G);
-                } else {
-                    for r in 0..rows {
-                        *o.add(r) = *src.offset(r as isize * rsa);
-                    }
-                }
-            }
-        }
-    }
-}
-
 /// Elements of B (k×n) packed whole by [`pack_b_all`]: every depth block's ⌈n/NR⌉ panels.
 pub(super) fn packed_b_len<const NR: usize>(k: usize, n: usize) -> usize {
     n.div_ceil(NR) * NR * k

@@ -13,7 +13,7 @@
 //! block it falls in (one FMA chain per element, depth blocks in order): the result does not
 //! depend on how the rows are split between threads.
 
-use super::pack::{kernel_entries, pack_a_block, packs_a, sweep, BSource, PanelBlock};
+use super::pack::{kernel_entries, sweep, BSource, PanelBlock};
 use std::arch::x86_64::*;
 
 const MR: usize = 6;
@@ -155,13 +155,6 @@ unsafe fn sgemm_from(
     scale: Option<*const f32>,
 ) {
     let full_masks = column_masks(n % NR);
-    // A's row block, packed when its depth is strided (see `packs_a`)
-    let mut a_block = if packs_a((rsa, csa)) {
-        crate::pool::take::<f32>(MC.div_ceil(MR) * MR * super::pack::KC)
-    } else {
-        Vec::new()
-    };
-    let packed = !a_block.is_empty();
     // SAFETY: the function's contract; the closure stays inside A, the panel and C. It is
     // inlined: a closure does not inherit the caller's target features, so an outlined one
     // would call the tile's intrinsics as functions (2 GFLOP/s).
@@ -183,17 +176,6 @@ unsafe fn sgemm_from(
                     rows: (i_start, i_end),
                 } = blk;
                 let masks = (n - j0 < NR).then_some(full_masks);
-                if packed && j0 == 0 {
-                    // the first panel of this row and depth block: pack A's block once for
-                    // every panel after it
-                    pack_a_block::<MR>(
-                        a,
-                        (rsa, csa),
-                        (i_start, i_end),
-                        (k0, kc),
-                        a_block.as_mut_ptr(),
-                    );
-                }
                 // the bias enters with the first depth block; later blocks add onto C
                 let start = match bias {
                     _ if accumulate || k0 > 0 => Start::C,
@@ -207,20 +189,12 @@ unsafe fn sgemm_from(
                     // the tile reads rows i0.. (< m) and depths k0..k0+kc of A and the
                     // packed panel, and writes rows < m, columns < n of C (a partial last
                     // panel through masks)
-                    let (ai, strides) = if packed {
-                        let t = i0 - i_start;
-                        (
-                            a_block.as_ptr().add((t / MR) * MR * kc + t % MR),
-                            (1, MR as isize),
-                        )
-                    } else {
-                        (a.offset(i0 as isize * rsa + k0 as isize * csa), (rsa, csa))
-                    };
+                    let ai = a.offset(i0 as isize * rsa + k0 as isize * csa);
                     let ci = c.add(i0 * ldc + j0);
                     let di = scale_j.map(|d| d.add(i0 * ldc));
                     macro_rules! run {
                         ($r:expr) => {{
-                            tile::<$r>(kc, ai, strides, bp, ci, ldc, masks, start, di);
+                            tile::<$r>(kc, ai, (rsa, csa), bp, ci, ldc, masks, start, di);
                             $r
                         }};
                     }
@@ -235,9 +209,6 @@ unsafe fn sgemm_from(
                 }
             },
         )
-    }
-    if packed {
-        crate::pool::give(a_block);
     }
 }
 
