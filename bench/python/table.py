@@ -135,6 +135,27 @@ def load(paths):
     return results, checks, other
 
 
+def rounds_note(results) -> str:
+    """How many rounds the cells ran ("3 rounds"; per thread count when a re-run of some rows
+    with BENCH_APPEND ran a different number: "9 rounds at 1 thread, 3 at 2 threads"), or ""
+    when every cell ran once."""
+    by_threads = {}
+    for (_, _, _, threads), v in results.items():
+        by_threads.setdefault(threads, set()).add(len(v["_rounds"]))
+    counts = sorted({n for ns in by_threads.values() for n in ns})
+    if max(counts, default=1) <= 1:
+        return ""
+    if len(counts) == 1:
+        return f"{counts[0]} rounds"
+    parts = []
+    for threads in sorted(by_threads):
+        ns = sorted(by_threads[threads])
+        n = ns[0] if len(ns) == 1 else f"{ns[0]}-{ns[-1]}"
+        unit = "thread" if threads == 1 else "threads"
+        parts.append(f"{n} at {threads} {unit}")
+    return "rounds: " + ", ".join(parts)
+
+
 def render_conv_gemm(lines) -> list:
     """The conv2d-vs-GEMM section (lines of bench/src/bin/convgemm.rs), or nothing."""
     rows = [v for v in lines if v.get("bench") == "conv_gemm"]
@@ -219,9 +240,9 @@ def render(results, checks, other=()) -> str:
              "its fraction of the measured FMA peak (inflated by preemption inside a product on a busy "
              "machine); GEMM at peak / step: the step's GEMM FLOPs at the FMA peak over its on-CPU "
              "time (1 thread), the share of the step the products would need at the limit."]
-    nrounds = max((len(v["_rounds"]) for v in results.values()), default=1)
-    if nrounds > 1:
-        notes.append(f"{nrounds} rounds, alternating which side runs first: rates are medians over the "
+    rounds = rounds_note(results)
+    if rounds:
+        notes.append(f"{rounds}, alternating which side runs first: rates are medians over the "
                      "rounds; ratios the median of the per-round ratios (range in brackets); the other "
                      "columns from ebm's run of median rate.")
     if any((v.get("others_cpu") or 0) >= BUSY for v in results.values()):

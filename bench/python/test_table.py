@@ -57,6 +57,14 @@ class Rounds(unittest.TestCase):
         r = load([line("ebm", 40, "A", 1), bad, line("ebm", 60, "A", 3)])
         self.assertEqual(table.rate(r[("ebm", "dsm", "M2", 1)]), 50)
 
+    def test_the_footnote_counts_rounds_per_thread_count(self):
+        one = [line(fw, 10 + k, "A", k) for k in (1, 2, 3) for fw in ("ebm", "jax")]
+        self.assertEqual(table.rounds_note(load(one)), "3 rounds")
+        two = [dict(d, threads=2) for d in one[:4]]
+        self.assertEqual(table.rounds_note(load(one + two)),
+                         "rounds: 3 at 1 thread, 2 at 2 threads")
+        self.assertEqual(table.rounds_note(load([line("ebm", 10)])), "")
+
     def test_median_of_even_and_odd_counts(self):
         self.assertEqual(table.median([3, 1, 2]), 2)
         self.assertEqual(table.median([4, 1, 2, 3]), 2.5)
