@@ -137,7 +137,7 @@ def load(paths):
 
 def rounds_note(results) -> str:
     """How many rounds the cells ran ("3 rounds"; per thread count when a re-run of some rows
-    with BENCH_APPEND ran a different number: "9 rounds at 1 thread, 3 at 2 threads"), or ""
+    with BENCH_APPEND ran a different number: "rounds: 9 at 1 thread, 3 at 2 threads"), or ""
     when every cell ran once."""
     by_threads = {}
     for (_, _, _, threads), v in results.items():

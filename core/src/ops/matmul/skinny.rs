@@ -183,7 +183,7 @@ fn add_terms<T: Elem, const K: usize>(
     v
 }
 
-/// C = Aᵀ-layout product for A m×k with contiguous columns (element (i, p) at a[i + p·csa])
+/// C = A·B for A m×k with contiguous columns (element (i, p) at a[i + p·csa])
 /// and B k×N (strides (rsb, csb)), N ≤ 4, into row-major C (+ C when `acc`): element (i, j)
 /// is 0 + B[0, j]·A[i, 0] + B[1, j]·A[i, 1] + … rounded term by term in order of p, the same
 /// bits for every chunking. Chunks of [`COLUMN_CHUNK`] rows keep their N accumulators in
@@ -225,11 +225,14 @@ fn columns_by_outer_products<T: Elem, const N: usize>(
         }
     }
     for i in full..m {
-        for j in 0..N {
-            let mut c = T::zero();
-            for p in 0..k {
-                c = c + bp(p)[j] * a[i + p * csa];
+        let mut c = [T::zero(); N];
+        for p in 0..k {
+            let (bp, av) = (bp(p), a[i + p * csa]);
+            for (c, &bpj) in c.iter_mut().zip(&bp) {
+                *c = *c + bpj * av;
             }
+        }
+        for (j, c) in c.into_iter().enumerate() {
             store(i, j, c);
         }
     }
