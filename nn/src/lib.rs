@@ -70,6 +70,7 @@ pub mod optim;
 pub mod params;
 pub mod resnet;
 pub mod schedule;
+pub mod silu_mlp;
 pub mod unet;
 
 pub use activation::Activation;

@@ -2,10 +2,14 @@
 
 use crate::activation::Activation;
 use crate::linear::{Init, Linear};
-use crate::model::{energy_and_score_on_tape, score_on_tape, tagged_config, EnergyModel, Module};
+use crate::model::{
+    as_leaf, energy_and_score_on_tape, score_from_energy, score_on_tape, tagged_config,
+    EnergyModel, Module,
+};
 use crate::params::Params;
-use ebm_autodiff::{Tape, Var};
-use ebm_core::{BinaryOp, DType, Rng, Tensor};
+use crate::silu_mlp;
+use ebm_autodiff::{GradOpts, Tape, Var};
+use ebm_core::{DType, Rng, Tensor};
 use serde::{Deserialize, Serialize};
 
 /// Architecture of an [`Mlp`]: layer widths from input to output, e.g. `[2, 128, 128, 1]`.
@@ -66,6 +70,18 @@ impl MlpConfig {
         }
         serde_json::from_value(v).map_err(|e| e.to_string())
     }
+}
+
+/// `layers` with `activation` after every one but the last, on the tape: an MLP's forward pass.
+pub(crate) fn forward_layers(layers: &[Linear], activation: Activation, x: &Var, p: &[Var]) -> Var {
+    let mut h = x.clone();
+    for (i, l) in layers.iter().enumerate() {
+        h = l.forward(&h, p);
+        if i + 1 < layers.len() {
+            h = activation.apply(&h);
+        }
+    }
+    h
 }
 
 /// A multi-layer perceptron `l0 → act → l1 → act → … → l{n-1}` with parameters
@@ -133,15 +149,7 @@ impl Mlp {
 
     /// `[B, in] → [B, out]` on the tape.
     pub fn forward(&self, x: &Var, p: &[Var]) -> Var {
-        let mut h = x.clone();
-        let n = self.layers.len();
-        for (i, l) in self.layers.iter().enumerate() {
-            h = l.forward(&h, p);
-            if i + 1 < n {
-                h = self.config.activation.apply(&h);
-            }
-        }
-        h
+        forward_layers(&self.layers, self.config.activation, x, p)
     }
 
     /// `[B, in] → [B, out]` as a plain tensor.
@@ -167,7 +175,9 @@ impl Module for Mlp {
 }
 
 impl EnergyModel for Mlp {
-    /// E(x) = mlp(x) reshaped to [B]; panics unless the output width is 1.
+    /// E(x) = mlp(x) reshaped to [B]; panics unless the output width is 1. For an SiLU network
+    /// on the CPU at a constant `x` with tracked parameters, one node whose parameter VJP is
+    /// written out ([`crate::silu_mlp`]).
     fn energy_var(&self, x: &Var, p: &[Var]) -> Var {
         let out = *self.config.widths.last().expect("widths checked in new");
         assert_eq!(
@@ -175,7 +185,31 @@ impl EnergyModel for Mlp {
             "Mlp as an energy needs output width 1, this one has widths {:?}",
             self.config.widths
         );
+        let values: Vec<&Tensor> = p.iter().map(|v| v.value()).collect();
+        if !x.is_tracked()
+            && p.iter().any(|v| v.is_tracked())
+            && self.closed_form_applies(&values, x.value())
+        {
+            // nothing will differentiate in x: one node with the parameter VJP written out
+            return silu_mlp::energy_node(&self.layers, x, p);
+        }
         self.forward(x, p).reshape(&[x.shape()[0]])
+    }
+
+    /// For an SiLU network on the CPU at a constant `x` (nothing will differentiate in x), the
+    /// closed form of [`crate::silu_mlp`]: one node whose parameter VJP is written out (with
+    /// `create_graph`, as denoising score matching asks), or a constant (without). Otherwise
+    /// −∇ₓE on the tape.
+    fn score_var(&self, x: &Var, p: &[Var], opts: GradOpts) -> Var {
+        let values: Vec<&Tensor> = p.iter().map(|v| v.value()).collect();
+        if (!x.is_tracked() || !opts.create_graph) && self.closed_form_applies(&values, x.value()) {
+            if opts.create_graph {
+                return silu_mlp::score_node(&self.layers, x, p);
+            }
+            return x.constant(silu_mlp::score(&self.layers, &values, x.value(), false).1);
+        }
+        let x = as_leaf(x);
+        score_from_energy(&self.energy_var(&x, p), &x, opts)
     }
 
     /// s(x) = −∇ₓE(x); for an SiLU network on the CPU by [`Mlp::silu_score`], else on a tape.
@@ -195,79 +229,18 @@ impl EnergyModel for Mlp {
 }
 
 impl Mlp {
-    /// The score of an SiLU energy network in closed form: the chain rule written out, no tape.
-    ///
-    /// With a₀ = x, aₗ₊₁ = hₗWₗᵀ + bₗ, hₗ = silu(aₗ) and E = h_{L−1}W_Lᵀ + b_L (w_L one row):
-    /// g_{L−1} = −w_L ⊙ silu′(a_{L−1}), gₗ₋₁ = (gₗWₗ) ⊙ silu′(aₗ₋₁), s(x) = g₀W₀.
-    /// silu′ of each hidden layer comes out of the forward pass with silu itself (one σ per
-    /// unit, [`Tensor::silu_and_d1`]), where reverse mode on a tape evaluates σ again in the
-    /// backward pass; the output layer is evaluated only when `with_energy`. Samplers call
-    /// this in their inner loop (ULA, PCD). Returns `None` (the caller uses the tape) unless
-    /// the activation is SiLU and `x` and the parameters are one dtype on the CPU.
+    /// The score of an SiLU energy network in closed form, the chain rule written out with no
+    /// tape ([`crate::silu_mlp`]); with `with_energy`, E(x) too. Samplers call this in their
+    /// inner loop (ULA, PCD). Returns `None` (the caller uses the tape) unless the activation
+    /// is SiLU and `x` and the parameters are one dtype on the CPU.
     pub fn silu_score(&self, x: &Tensor, with_energy: bool) -> Option<(Option<Tensor>, Tensor)> {
-        let w = &self.config.widths;
-        let ok = self.config.activation == Activation::Silu
-            && w.len() >= 3
-            && *w.last()? == 1
-            && x.rank() == 2
-            && x.shape()[1] == w[0]
-            && x.device() == ebm_core::Device::Cpu
-            && self
-                .params
-                .tensors()
-                .iter()
-                .all(|t| t.dtype() == x.dtype() && t.device() == ebm_core::Device::Cpu);
-        if !ok {
-            return None;
-        }
-        let p = self.params.tensors();
-        let affine = |h: &Tensor, l: &Linear| match l.bias_index() {
-            Some(b) => h.matmul_t_add(&p[l.weight_index()], false, true, &p[b]),
-            None => h.matmul_t(&p[l.weight_index()], false, true),
-        };
-        let (hidden, out) = self.layers.split_at(self.layers.len() - 1);
-        let mut h = x.clone();
-        let mut d1 = Vec::with_capacity(hidden.len());
-        for (i, l) in hidden.iter().enumerate() {
-            let a = affine(&h, l);
-            if i + 1 < hidden.len() || with_energy {
-                let (y, d) = a.silu_and_d1();
-                h = y;
-                d1.push(d);
-            } else {
-                d1.push(a);
-            }
-        }
-        let energy = with_energy.then(|| affine(&h, &out[0]).reshape(&[x.shape()[0]]));
-        // −w_L as a row, broadcast over the batch
-        let neg_w = p[out[0].weight_index()].neg();
-        let last = d1.pop().expect("at least one hidden layer");
-        let mut g = if with_energy {
-            last.mul(&neg_w)
-        } else {
-            neg_w.binary(&last, BinaryOp::MulSiluD1)
-        };
-        // gₗ₋₁ = (gₗWₗ) ⊙ silu′(aₗ₋₁): the ⊙ is formed in registers, by the next product
-        // where that one is skinny (the input layer of low-dimensional data: it waits as
-        // `pending`), else in the stores of this one
-        let mut pending: Option<&Tensor> = None;
-        let times_w = |g: &Tensor, pending: Option<&Tensor>, l: &Linear| match pending {
-            Some(d) => g.mul_matmul_t(d, &p[l.weight_index()], false),
-            None => g.matmul_t(&p[l.weight_index()], false, false),
-        };
-        for (i, (l, d)) in hidden[1..].iter().zip(d1.iter()).enumerate().rev() {
-            // the next product is by layer i's weight, w[i] columns wide
-            if w[i] <= 4 {
-                g = times_w(&g, pending, l);
-                pending = Some(d);
-            } else {
-                g = match pending.take() {
-                    Some(pd) => g.mul_matmul_t(pd, &p[l.weight_index()], false).mul(d),
-                    None => g.matmul_t_mul(&p[l.weight_index()], false, false, d),
-                };
-            }
-        }
-        Some((energy, times_w(&g, pending, &hidden[0])))
+        let p: Vec<&Tensor> = self.params.tensors().iter().collect();
+        self.closed_form_applies(&p, x)
+            .then(|| silu_mlp::score(&self.layers, &p, x, with_energy))
+    }
+
+    fn closed_form_applies(&self, p: &[&Tensor], x: &Tensor) -> bool {
+        self.config.activation == Activation::Silu && silu_mlp::applies(&self.layers, p, x)
     }
 }
 

@@ -237,7 +237,8 @@ impl DenoisingScoreMatching {
         let sigma = self.sigma;
         let b = x.shape()[0];
         let z2 = z.reshape(&[b, usize::MAX]);
-        let xt = tape.var(x.add(&z.mul_scalar(sigma)));
+        // constants: nothing differentiates in the inputs, so a model may take a closed form
+        let xt = tape.constant(x.add(&z.mul_scalar(sigma)));
         let s_noisy = model
             .score_var(&xt, p, GradOpts::create_graph())
             .reshape(&[b, usize::MAX]);
@@ -247,7 +248,7 @@ impl DenoisingScoreMatching {
             .sum(&[1], false);
         if self.control_variate {
             let d = z2.shape()[1] as f64;
-            let xc = tape.var(x.clone());
+            let xc = tape.constant(x.clone());
             let s_clean = model
                 .score_var(&xc, p, GradOpts::create_graph())
                 .reshape(&[b, usize::MAX]);

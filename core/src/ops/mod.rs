@@ -8,4 +8,5 @@ pub mod matmul;
 pub mod reduce;
 pub(crate) mod scalar;
 mod silu;
+mod silu_mlp;
 pub(crate) mod transpose;

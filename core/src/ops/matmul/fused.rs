@@ -55,10 +55,10 @@ impl Tensor {
     }
 
     /// (op(self) · op(rhs)) ⊙ factor, for `factor` of the product's shape: a backward pass's
-    /// "times the weight, then times the activation's derivative below it". When rhs is a kept
-    /// weight (read as B before, its packed panels kept) and this is an f32 host product of
-    /// our kernels, the ⊙ happens in the kernel's stores: no pass to write the product and
-    /// read it back. The same bits as `self.matmul_t(rhs, ta, tb).mul(factor)`, which every
+    /// "times the weight, then times the activation's derivative below it". When this is an f32
+    /// host product of our kernels, the ⊙ happens in the kernel's stores: no pass to write the
+    /// product and read it back (rhs's packed panels are kept from its second read as B on,
+    /// as for every product, and packed for this product alone on its first). The same bits as `self.matmul_t(rhs, ta, tb).mul(factor)`, which every
     /// other case computes.
     pub fn matmul_t_mul(&self, rhs: &Tensor, ta: bool, tb: bool, factor: &Tensor) -> Tensor {
         let shape = self.matmul_shape(rhs, ta, tb);
@@ -88,9 +88,9 @@ mod tests {
 
     #[test]
     fn matmul_mul_is_matmul_then_mul_bit_for_bit() {
-        // kept weights (from their second product on) take the kernels' scaled stores, B read
-        // as stored or transposed; f64, a first read and a skinny product compose the two ops;
-        // two threads split the rows
+        // f32 products take the kernels' scaled stores, B packed for the product alone on its
+        // first read (round 0) and kept after, read as stored or transposed; f64 and a skinny
+        // product compose the two ops; two threads split the rows
         let bits = |t: &Tensor| {
             t.to_vec_f64()
                 .iter()
@@ -127,8 +127,9 @@ mod tests {
         }
     }
 
-    /// On our kernels' path a kept weight's product takes the fused stores: its label is in
-    /// the profile (the portable path, e.g. aarch64, always composes the two ops).
+    /// On our kernels' path a weight's product takes the fused stores on its first read as B
+    /// and once kept: its label is in the profile (the portable path, e.g. aarch64, always
+    /// composes the two ops).
     #[test]
     #[cfg(target_arch = "x86_64")]
     fn kept_weights_take_the_fused_stores() {
@@ -139,13 +140,14 @@ mod tests {
         let a = rng.normal(&[64, 128], crate::DType::F32);
         let w = rng.normal(&[128, 96], crate::DType::F32);
         let f = rng.normal(&[64, 96], crate::DType::F32);
-        let _ = a.matmul_t(&w, false, false);
-        let (_, p) = crate::profile(|| a.matmul_t_mul(&w, false, false, &f));
-        assert!(
-            p.ops.iter().any(|o| o.label.starts_with("matmul⊙")),
-            "{:?}",
-            p.ops
-        );
+        for read in ["first", "second"] {
+            let (_, p) = crate::profile(|| a.matmul_t_mul(&w, false, false, &f));
+            assert!(
+                p.ops.len() == 1 && p.ops[0].label.starts_with("matmul⊙"),
+                "{read} read: {:?}",
+                p.ops
+            );
+        }
     }
 
     #[test]

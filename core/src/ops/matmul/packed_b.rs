@@ -59,7 +59,7 @@ impl Tensor {
         if n <= 4 || k <= 8 || m <= 4 {
             return None;
         }
-        let packed = rhs.kept_packed_b(|| {
+        let pack_now = || {
             let mut v = crate::pool::take::<f32>(len(k, n));
             // SAFETY: B is rhs's row-major k×n slice and `v` holds len(k, n) elements.
             unsafe {
@@ -72,7 +72,21 @@ impl Tensor {
                 )
             };
             v
-        })?;
+        };
+        // a first request is not kept; with a ⊙ to form in the stores it is still worth one
+        // packing here (the other path writes the product and reads it back to multiply)
+        let once: Option<Vec<f32>>;
+        let packed: &[f32] = match rhs.kept_packed_b(pack_now) {
+            Some(p) => {
+                once = None;
+                p
+            }
+            None if scale.is_some() => {
+                once = Some(pack_now());
+                once.as_deref().expect("just packed")
+            }
+            None => return None,
+        };
         let label = || {
             let op = match (bias, scale) {
                 (Some(_), Some(_)) => "(matmul+bias)⊙",
@@ -82,7 +96,7 @@ impl Tensor {
             };
             mm_label(op, self, rhs, ta, tb)
         };
-        Some(timed_op_flops(
+        let product = timed_op_flops(
             OpKind::Matmul,
             label,
             product_flops(self, shape, ta),
@@ -117,7 +131,11 @@ impl Tensor {
                 });
                 Tensor::from_vec(out, shape)
             },
-        ))
+        );
+        if let Some(v) = once {
+            crate::pool::give(v);
+        }
+        Some(product)
     }
 }
 
