@@ -183,7 +183,7 @@ impl Tensor {
         )
     }
 
-    /// (v ⊙ silu′(x), silu′(x), v ⊙ silu″(x)) for a row `v` (one value per column, shape [w]
+    /// (v ⊙ silu′(x), silu′(x), v ⊙ silu″(x)) for a row `v` (one value per column, shape `[w]`
     /// or [1, w]) broadcast over the rows of x [rows, w], from one σ per element: the top
     /// hidden layer of an SiLU MLP energy, where v = −w_L (the output weight) makes the first
     /// output the score's backward start −w_L ⊙ silu′(a_L) and the last the factor its
@@ -257,7 +257,7 @@ impl Tensor {
     /// g = v ⊙ silu′(a), with the kept silu′(a) and q = v ⊙ silu″(a) (the outputs of
     /// [`Tensor::row_scaled_silu_d12`]): [ā = ḡ ⊙ q, Σ_rows ḡ ⊙ silu′(a), Σ_rows ā] — the
     /// pre-activation's cotangent, v's cotangent divided by v, and the bias's cotangent, the
-    /// sums [w] taken row by row in order.
+    /// sums `[w]` taken row by row in order.
     pub fn silu_top_backward(&self, d1: &Tensor, q: &Tensor) -> [Tensor; 3] {
         check_host("silu_top_backward", &[self, d1, q]);
         assert_eq!(self.rank(), 2, "silu_top_backward: ḡ is [rows, w]");
@@ -285,7 +285,7 @@ impl Tensor {
     }
 
     /// The top hidden layer's backward pass of an energy E = silu(a)·vᵀ + b per row for the
-    /// cotangents c [rows] (`self`), with the kept silu′(a) [rows, w]: [ā, Σ_rows ā] with
+    /// cotangents c `[rows]` (`self`), with the kept silu′(a) `[rows, w]`: [ā, Σ_rows ā] with
     /// ā = c ⊗ v ⊙ silu′(a) (each row's c times v times the row's silu′) — the
     /// pre-activation's cotangent and the bias's, one pass where the tape forms c ⊗ v by a
     /// product and multiplies by silu′ in another.
