@@ -120,18 +120,25 @@ def mlp_energy(x, p):
 def test_objective_trains_a_python_energy_as_it_trains_the_same_model(rows):
     data = np.random.default_rng(1).normal(size=(rows, 2)).astype(np.float32)
     model = ebm.Model.mlp([2, 16, 16, 1], seed=2)
-    params = model.params
+    params, start = model.params, model.params
     opt_m = ebm.Optimizer(model, "adam", lr=1e-2)
     opt_f = ebm.Optimizer(params, "adam", lr=1e-2)
     obj_m, obj_f = ebm.Objective("dsm", data, sigma=0.1), ebm.Objective("dsm", data, sigma=0.1)
     r_m, r_f = ebm.Rng(7), ebm.Rng(7)
+    # the built-in MLP takes its closed-form parameter VJP (ebm-nn's silu_mlp), the energy
+    # written in Var ops the tape's: the same derivatives, summed in another order, so they
+    # agree to f32 rounding rather than bit for bit
     for _ in range(5):
         lm = obj_m.step(model, opt_m, data, r_m)
         lf = obj_f.step(mlp_energy, opt_f, data, r_f, params=params)
-        assert lm == lf
+        assert lm == pytest.approx(lf, rel=1e-5)
     after = model.params
     for name in params.names():
-        np.testing.assert_array_equal(params[name], after[name])
+        np.testing.assert_allclose(params[name], after[name], rtol=1e-5, atol=1e-6)
+        # the steps moved every parameter the score depends on (all but the output bias) far
+        # beyond that tolerance
+        moved = np.abs(after[name] - start[name]).max()
+        assert moved > 1e-3 or (name == "l2.bias" and moved == 0), name
 
 
 def test_python_energy_errors_reach_python():
