@@ -1,7 +1,8 @@
 //! Closed-form derivatives of an SiLU MLP energy: the chain rule written out for the score
-//! (what samplers call in their inner loop) and for the parameter gradient of a function of
-//! the score (what denoising score matching trains with), with every σ-derived factor formed
-//! once in the forward pass and no tape.
+//! (what samplers call in their inner loop), for the parameter gradient of a function of the
+//! score (what denoising score matching trains with) and for the parameter gradient of the
+//! energy itself (NCE, PCD and every energy-difference objective), with every σ-derived factor
+//! formed once in the forward pass and no recorded graph.
 //!
 //! Notation: layers 0..=L, a₁ = xW₀ᵀ + b₀, aₗ₊₁ = hₗWₗᵀ + bₗ with hₗ = silu(aₗ), and
 //! E = h_L w_Lᵀ + b_L (w_L one row); dₗ = silu′(aₗ), eₗ = silu″(aₗ).
@@ -17,9 +18,10 @@
 //! - then down the forward pass, l = L, …, 1: b̄ₗ₋₁ = Σ_rows āₗ, W̄ₗ₋₁ ∋ āₗᵀhₗ₋₁ (h₀ = x),
 //!   and āₗ₋₁ ∋ (āₗWₗ₋₁) ⊙ dₗ₋₁.
 //!
-//! Every term is the product the tape would form for the same graph, so the two agree to
-//! rounding (tests below, f64, to 1e-12 relative); the saving is in the element-wise passes
-//! (three per layer instead of eight, σ once per unit) and the tape's bookkeeping.
+//! Every term is a product the tape forms for the same graph, so the two agree to rounding
+//! (`tests.rs`: f64, to 1e-12 relative, Hessian products included); the saving is in the
+//! element-wise passes (fewer, each writing every factor later ones need, σ once per unit)
+//! and the tape's bookkeeping.
 
 use crate::activation::Activation;
 use crate::linear::Linear;
