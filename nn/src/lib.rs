@@ -87,8 +87,8 @@ pub use flow::{FlowConfig, RealNvp};
 pub use linear::{Init, Linear};
 pub use mlp::{Mlp, MlpConfig};
 pub use model::{
-    as_leaf, energy_and_score_on_tape, score_from_energy, score_on_tape, EnergyModel, Model,
-    ModelRef, Module, NoiseConditionalModel,
+    as_leaf, energy_and_score_on_tape, score_and_jvps_on_tape, score_from_energy, score_on_tape,
+    EnergyModel, Model, ModelRef, Module, NoiseConditionalModel,
 };
 pub use ncsn::{
     fourier_embedding, Conditioning, NetOutput, NoiseConditionalConfig, NoiseConditionalNet,

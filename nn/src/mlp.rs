@@ -3,8 +3,8 @@
 use crate::activation::Activation;
 use crate::linear::{Init, Linear};
 use crate::model::{
-    as_leaf, energy_and_score_on_tape, score_from_energy, score_on_tape, tagged_config,
-    EnergyModel, Module,
+    as_leaf, energy_and_score_on_tape, score_and_jvps_on_tape, score_from_energy, score_on_tape,
+    tagged_config, EnergyModel, Module,
 };
 use crate::params::Params;
 use crate::silu_mlp;
@@ -210,6 +210,22 @@ impl EnergyModel for Mlp {
         }
         let x = as_leaf(x);
         score_from_energy(&self.energy_var(&x, p), &x, opts)
+    }
+
+    /// For an SiLU network on the CPU, one node [s; ∇ₓs·v₁; …] whose parameter VJP is written
+    /// out ([`crate::silu_mlp`]'s `jvp`); otherwise the tape's.
+    fn score_and_jvps(&self, tape: &Tape, x: &Tensor, p: &[Var], v: &[Tensor]) -> (Var, Vec<Var>) {
+        let values: Vec<&Tensor> = p.iter().map(|v| v.value()).collect();
+        if v.is_empty()
+            || v.iter().any(|v| v.shape() != x.shape())
+            || !self.closed_form_applies(&values, x)
+        {
+            return score_and_jvps_on_tape(self, tape, x, p, v);
+        }
+        let rows = x.shape()[0];
+        let both = silu_mlp::score_jvp_node(&self.layers, &tape.constant(x.clone()), v, p);
+        let block = |m: usize| both.narrow(0, m * rows, rows);
+        (block(0), (1..=v.len()).map(block).collect())
     }
 
     /// s(x) = −∇ₓE(x); for an SiLU network on the CPU by [`Mlp::silu_score`], else on a tape.

@@ -57,6 +57,14 @@ pub trait EnergyModel: Module + Sync {
         score_from_energy(&self.energy_var(&x, p), &x, opts)
     }
 
+    /// The score s(x) at a constant `x` [B, d…] and, for each tangent vₘ (x's shape), the
+    /// directional derivative ∇ₓs(x)·vₘ, both on `tape` with their parameter derivatives:
+    /// sliced score matching's Hessian-vector products. The default is
+    /// [`score_and_jvps_on_tape`]; a model may give a closed form.
+    fn score_and_jvps(&self, tape: &Tape, x: &Tensor, p: &[Var], v: &[Tensor]) -> (Var, Vec<Var>) {
+        score_and_jvps_on_tape(self, tape, x, p, v)
+    }
+
     /// E(x) per row as a plain tensor.
     fn energy(&self, x: &Tensor) -> Tensor {
         let tape = Tape::new();
@@ -86,6 +94,25 @@ pub fn score_on_tape<M: EnergyModel + ?Sized>(model: &M, x: &Tensor) -> Tensor {
         .score_var(&tape.var(x.clone()), &p, GradOpts::default())
         .value()
         .clone()
+}
+
+/// [`EnergyModel::score_and_jvps`]'s default: s with its graph, then ∇ₓ(Σ_b vₘ,bᵀs_b) by
+/// reverse mode for each tangent — ∇ₓs·vₘ, the Jacobian of a score being symmetric (−∇²E),
+/// and row b's only from row b as rows are independent.
+pub fn score_and_jvps_on_tape<M: EnergyModel + ?Sized>(
+    model: &M,
+    tape: &Tape,
+    x: &Tensor,
+    p: &[Var],
+    v: &[Tensor],
+) -> (Var, Vec<Var>) {
+    let xv = tape.var(x.clone());
+    let s = model.score_var(&xv, p, GradOpts::create_graph());
+    let jvps = v
+        .iter()
+        .map(|v| grad_with(&s.mul_const(v).sum_all(), &[&xv], GradOpts::create_graph()).remove(0))
+        .collect();
+    (s, jvps)
 }
 
 /// [`EnergyModel::energy_and_score`]'s default, on a fresh tape.

@@ -121,18 +121,16 @@ impl SlicedScoreMatching {
         x: &Tensor,
         v: &[Tensor],
     ) -> Var {
-        let xv = tape.var(x.clone());
-        let s = model.score_var(&xv, p, GradOpts::create_graph());
+        // s and ∇ₓs·vₘ (the model's closed form where it has one, else reverse mode twice)
+        let (s, hvs) = model.score_and_jvps(tape, x, p, v);
         let b = x.shape()[0];
         let flat = |t: &Var| t.reshape(&[b, usize::MAX]);
         let s2 = flat(&s);
         let mut total: Option<Var> = None;
-        for vm in v {
+        for (vm, hv) in v.iter().zip(&hvs) {
             let vv = vm.reshape(&[b, s2.shape()[1]]);
-            // vᵀs per row, then ∇ₓ(Σ_b v_bᵀ s_b): rows are independent, so row b is ∇(v_bᵀs_b)
             let vs = s2.mul_const(&vv).sum(&[1], false);
-            let hv = grad_with(&vs.sum_all(), &[&xv], GradOpts::create_graph()).remove(0);
-            let vhv = flat(&hv).mul_const(&vv).sum(&[1], false);
+            let vhv = flat(hv).mul_const(&vv).sum(&[1], false);
             let second = if self.variance_reduced {
                 s2.square().sum(&[1], false).mul_scalar(0.5)
             } else {

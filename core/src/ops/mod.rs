@@ -9,4 +9,5 @@ pub mod reduce;
 pub(crate) mod scalar;
 mod silu;
 mod silu_mlp;
+mod silu_mlp_jvp;
 pub(crate) mod transpose;

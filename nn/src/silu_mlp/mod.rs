@@ -337,25 +337,38 @@ fn energy_param_vjp(
 type Values<'a> = &'a [&'a Tensor];
 /// One cotangent per parameter (`None`: no effect on the output).
 type ParamGrads = Vec<Option<Tensor>>;
+/// A closed form's forward pass: its value and what its VJP keeps.
+type Keeping<K> = fn(&[Linear], Values, &[Tensor]) -> (Tensor, K);
 
 /// A closed form as a tape node: the forward pass keeping its factors, the parameter VJP
 /// from them, and the same value built from the layers' own ops (for recorded sweeps).
+/// The forms take the node's constants: x, then (for the score's JVPs) the tangents.
 struct ClosedForm<K> {
-    keeping: fn(&[Linear], Values, &Tensor) -> (Tensor, K),
+    keeping: Keeping<K>,
     param_vjp: fn(&[Linear], Values, K, &Tensor) -> ParamGrads,
-    on_tape: fn(&[Linear], &Tape, &Tensor, &[Var]) -> Var,
+    on_tape: fn(&[Linear], &Tape, &[Tensor], &[Var]) -> Var,
 }
 
-/// Records `form`'s value at the constant `x` as one node over the parameters `p`. A plain
-/// sweep takes the closed-form VJP (the factors kept serve one sweep; another forms them
-/// again); a sweep that records its backward pass (a second parameter derivative) gets the
-/// VJP of the layers' tape graph, built for it then, differentiable to any order.
-fn record<K: 'static>(form: ClosedForm<K>, layers: &[Linear], x: &Var, p: &[Var]) -> Var {
+/// Records `form`'s value at the constant `x` (and `tangents`, constants too) as one node over
+/// the parameters `p`. A plain sweep takes the closed-form VJP (the factors kept serve one
+/// sweep; another forms them again); a sweep that records its backward pass (a second
+/// parameter derivative) gets the VJP of the layers' tape graph, built for it then,
+/// differentiable to any order.
+fn record<K: 'static>(
+    form: ClosedForm<K>,
+    layers: &[Linear],
+    x: &Var,
+    tangents: &[Tensor],
+    p: &[Var],
+) -> Var {
     assert!(!x.is_tracked(), "a closed-form node takes a constant x");
     let values: Vec<&Tensor> = p.iter().map(|v| v.value()).collect();
-    let (value, kept) = (form.keeping)(layers, &values, x.value());
+    let consts: Vec<Tensor> = std::iter::once(x.value().clone())
+        .chain(tangents.iter().cloned())
+        .collect();
+    let (value, kept) = (form.keeping)(layers, &values, &consts);
     let layers = layers.to_vec();
-    let (tape, x) = (x.tape().clone(), x.value().clone());
+    let (tape, x) = (x.tape().clone(), consts);
     let kept = std::cell::RefCell::new(Some(kept));
     let inputs: Vec<&Var> = p.iter().collect();
     tape.record(value, &inputs, move |r, ins, _, need| {
@@ -383,14 +396,14 @@ fn record<K: 'static>(form: ClosedForm<K>, layers: &[Linear], x: &Var, p: &[Var]
 }
 
 /// E(x) [B] on the tape from the layers' ops, x a constant.
-fn energy_on_tape(layers: &[Linear], tape: &Tape, x: &Tensor, p: &[Var]) -> Var {
-    let x = tape.constant(x.clone());
+fn energy_on_tape(layers: &[Linear], tape: &Tape, consts: &[Tensor], p: &[Var]) -> Var {
+    let x = tape.constant(consts[0].clone());
     forward_layers(layers, Activation::Silu, &x, p).reshape(&[x.shape()[0]])
 }
 
 /// s(x) on the tape from the layers' ops (−∇ₓE with its graph).
-fn score_on_tape(layers: &[Linear], tape: &Tape, x: &Tensor, p: &[Var]) -> Var {
-    let x = tape.var(x.clone());
+fn score_on_tape(layers: &[Linear], tape: &Tape, consts: &[Tensor], p: &[Var]) -> Var {
+    let x = tape.var(consts[0].clone());
     let e = forward_layers(layers, Activation::Silu, &x, p).reshape(&[x.shape()[0]]);
     score_from_energy(&e, &x, GradOpts::create_graph())
 }
@@ -400,23 +413,26 @@ fn score_on_tape(layers: &[Linear], tape: &Tape, x: &Tensor, p: &[Var]) -> Var {
 /// parameter must be tracked.
 pub(crate) fn energy_node(layers: &[Linear], x: &Var, p: &[Var]) -> Var {
     let form = ClosedForm {
-        keeping: energy_keeping,
+        keeping: |layers, p, consts| energy_keeping(layers, p, &consts[0]),
         param_vjp: energy_param_vjp,
         on_tape: energy_on_tape,
     };
-    record(form, layers, x, p)
+    record(form, layers, x, &[], p)
 }
 
 /// The score s(x) = −∇ₓE(x) of an SiLU MLP at a constant `x`, recorded as one node whose
 /// parameter VJP is [`score_param_vjp`]; `applies` must hold for `x` and the values of `p`.
 pub(crate) fn score_node(layers: &[Linear], x: &Var, p: &[Var]) -> Var {
     let form = ClosedForm {
-        keeping: score_keeping,
+        keeping: |layers, p, consts| score_keeping(layers, p, &consts[0]),
         param_vjp: score_param_vjp,
         on_tape: score_on_tape,
     };
-    record(form, layers, x, p)
+    record(form, layers, x, &[], p)
 }
+
+mod jvp;
+pub(crate) use jvp::score_jvp_node;
 
 #[cfg(test)]
 mod tests;

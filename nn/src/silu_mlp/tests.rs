@@ -168,3 +168,98 @@ fn the_closed_form_score_without_a_graph_is_a_constant() {
     let h = grad(&s.sum_all(), &[&xv]).remove(0);
     assert_eq!(h.shape(), &[5, 2]);
 }
+
+/// ℓ = Σ r ⊙ s(x) + Σₘ Σ ṙₘ ⊙ ∇ₓs(x)·vₘ from the closed-form node (`closed`) or the tape's
+/// reverse mode twice: the values [s, ṡ₁, …] and ℓ's parameter gradient (or with `hv` the
+/// parameter Hessian's product with `hv`).
+fn jvp_grads(
+    m: &Mlp,
+    x: &Tensor,
+    v: &[Tensor],
+    r: &[Tensor],
+    hv: Option<&[Tensor]>,
+    closed: bool,
+) -> (Vec<Tensor>, Vec<Tensor>) {
+    let tape = Tape::new();
+    let p = m.params().bind(&tape);
+    let (s, jvps) = if closed {
+        let before = tape.len();
+        let out = m.score_and_jvps(&tape, x, &p, v);
+        // the node, and a row block of it for s and each ṡₘ
+        assert_eq!(tape.len(), before + 2 + v.len(), "one closed-form node");
+        out
+    } else {
+        crate::model::score_and_jvps_on_tape(m, &tape, x, &p, v)
+    };
+    let outs: Vec<Var> = std::iter::once(s).chain(jvps).collect();
+    let loss = outs
+        .iter()
+        .zip(r)
+        .map(|(o, r)| o.mul_const(r).sum_all())
+        .reduce(|a, b| a.add(&b))
+        .expect("the score at least");
+    let values = outs.iter().map(|o| o.value().clone()).collect();
+    (values, param_derivatives(&loss, &p, hv))
+}
+
+#[test]
+fn closed_form_score_jvps_are_the_tapes() {
+    let mut rng = Rng::new(14);
+    for widths in [
+        &[2usize, 128, 128, 1][..],
+        &[3, 5, 1],
+        &[4, 7, 6, 5, 1],
+        &[9, 8, 6, 1],
+    ] {
+        for dtype in [DType::F64, DType::F32] {
+            for n_tangents in [1, 2] {
+                let m = Mlp::with_dtype(MlpConfig::new(widths), &mut rng, dtype);
+                let x = rng.normal(&[37, widths[0]], dtype).mul_scalar(2.0);
+                let v: Vec<Tensor> = (0..n_tangents)
+                    .map(|_| rng.normal(x.shape(), dtype))
+                    .collect();
+                let r: Vec<Tensor> = (0..=n_tangents)
+                    .map(|_| rng.normal(x.shape(), dtype))
+                    .collect();
+                let what = format!("{widths:?} {dtype} M = {n_tangents}");
+                let tol = if dtype == DType::F64 { 1e-12 } else { 2e-4 };
+                let (want_v, want) = jvp_grads(&m, &x, &v, &r, None, false);
+                let (got_v, got) = jvp_grads(&m, &x, &v, &r, None, true);
+                assert_close(&got_v, &want_v, tol, &format!("values {what}"));
+                assert_close(&got, &want, tol, &format!("gradients {what}"));
+                assert!(
+                    want_v[1..].iter().all(|t| t.max_abs() > 1e-3),
+                    "{what}: directional derivatives far from zero (a test that can fail)"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn a_recorded_sweep_differentiates_the_jvp_node_again() {
+    let mut rng = Rng::new(15);
+    for widths in [&[2usize, 16, 16, 1][..], &[5, 6, 1], &[3, 9, 7, 1]] {
+        let m = Mlp::with_dtype(MlpConfig::new(widths), &mut rng, DType::F64);
+        let x = rng.normal(&[11, widths[0]], DType::F64);
+        let v = [rng.normal(x.shape(), DType::F64)];
+        let r = [
+            rng.normal(x.shape(), DType::F64),
+            rng.normal(x.shape(), DType::F64),
+        ];
+        let hv: Vec<Tensor> = m
+            .params()
+            .tensors()
+            .iter()
+            .map(|t| rng.normal(t.shape(), DType::F64))
+            .collect();
+        let (_, want) = jvp_grads(&m, &x, &v, &r, Some(&hv), false);
+        let (_, got) = jvp_grads(&m, &x, &v, &r, Some(&hv), true);
+        let what = format!("Hessian product of the JVP node {widths:?}");
+        assert_close(&got, &want, 1e-12, &what);
+        assert!(
+            want.iter().any(|t| t.max_abs() > 1e-3),
+            "{what}: a test that can fail"
+        );
+    }
+}

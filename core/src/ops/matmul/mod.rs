@@ -237,6 +237,41 @@ impl Tensor {
         )
     }
 
+    /// op(self) · op(rhs) + acc for `acc` of the product's shape, the product accumulated by
+    /// the GEMM (β = 1) into `acc`'s own buffer when nothing else holds it (else into a copy):
+    /// a sum of products with no pass over memory per term (a weight gradient with several
+    /// terms, as in the closed forms of ebm-nn's `silu_mlp`).
+    pub fn matmul_t_acc(&self, rhs: &Tensor, ta: bool, tb: bool, mut acc: Tensor) -> Tensor {
+        let shape = self.matmul_shape(rhs, ta, tb);
+        assert!(
+            acc.shape() == shape.as_slice() && acc.dtype() == self.dtype(),
+            "matmul_t_acc: acc {} {:?} is not the product's {} {shape:?}",
+            acc.dtype(),
+            acc.shape(),
+            self.dtype()
+        );
+        #[cfg(feature = "cuda")]
+        if let Some(t) = crate::cuda::matmul(self, rhs, ta, tb) {
+            return t.add(&acc);
+        }
+        if let Some(rt) = kept_transpose(rhs, tb) {
+            return self.matmul_t_acc(&rt, ta, false, acc);
+        }
+        let label = || mm_label("matmul+=", self, rhs, ta, tb);
+        timed_op_flops(
+            OpKind::Matmul,
+            label,
+            product_flops(self, &shape, ta),
+            || {
+                with_slices2!("matmul_t_acc", self, rhs, |a, b| {
+                    let out = acc.data_mut();
+                    matmul_into(a, self.shape(), ta, b, rhs.shape(), tb, out, true, None);
+                });
+                acc
+            },
+        )
+    }
+
     /// Matrix product (2-d, or batched 3-d).
     pub fn matmul(&self, rhs: &Tensor) -> Tensor {
         self.matmul_t(rhs, false, false)
@@ -251,6 +286,22 @@ mod tests {
     fn iota(shape: &[usize]) -> Tensor {
         let n: usize = shape.iter().product();
         Tensor::from_vec((0..n).map(|i| i as f64).collect::<Vec<_>>(), shape)
+    }
+
+    /// The accumulated product is the product plus acc, in acc's buffer when unshared and
+    /// leaving a shared one untouched.
+    #[test]
+    fn accumulated_products_keep_shared_buffers() {
+        let a = iota(&[2, 3]);
+        let acc = iota(&[3, 3]).mul_scalar(0.5);
+        let want = a.matmul_t(&a, true, false).add(&acc).to_vec_f64();
+        let kept = acc.clone();
+        assert_eq!(a.matmul_t_acc(&a, true, false, acc).to_vec_f64(), want);
+        assert_eq!(
+            kept.to_vec_f64(),
+            iota(&[3, 3]).mul_scalar(0.5).to_vec_f64()
+        );
+        assert_eq!(a.matmul_t_acc(&a, true, false, kept).to_vec_f64(), want);
     }
 
     #[test]
