@@ -28,7 +28,7 @@
 //! check values and parameter gradients (and Hessian products through a recorded sweep)
 //! against the tape.
 
-use super::{affine, record, ClosedForm, ParamGrads, Values};
+use super::{record, ClosedForm, ParamGrads, Values};
 use crate::activation::Activation;
 use crate::linear::Linear;
 use crate::mlp::forward_layers;
@@ -36,131 +36,98 @@ use crate::model::score_from_energy;
 use ebm_autodiff::{grad_with, GradOpts, Tape, Var};
 use ebm_core::Tensor;
 
-/// What the forward pass keeps for the parameter VJP (index l − 1 for hidden layer l).
+/// What the forward pass keeps for the parameter VJP (index l − 1 for hidden layer l). A
+/// quantity and its tangents are kept stacked by rows, [z; ż₁; …; ż_M], as the products form
+/// them (one GEMM by a weight for all of them).
 struct Kept {
-    rows: usize,
-    /// hₗ₋₁ and ḣₗ₋₁: every hidden layer's input and its tangents (h₀ = x, ḣ₀ = v).
+    /// [hₗ₋₁; ḣₗ₋₁]: every hidden layer's stacked input ([x; v] for the first).
     inputs: Vec<Tensor>,
-    tangents: Vec<Tensor>,
-    /// dₗ, eₗ, fₗ and ȧₗ of every hidden layer.
+    /// dₗ, eₗ, fₗ of every hidden layer ([rows, w]).
     d: Vec<Tensor>,
     e: Vec<Tensor>,
     f: Vec<Tensor>,
-    at: Vec<Tensor>,
-    /// uₗ and u̇ₗ for l < L.
+    /// [aₗ − bₗ₋₁; ȧₗ]: the stacked product (its tangent rows are ȧₗ).
+    a: Vec<Tensor>,
+    /// [uₗ; u̇ₗ] for l < L.
     u: Vec<Tensor>,
-    ut: Vec<Tensor>,
-    /// gₗ and ġₗ of every hidden layer.
+    /// [gₗ; ġₗ] of every hidden layer.
     g: Vec<Tensor>,
-    gt: Vec<Tensor>,
     /// −w_L.
     neg_w: Tensor,
-}
-
-impl Kept {
-    /// A hidden layer's dₗ, eₗ, fₗ and ȧₗ.
-    fn push_factors(&mut self, d: Tensor, e: Tensor, f: Tensor, at: Tensor) {
-        self.d.push(d);
-        self.e.push(e);
-        self.f.push(f);
-        self.at.push(at);
-    }
 }
 
 /// [s; ṡ₁; …; ṡ_M] stacked by rows, keeping the factors; `consts` is [x, v₁, …, v_M].
 fn keeping(layers: &[Linear], p: Values, consts: &[Tensor]) -> (Tensor, Kept) {
     let n_hidden = layers.len() - 1;
-    let x = &consts[0];
-    let v = match &consts[1..] {
-        [v] => v.clone(),
-        vs => Tensor::concat(vs, 0),
-    };
+    let rows = consts[0].shape()[0];
     let weight = |l: usize| p[layers[l].weight_index()];
+    let bias = |l: usize| layers[l].bias_index().map(|b| p[b]);
     let mut k = Kept {
-        rows: x.shape()[0],
-        inputs: vec![x.clone()],
-        tangents: vec![v],
+        inputs: vec![Tensor::concat(consts, 0)],
         d: Vec::with_capacity(n_hidden),
         e: Vec::with_capacity(n_hidden),
         f: Vec::with_capacity(n_hidden),
-        at: Vec::with_capacity(n_hidden),
+        a: Vec::with_capacity(n_hidden),
         u: Vec::new(),
-        ut: Vec::new(),
         g: Vec::new(),
-        gt: Vec::new(),
         neg_w: weight(n_hidden).neg(),
     };
-    let (mut g_top, mut gt_top) = (None, None);
-    for (i, l) in layers[..n_hidden].iter().enumerate() {
-        let a = affine(&k.inputs[i], l, p);
-        let at = k.tangents[i].matmul_t(weight(i), false, true);
-        if i + 1 < n_hidden {
-            let [h, d, e, f, ht] = a.silu_jvp_forward(&at);
-            k.inputs.push(h);
-            k.tangents.push(ht);
-            k.push_factors(d, e, f, at);
+    let mut g_top = None;
+    for i in 0..n_hidden {
+        let a = k.inputs[i].matmul_t(weight(i), false, true);
+        let [next, d, e, f] = if i + 1 < n_hidden {
+            a.silu_jvp_forward(bias(i), rows)
         } else {
-            let [g, gt, d, e, f] = a.silu_top_jvp(&at, &k.neg_w);
-            (g_top, gt_top) = (Some(g), Some(gt));
-            k.push_factors(d, e, f, at);
+            a.silu_top_jvp(bias(i), &k.neg_w, rows)
+        };
+        if i + 1 < n_hidden {
+            k.inputs.push(next);
+        } else {
+            g_top = Some(next);
         }
+        k.d.push(d);
+        k.e.push(e);
+        k.f.push(f);
+        k.a.push(a);
     }
     // the score's chain from the top down, then put in layer order
-    let (mut g, mut gt) = (g_top.expect("a top layer"), gt_top.expect("a top layer"));
+    let mut g = g_top.expect("a top layer");
     let mut chain = Vec::with_capacity(n_hidden);
     for l in (1..n_hidden).rev() {
         let u = g.matmul_t(weight(l), false, false);
-        let ut = gt.matmul_t(weight(l), false, false);
-        let [gl, gtl] = u.silu_chain_jvp(&ut, &k.d[l - 1], &k.e[l - 1], &k.at[l - 1]);
-        chain.push((
-            u,
-            ut,
-            std::mem::replace(&mut g, gl),
-            std::mem::replace(&mut gt, gtl),
-        ));
+        let below = u.silu_chain_jvp(&k.d[l - 1], &k.e[l - 1], &k.a[l - 1]);
+        chain.push((u, std::mem::replace(&mut g, below)));
     }
     let s = g.matmul_t(weight(0), false, false);
-    let st = gt.matmul_t(weight(0), false, false);
     k.g.push(g);
-    k.gt.push(gt);
-    for (u, ut, g, gt) in chain.into_iter().rev() {
+    for (u, g) in chain.into_iter().rev() {
         k.u.push(u);
-        k.ut.push(ut);
         k.g.push(g);
-        k.gt.push(gt);
     }
-    (Tensor::concat(&[s, st], 0), k)
+    (s, k)
 }
 
-/// The parameter VJP for the cotangent `r` of [s; ṡ₁; …] (the reverse pass of the module doc).
+/// The parameter VJP for the cotangent `r` of [s; ṡ₁; …] (the reverse pass of the module doc),
+/// every product over the stacked rows: a weight's terms aᵀb + ȧᵀḃ are one GEMM.
 fn param_vjp(layers: &[Linear], p: Values, k: Kept, r: &Tensor) -> ParamGrads {
     let n_hidden = layers.len() - 1;
     let weight = |l: usize| p[layers[l].weight_index()];
     let mut grads: ParamGrads = vec![None; p.len()];
-    let rows = k.rows;
-    let (r, rt) = (r.narrow(0, 0, rows), r.narrow(0, rows, r.shape()[0] - rows));
-    // W̄ ∋ aᵀb + ȧᵀḃ: the tangent product accumulated onto the primal one by the GEMM
-    let weight_grad = |a: &Tensor, b: &Tensor, at: &Tensor, bt: &Tensor| {
-        at.matmul_t_acc(bt, true, false, a.matmul_t(b, true, false))
-    };
     // W̄ₗ's terms from the score's chain, by layer
     let mut from_chain = Vec::with_capacity(n_hidden);
-    from_chain.push(Some(weight_grad(&k.g[0], &r, &k.gt[0], &rt)));
+    from_chain.push(k.g[0].matmul_t(r, true, false));
     let mut gb = r.matmul_t(weight(0), false, true);
-    let mut gtb = rt.matmul_t(weight(0), false, true);
     let mut terms = Vec::with_capacity(n_hidden - 1);
     for l in 1..n_hidden {
         let i = l - 1;
-        let [ub, utb, t, ats] = gb
-            .silu_chain_jvp_backward(&gtb, &k.d[i], &k.e[i], &k.f[i], &k.u[i], &k.ut[i], &k.at[i]);
-        from_chain.push(Some(weight_grad(&k.g[l], &ub, &k.gt[l], &utb)));
+        let [ub, t, ats] = gb.silu_chain_jvp_backward(&k.d[i], &k.e[i], &k.f[i], &k.u[i], &k.a[i]);
+        from_chain.push(k.g[l].matmul_t(&ub, true, false));
         gb = ub.matmul_t(weight(l), false, true);
-        gtb = utb.matmul_t(weight(l), false, true);
         terms.push((t, ats));
     }
     let top = n_hidden - 1;
-    let [mut ab, mut atb, v_bar, mut bias] =
-        gb.silu_top_jvp_backward(&gtb, &k.d[top], &k.e[top], &k.f[top], &k.at[top], &k.neg_w);
+    let [mut ab, v_bar, mut bias] =
+        gb.silu_top_jvp_backward(&k.d[top], &k.e[top], &k.f[top], &k.a[top], &k.neg_w);
     let w_top = layers[n_hidden].weight_index();
     grads[w_top] = Some(v_bar.neg().reshape(p[w_top].shape()));
     for l in (1..=n_hidden).rev() {
@@ -168,16 +135,14 @@ fn param_vjp(layers: &[Linear], p: Values, k: Kept, r: &Tensor) -> ParamGrads {
         if let Some(b) = layer.bias_index() {
             grads[b] = Some(bias.reshape(p[b].shape()));
         }
-        let chain = from_chain[l - 1].take().expect("every layer's chain term");
-        let wl = ab.matmul_t_acc(&k.inputs[l - 1], true, false, chain);
-        grads[layer.weight_index()] = Some(atb.matmul_t_acc(&k.tangents[l - 1], true, false, wl));
+        // the layers are walked downwards: layer l − 1's chain term is the last one left
+        let chain = from_chain.pop().expect("a chain term for every layer");
+        grads[layer.weight_index()] = Some(ab.matmul_t_acc(&k.inputs[l - 1], true, false, chain));
         if l > 1 {
             let i = l - 2;
             let hb = ab.matmul_t(weight(l - 1), false, false);
-            let htb = atb.matmul_t(weight(l - 1), false, false);
             let (t, ats) = &terms[i];
-            [ab, atb] = hb.silu_layer_jvp_backward(&htb, &k.d[i], &k.e[i], &k.at[i], t, ats);
-            bias = ab.sum_axes(&[0], false);
+            [ab, bias] = hb.silu_layer_jvp_backward(&k.d[i], &k.e[i], &k.a[i], t, ats);
         }
     }
     grads

@@ -260,11 +260,11 @@ fn down_the_layers(
                 None => abar.sum_axes(&[0], false),
             });
         }
-        // a carried term is added after the product: as an addend it would be copied first
-        let mut wl = abar.matmul_t(&inputs[l - 1], true, false);
-        if let Some(w) = weights.get_mut(l - 1).and_then(Option::take) {
-            wl.add_assign(&w);
-        }
+        // a carried term is accumulated onto by the GEMM, in its own buffer
+        let wl = match weights.get_mut(l - 1).and_then(Option::take) {
+            Some(w) => abar.matmul_t_acc(&inputs[l - 1], true, false, w),
+            None => abar.matmul_t(&inputs[l - 1], true, false),
+        };
         grads[layer.weight_index()] = Some(wl);
         if l > 1 {
             abar = abar.matmul_t_mul(p[layer.weight_index()], false, false, &d1[l - 2]);
