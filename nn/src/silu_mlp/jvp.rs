@@ -6,8 +6,10 @@
 //! parameters; here every σ-derived factor (silu′, silu″, silu‴) is formed once and no graph is
 //! recorded.
 //!
-//! Notation of the module above (dₗ, eₗ = silu′, silu″ (aₗ)) and fₗ = silu‴(aₗ); tangents of
-//! every row are stacked by rows, M blocks of the batch's shape, and a sum over m runs over them.
+//! Notation of the module above (dₗ, eₗ = silu′, silu″ (aₗ)) and fₗ = silu‴(aₗ); Σₘ runs over
+//! the tangents. In code a quantity and its tangents are one tensor stacked by rows,
+//! [z; ż₁; …; ż_M], so each product by a weight below is one GEMM for all of them, and each
+//! weight's aᵀb + ȧᵀḃ one product over the stacked rows.
 //!
 //! Forward: ȧ₁ = vW₀ᵀ; hₗ = silu(aₗ), ḣₗ = dₗ ⊙ ȧₗ, ȧₗ₊₁ = ḣₗWₗᵀ; the score's chain
 //! g_L = −w_L ⊙ d_L, ġ_L = −w_L ⊙ e_L ⊙ ȧ_L; uₗ = gₗ₊₁Wₗ, u̇ₗ = ġₗ₊₁Wₗ, gₗ = uₗ ⊙ dₗ,

@@ -1,8 +1,10 @@
 //! Closed-form derivatives of an SiLU MLP energy: the chain rule written out for the score
 //! (what samplers call in their inner loop), for the parameter gradient of a function of the
 //! score (what denoising score matching trains with) and for the parameter gradient of the
-//! energy itself (NCE, PCD and every energy-difference objective), with every σ-derived factor
-//! formed once in the forward pass and no recorded graph.
+//! energy itself (NCE, PCD and every energy-difference objective), and (in [`jvp`]) for the
+//! score with its directional derivatives ∇ₓs·v and their parameter gradient (sliced score
+//! matching), with every σ-derived factor formed once in the forward pass and no recorded
+//! graph.
 //!
 //! Notation: layers 0..=L, a₁ = xW₀ᵀ + b₀, aₗ₊₁ = hₗWₗᵀ + bₗ with hₗ = silu(aₗ), and
 //! E = h_L w_Lᵀ + b_L (w_L one row); dₗ = silu′(aₗ), eₗ = silu″(aₗ).
