@@ -34,7 +34,8 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
+# numpy is imported where it is used: the machine description (cpu_and_isa_from) and its tests
+# run on the standard library alone, in CI before any venv has numpy
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 FIXTURE_DIR = REPO_ROOT / "autodiff" / "tests" / "data"
@@ -246,6 +247,7 @@ def log(*a) -> None:
 
 def load_fixtures(fixture_dir: Path):
     """(weights, inputs, expected) as float64 numpy dicts."""
+    import numpy as np
     from safetensors.numpy import load_file
 
     def f64(d):
@@ -261,6 +263,8 @@ class FixtureCheck:
         self.framework, self.tol, self.rows, self.failed = framework, tol, [], 0
 
     def compare(self, name: str, got, want) -> None:
+        import numpy as np
+
         got = np.asarray(got, dtype=np.float64)
         want = np.asarray(want, dtype=np.float64)
         if got.shape != want.shape:
