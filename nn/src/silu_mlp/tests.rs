@@ -42,6 +42,23 @@ fn param_derivatives(loss: &Var, p: &[Var], v: Option<&[Tensor]>) -> Vec<Tensor>
     grad(&gv, &refs).iter().map(|g| g.value().clone()).collect()
 }
 
+/// One and three hidden layers, skinny (≤ 4) and wide inputs.
+const WIDTHS: [&[usize]; 4] = [
+    &[2, 128, 128, 1],
+    &[3, 5, 1],
+    &[4, 7, 6, 5, 1],
+    &[9, 8, 6, 1],
+];
+
+/// A random direction in parameter space (f64), for Hessian products.
+fn param_directions(m: &Mlp, rng: &mut Rng) -> Vec<Tensor> {
+    m.params()
+        .tensors()
+        .iter()
+        .map(|t| rng.normal(t.shape(), DType::F64))
+        .collect()
+}
+
 fn assert_close(got: &[Tensor], want: &[Tensor], tol: f64, what: &str) {
     assert_eq!(got.len(), want.len());
     for (i, (g, w)) in got.iter().zip(want).enumerate() {
@@ -84,13 +101,7 @@ fn energy_grads(
 #[test]
 fn closed_form_vjps_are_the_tape_vjps() {
     let mut rng = Rng::new(12);
-    // one and three hidden layers, skinny (≤ 4) and wide inputs
-    for widths in [
-        &[2usize, 128, 128, 1][..],
-        &[3, 5, 1],
-        &[4, 7, 6, 5, 1],
-        &[9, 8, 6, 1],
-    ] {
+    for widths in WIDTHS {
         for dtype in [DType::F64, DType::F32] {
             let m = Mlp::with_dtype(MlpConfig::new(widths), &mut rng, dtype);
             let x = rng.normal(&[37, widths[0]], dtype).mul_scalar(2.0);
@@ -130,12 +141,7 @@ fn a_recorded_sweep_differentiates_again() {
         let x = rng.normal(&[11, widths[0]], DType::F64);
         let r = rng.normal(&[11, widths[0]], DType::F64);
         let c = rng.normal(&[11], DType::F64);
-        let v: Vec<Tensor> = m
-            .params()
-            .tensors()
-            .iter()
-            .map(|t| rng.normal(t.shape(), DType::F64))
-            .collect();
+        let v = param_directions(&m, &mut rng);
         let score = |closed| grads(&m, &x, &r, Some(&v), closed);
         let energy = |closed| energy_grads(&m, &x, &c, Some(&v), closed);
         for (what, want, got) in [
@@ -205,12 +211,7 @@ fn jvp_grads(
 #[test]
 fn closed_form_score_jvps_are_the_tapes() {
     let mut rng = Rng::new(14);
-    for widths in [
-        &[2usize, 128, 128, 1][..],
-        &[3, 5, 1],
-        &[4, 7, 6, 5, 1],
-        &[9, 8, 6, 1],
-    ] {
+    for widths in WIDTHS {
         for dtype in [DType::F64, DType::F32] {
             for n_tangents in [1, 2] {
                 let m = Mlp::with_dtype(MlpConfig::new(widths), &mut rng, dtype);
@@ -247,12 +248,7 @@ fn a_recorded_sweep_differentiates_the_jvp_node_again() {
             rng.normal(x.shape(), DType::F64),
             rng.normal(x.shape(), DType::F64),
         ];
-        let hv: Vec<Tensor> = m
-            .params()
-            .tensors()
-            .iter()
-            .map(|t| rng.normal(t.shape(), DType::F64))
-            .collect();
+        let hv = param_directions(&m, &mut rng);
         let (_, want) = jvp_grads(&m, &x, &v, &r, Some(&hv), false);
         let (_, got) = jvp_grads(&m, &x, &v, &r, Some(&hv), true);
         let what = format!("Hessian product of the JVP node {widths:?}");
