@@ -5,24 +5,26 @@
 //! of one per factor. Every fused pass does the operations of the separate ops in the same
 //! order, so results are bit-identical to the composition.
 
-use super::scalar::{sigmoid, silu_d1, silu_d1_from, silu_d2, silu_d2_from, silu_d3, silu_d3_from};
+use super::scalar::{
+    logistic_denominators, silu_d1, silu_d1_from, silu_d2, silu_d2_from, silu_d3, silu_d3_from,
+    SIGMOID_CHUNK,
+};
 use crate::dtype::Elem;
 use crate::profile::{timed_op, OpKind};
 use crate::storage::HostVec;
 use crate::tensor::Tensor;
 use crate::{BinaryOp, CpuStorage};
 
-/// (silu(x), silu′(x)) sharing one σ(x); the same operations as `x * sigmoid(x)` and
-/// [`silu_d1`], so either half equals the separate op bit for bit.
+/// (silu(x), silu′(x)) from s = σ(x): the operations of `x * sigmoid(x)` and [`silu_d1`]
+/// after σ, so either half equals the separate op bit for bit.
 #[inline(always)]
-fn silu_and_d1<T: Elem>(x: T) -> (T, T) {
-    let s = sigmoid(x);
+fn silu_and_d1_from<T: Elem>(x: T, s: T) -> (T, T) {
     (x * s, silu_d1_from(x, s))
 }
 
+/// (silu(x), σ(x)) from s = σ(x).
 #[inline(always)]
-fn silu_and_sigmoid<T: Elem>(x: T) -> (T, T) {
-    let s = sigmoid(x);
+fn silu_and_sigmoid_from<T: Elem>(x: T, s: T) -> (T, T) {
     (x * s, s)
 }
 
@@ -85,17 +87,28 @@ impl Tensor {
         }))
     }
 
-    /// Two element-wise results of one pass over a host tensor.
+    /// Two element-wise results of one σ pass over a host tensor, in chunks: σ's denominators
+    /// first, then the outputs from σ ([`logistic_denominators`]).
     fn map2(&self, f: MapTwo) -> (Tensor, Tensor) {
         macro_rules! run {
-            ($xv:expr, $f:expr) => {{
+            ($xv:expr, $f:expr, $t:ty) => {{
                 let (xv, f) = ($xv, $f);
                 let (mut y, mut z) = (crate::pool::take(xv.len()), crate::pool::take(xv.len()));
                 super::fastmath::dispatch(
                     #[inline(always)]
                     || {
-                        for ((y, z), &x) in y.iter_mut().zip(z.iter_mut()).zip(xv) {
-                            (*y, *z) = f(x);
+                        const C: usize = SIGMOID_CHUNK;
+                        let mut den = [0.0 as $t; C];
+                        let chunks = y.chunks_mut(C).zip(z.chunks_mut(C));
+                        for ((y, z), xv) in chunks.zip(xv.chunks(C)) {
+                            let len = xv.len();
+                            let (y, z, den) = (&mut y[..len], &mut z[..len], &mut den[..len]);
+                            logistic_denominators(xv, den);
+                            for (((y, z), &x), &den) in
+                                y.iter_mut().zip(z.iter_mut()).zip(xv).zip(den.iter())
+                            {
+                                (*y, *z) = f(x, (1.0 as $t) / den);
+                            }
                         }
                     },
                 );
@@ -108,14 +121,14 @@ impl Tensor {
         macro_rules! by_dtype {
             ($f:ident) => {
                 match self.cpu() {
-                    CpuStorage::F32(v) => run!(v, $f::<f32>),
-                    CpuStorage::F64(v) => run!(v, $f::<f64>),
+                    CpuStorage::F32(v) => run!(v, $f::<f32>, f32),
+                    CpuStorage::F64(v) => run!(v, $f::<f64>, f64),
                 }
             };
         }
         match f {
-            MapTwo::SiluAndSigmoid => by_dtype!(silu_and_sigmoid),
-            MapTwo::SiluAndD1 => by_dtype!(silu_and_d1),
+            MapTwo::SiluAndSigmoid => by_dtype!(silu_and_sigmoid_from),
+            MapTwo::SiluAndD1 => by_dtype!(silu_and_d1_from),
         }
     }
 

@@ -6,7 +6,7 @@
 //! With s = σ(x): silu = x·s, silu′ = s(1 + x(1 − s)), silu″ = s(1 − s)(2 + x(1 − 2s)) (the
 //! scalar helpers of `scalar.rs`, so each output equals the separate op's bits).
 
-use super::scalar::{sigmoid, silu_d1_from, silu_d2_from};
+use super::scalar::{logistic_denominators, silu_d1_from, silu_d2_from, SIGMOID_CHUNK};
 use crate::profile::{timed_op, OpKind};
 use crate::storage::HostVec;
 use crate::tensor::Tensor;
@@ -36,11 +36,19 @@ fn silu_d012_host<T: HostVec>(x: &[T]) -> [Vec<T>; 3] {
     super::fastmath::dispatch(
         #[inline(always)]
         || {
-            for (((h, d1), d2), &x) in h.iter_mut().zip(d1.iter_mut()).zip(d2.iter_mut()).zip(x) {
-                let s = sigmoid(x);
-                *h = x * s;
-                *d1 = silu_d1_from(x, s);
-                *d2 = silu_d2_from(x, s);
+            const C: usize = SIGMOID_CHUNK;
+            let mut den = [T::zero(); C];
+            let chunks = h.chunks_mut(C).zip(d1.chunks_mut(C)).zip(d2.chunks_mut(C));
+            for (((h, d1), d2), x) in chunks.zip(x.chunks(C)) {
+                let den = &mut den[..x.len()];
+                logistic_denominators(x, den);
+                let outs = h.iter_mut().zip(d1.iter_mut()).zip(d2.iter_mut());
+                for (((h, d1), d2), (&x, &den)) in outs.zip(x.iter().zip(den.iter())) {
+                    let s = T::one() / den;
+                    *h = x * s;
+                    *d1 = silu_d1_from(x, s);
+                    *d2 = silu_d2_from(x, s);
+                }
             }
         },
     );
@@ -58,6 +66,8 @@ fn row_scaled_silu_d12_host<T: HostVec>(x: &[T], v: &[T]) -> [Vec<T>; 3] {
     super::fastmath::dispatch(
         #[inline(always)]
         || {
+            const C: usize = SIGMOID_CHUNK;
+            let mut den = [T::zero(); C];
             for r in 0..n / w {
                 let span = r * w..(r + 1) * w;
                 let (g, d1, q) = (
@@ -66,12 +76,23 @@ fn row_scaled_silu_d12_host<T: HostVec>(x: &[T], v: &[T]) -> [Vec<T>; 3] {
                     &mut q[span.clone()],
                 );
                 let (x, v) = (&x[span], &v[..w]);
-                for j in 0..w {
-                    let s = sigmoid(x[j]);
-                    let d = silu_d1_from(x[j], s);
-                    g[j] = v[j] * d;
-                    d1[j] = d;
-                    q[j] = v[j] * silu_d2_from(x[j], s);
+                for j0 in (0..w).step_by(C) {
+                    let len = C.min(w - j0);
+                    let span = j0..j0 + len;
+                    let (g, d1, q) = (
+                        &mut g[span.clone()],
+                        &mut d1[span.clone()],
+                        &mut q[span.clone()],
+                    );
+                    let (x, v, den) = (&x[span.clone()], &v[span], &mut den[..len]);
+                    logistic_denominators(x, den);
+                    for j in 0..len {
+                        let s = T::one() / den[j];
+                        let d = silu_d1_from(x[j], s);
+                        g[j] = v[j] * d;
+                        d1[j] = d;
+                        q[j] = v[j] * silu_d2_from(x[j], s);
+                    }
                 }
             }
         },
@@ -335,9 +356,14 @@ mod tests {
     #[test]
     fn passes_equal_the_separate_ops() {
         let mut rng = Rng::new(5);
-        for dtype in [DType::F32, DType::F64] {
-            // beyond the exponential's clamps at both ends, and rows off any vector width
-            let x = rng.normal(&[37, 19], dtype).mul_scalar(30.0);
+        // rows off any vector width, and rows wider than the σ passes' chunks (a whole chunk
+        // and a partial one per row, chunks across rows)
+        for (dtype, (rows, w)) in [DType::F32, DType::F64]
+            .into_iter()
+            .flat_map(|d| [(37, 19), (5, 300)].map(|s| (d, s)))
+        {
+            // beyond the exponential's clamps at both ends
+            let x = rng.normal(&[rows, w], dtype).mul_scalar(30.0);
             let ones = x.ones_like();
             let d1 = ones.binary(&x, BinaryOp::MulSiluD1);
             let d2 = ones.binary(&x, BinaryOp::MulSiluD2);
@@ -345,16 +371,19 @@ mod tests {
             assert_eq!(h.to_vec_f64(), x.silu().to_vec_f64());
             assert_eq!(e1.to_vec_f64(), d1.to_vec_f64());
             assert_eq!(e2.to_vec_f64(), d2.to_vec_f64());
+            let (h, e1) = x.silu_and_d1();
+            assert_eq!(h.to_vec_f64(), x.silu().to_vec_f64());
+            assert_eq!(e1.to_vec_f64(), d1.to_vec_f64());
 
-            let v = rng.normal(&[19], dtype);
+            let v = rng.normal(&[w], dtype);
             let [g, f1, q] = x.row_scaled_silu_d12(&v);
             assert_eq!(g.to_vec_f64(), d1.mul(&v).to_vec_f64());
             assert_eq!(f1.to_vec_f64(), d1.to_vec_f64());
             assert_eq!(q.to_vec_f64(), d2.mul(&v).to_vec_f64());
-            let [g_row, ..] = x.row_scaled_silu_d12(&v.reshape(&[1, 19]));
+            let [g_row, ..] = x.row_scaled_silu_d12(&v.reshape(&[1, w]));
             assert_eq!(g_row.to_vec_f64(), g.to_vec_f64());
 
-            let (gbar, u) = (rng.normal(&[37, 19], dtype), rng.normal(&[37, 19], dtype));
+            let (gbar, u) = (rng.normal(&[rows, w], dtype), rng.normal(&[rows, w], dtype));
             let (ub, t, none) = gbar.silu_score_backward_terms(&u, &d1, &d2, false);
             assert!(none.is_none());
             let (ub2, t2, g) = gbar.silu_score_backward_terms(&u, &d1, &d2, true);
@@ -374,9 +403,9 @@ mod tests {
             let want_a = a.sum_axes(&[0], false);
             assert!(sum_a.max_abs_diff(&want_a) <= tol * (1.0 + want_a.max_abs()));
 
-            let c = rng.normal(&[37], dtype);
+            let c = rng.normal(&[rows], dtype);
             let [a, sum] = c.silu_energy_top_backward(&v, &d1);
-            let want = c.reshape(&[37, 1]).mul(&v.reshape(&[1, 19])).mul(&d1);
+            let want = c.reshape(&[rows, 1]).mul(&v.reshape(&[1, w])).mul(&d1);
             assert_eq!(a.to_vec_f64(), want.to_vec_f64());
             let want_sum = want.sum_axes(&[0], false);
             assert!(sum.max_abs_diff(&want_sum) <= tol * (1.0 + want_sum.max_abs()));
