@@ -170,7 +170,7 @@ fn binary_row<T: Elem>(
 
 /// `Some(n)` when `row` is one row of n elements (leading axes of size 1) and `full`, the
 /// output's own shape, ends in n: `row` repeats against every row of `full`.
-fn row_over_rows(row: &[usize], full: &[usize], out_shape: &[usize]) -> Option<usize> {
+pub(super) fn row_over_rows(row: &[usize], full: &[usize], out_shape: &[usize]) -> Option<usize> {
     let n = *full.last()?;
     (full == out_shape && n > 0 && row.last() == Some(&n) && numel(row) == n).then_some(n)
 }
@@ -277,7 +277,7 @@ impl Tensor {
         if let Some(t) = crate::cuda::binary(self, rhs, op, &out_shape) {
             return t;
         }
-        if let Some(t) = self.mul_silu_with_kept_sigmoid(rhs, op) {
+        if let Some(t) = self.mul_silu_d(rhs, op) {
             return t;
         }
         let label = || format!("{op:?} {:?} {:?}", self.shape(), rhs.shape());

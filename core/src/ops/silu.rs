@@ -6,14 +6,15 @@
 //! order, so results are bit-identical to the composition.
 
 use super::scalar::{
-    logistic_denominators, silu_d1, silu_d1_from, silu_d2, silu_d2_from, silu_d3, silu_d3_from,
-    SIGMOID_CHUNK,
+    logistic_denominators, silu_d1_from, silu_d2_from, silu_d3_from, SIGMOID_CHUNK,
 };
 use crate::dtype::Elem;
 use crate::profile::{timed_op, OpKind};
 use crate::storage::HostVec;
 use crate::tensor::Tensor;
 use crate::{BinaryOp, CpuStorage};
+
+type Range = std::ops::Range<usize>;
 
 /// (silu(x), silu′(x)) from s = σ(x): the operations of `x * sigmoid(x)` and [`silu_d1`]
 /// after σ, so either half equals the separate op bit for bit.
@@ -37,40 +38,6 @@ enum MapTwo {
 
 /// Tensors at least this large keep σ when SiLU computes it (smaller ones are cheap to redo).
 const SIGMOID_CACHE_MIN: usize = 4096;
-
-/// out = Π(factors) · silu⁽ᵏ⁾(x) from a cached s = σ(x): memory-bound instead of one
-/// exponential per element. All slices have one length.
-fn mul_silu_from<T: Elem + HostVec>(factors: &[&[T]], x: &[T], s: &[T], k: u8) -> Vec<T> {
-    let mut out = crate::pool::take(x.len());
-    macro_rules! run {
-        ($d:ident) => {
-            super::fastmath::dispatch(
-                #[inline(always)]
-                || match factors {
-                    [g] => {
-                        for (((o, &g), &x), &s) in out.iter_mut().zip(*g).zip(x).zip(s) {
-                            *o = g * $d(x, s);
-                        }
-                    }
-                    [a, b] => {
-                        for ((((o, &a), &b), &x), &s) in
-                            out.iter_mut().zip(*a).zip(*b).zip(x).zip(s)
-                        {
-                            *o = a * b * $d(x, s);
-                        }
-                    }
-                    _ => unreachable!("one or two factors"),
-                },
-            )
-        };
-    }
-    match k {
-        1 => run!(silu_d1_from),
-        2 => run!(silu_d2_from),
-        _ => run!(silu_d3_from),
-    }
-    out
-}
 
 impl Tensor {
     /// silu(self) = x·σ(x), keeping σ with self's buffer for SiLU's derivative ops, when self
@@ -132,28 +99,43 @@ impl Tensor {
         }
     }
 
-    /// `self ⊙ silu⁽ᵏ⁾(rhs)` (op `MulSiluDk`) from `rhs`'s kept σ, when it has one and the
-    /// operands agree in shape and dtype; `None` sends the op to its ordinary loop.
-    pub(crate) fn mul_silu_with_kept_sigmoid(&self, rhs: &Tensor, op: BinaryOp) -> Option<Tensor> {
+    /// `self ⊙ silu⁽ᵏ⁾(rhs)` (op `MulSiluDk`) by [`mul_silu_host`], when both are host tensors
+    /// of one dtype and self has rhs's shape (reading rhs's kept σ if it has one) or is one
+    /// row of rhs's width, at least [`MIN_CHUNKED_ROW`], that repeats over its rows (a layer's
+    /// weights: −w_L ⊙ silu′(a_L) in an SiLU MLP's score); `None` sends the op to its
+    /// ordinary loop.
+    pub(crate) fn mul_silu_d(&self, rhs: &Tensor, op: BinaryOp) -> Option<Tensor> {
         let k = match op {
             BinaryOp::MulSiluD1 => 1,
             BinaryOp::MulSiluD2 => 2,
             BinaryOp::MulSiluD3 => 3,
             _ => return None,
         };
-        if self.shape() != rhs.shape() || self.dtype() != rhs.dtype() {
+        let row_ok = || {
+            let n = self.numel();
+            n >= MIN_CHUNKED_ROW
+                && super::elementwise::row_over_rows(self.shape(), rhs.shape(), rhs.shape())
+                    == Some(n)
+        };
+        let ok = self.dtype() == rhs.dtype()
+            && self.device() == crate::Device::Cpu
+            && rhs.device() == crate::Device::Cpu
+            && (self.shape() == rhs.shape() || row_ok());
+        if !ok {
             return None;
         }
-        let s = rhs.sigmoid_cache()?;
-        let label = || format!("{op:?} with kept σ {:?}", self.shape());
+        let kept = rhs.sigmoid_cache().filter(|_| self.shape() == rhs.shape());
+        let with = if kept.is_some() { " with kept σ" } else { "" };
+        let label = || format!("{op:?}{with} {:?} {:?}", self.shape(), rhs.shape());
         Some(timed_op(OpKind::Elementwise, label, || {
-            Tensor::mul_silu_cached(&[self], rhs, s, k)
+            Tensor::mul_silu(&[self], rhs, kept, k)
         }))
     }
 
-    /// Π(factors) ⊙ silu⁽ᵏ⁾(x) with x's cached σ `s`; every operand host-resident and of x's
-    /// shape and dtype.
-    fn mul_silu_cached(factors: &[&Tensor], x: &Tensor, s: &Tensor, k: u8) -> Tensor {
+    /// Π(factors) ⊙ silu⁽ᵏ⁾(x) by [`mul_silu_host`]: factors of one length w that repeat over
+    /// x's rows of w (w = x's size: no repeat), x's kept σ `kept` if given; host tensors of
+    /// x's dtype.
+    fn mul_silu(factors: &[&Tensor], x: &Tensor, kept: Option<&Tensor>, k: u8) -> Tensor {
         macro_rules! run {
             ($v:ident, $t:ty) => {{
                 fn slice(t: &Tensor) -> &[$t] {
@@ -163,7 +145,8 @@ impl Tensor {
                     }
                 }
                 let fs: Vec<&[$t]> = factors.iter().map(|&t| slice(t)).collect();
-                Tensor::from_vec(mul_silu_from(&fs, slice(x), slice(s), k), x.shape())
+                let out = mul_silu_host(&fs, slice(x), kept.map(slice), k);
+                Tensor::from_vec(out, x.shape())
             }};
         }
         match x.cpu() {
@@ -305,46 +288,133 @@ impl Tensor {
         if !fusable {
             return self.mul(b).binary(x, op);
         }
-        if let Some(s) = x.sigmoid_cache() {
-            let label = || format!("mul2_silu_d{k} with kept σ {:?}", x.shape());
-            return timed_op(OpKind::Elementwise, label, || {
-                Tensor::mul_silu_cached(&[self, b], x, s, k)
-            });
-        }
-        let label = || format!("mul2_silu_d{k} {:?}", x.shape());
+        let kept = x.sigmoid_cache();
+        let with = if kept.is_some() { " with kept σ" } else { "" };
+        let label = || format!("mul2_silu_d{k}{with} {:?}", x.shape());
         timed_op(OpKind::Elementwise, label, || {
-            macro_rules! run {
-                ($av:expr, $bv:expr, $xv:expr) => {{
-                    let (av, bv, xv) = ($av, $bv, $xv);
-                    let mut out = crate::pool::take(av.len());
-                    macro_rules! body {
-                        ($d:ident) => {
-                            super::fastmath::dispatch(
+            Tensor::mul_silu(&[self, b], x, kept, k)
+        })
+    }
+}
+
+/// Rows narrower than this take the broadcast op's own loop: chunks of a few elements would
+/// cost more in loop overhead than σ's two loops save.
+const MIN_CHUNKED_ROW: usize = 64;
+
+/// out = Π(factors) · silu⁽ᵏ⁾(x) for one or two factors of one length w that repeat over x's
+/// rows of w, from x's kept σ `kept` (all of x's length: memory-bound) or evaluating σ per
+/// chunk of a row in the loops of [`logistic_denominators`]; the operations of
+/// `a * silu_dk(x)` (and `a * b * silu_dk(x)`) either way, so the same bits.
+fn mul_silu_host<T: Elem + HostVec>(
+    factors: &[&[T]],
+    x: &[T],
+    kept: Option<&[T]>,
+    k: u8,
+) -> Vec<T> {
+    let w = factors[0].len();
+    debug_assert!(factors.iter().all(|f| f.len() == w) && x.len().is_multiple_of(w.max(1)));
+    debug_assert!(kept.is_none_or(|s| s.len() == x.len() && w == x.len()));
+    let mut out = crate::pool::take(x.len());
+    macro_rules! run {
+        ($d:ident) => {
+            super::fastmath::dispatch(
+                #[inline(always)]
+                || {
+                    // the division by σ's denominator stays in the loop that uses σ: a
+                    // separate pass for it was 10% slower
+                    match kept {
+                        Some(s) => for_each_chunk(
+                            &mut out,
+                            x,
+                            w,
+                            #[inline(always)]
+                            |o, span, x| {
+                                let s = &s[span.clone()];
+                                mul_silu_chunk(
+                                    o,
+                                    factors,
+                                    span,
+                                    x,
+                                    s,
+                                    #[inline(always)]
+                                    |s| s,
+                                    $d,
+                                );
+                            },
+                        ),
+                        None => {
+                            let mut den = [T::zero(); SIGMOID_CHUNK];
+                            for_each_chunk(
+                                &mut out,
+                                x,
+                                w,
                                 #[inline(always)]
-                                || {
-                                    for (((o, &p), &q), &t) in
-                                        out.iter_mut().zip(av).zip(bv).zip(xv)
-                                    {
-                                        *o = p * q * $d(t);
-                                    }
+                                |o, span, x| {
+                                    let den = &mut den[..x.len()];
+                                    logistic_denominators(x, den);
+                                    mul_silu_chunk(
+                                        o,
+                                        factors,
+                                        span,
+                                        x,
+                                        den,
+                                        #[inline(always)]
+                                        |den| T::one() / den,
+                                        $d,
+                                    );
                                 },
                             )
-                        };
+                        }
                     }
-                    match k {
-                        1 => body!(silu_d1),
-                        2 => body!(silu_d2),
-                        _ => body!(silu_d3),
-                    }
-                    Tensor::from_vec(out, self.shape())
-                }};
+                },
+            )
+        };
+    }
+    match k {
+        1 => run!(silu_d1_from),
+        2 => run!(silu_d2_from),
+        _ => run!(silu_d3_from),
+    }
+    out
+}
+
+/// f(out chunk, its span within the row, x chunk) for every chunk of [`SIGMOID_CHUNK`] of
+/// every row of w.
+#[inline(always)]
+fn for_each_chunk<T>(out: &mut [T], x: &[T], w: usize, mut f: impl FnMut(&mut [T], Range, &[T])) {
+    const C: usize = SIGMOID_CHUNK;
+    for (out, x) in out.chunks_mut(w).zip(x.chunks(w)) {
+        for (j0, (o, x)) in out.chunks_mut(C).zip(x.chunks(C)).enumerate() {
+            f(o, j0 * C..j0 * C + x.len(), x);
+        }
+    }
+}
+
+/// One chunk of [`mul_silu_host`]: o = Π(factors[span]) · d(x, sigma(v)) for v in `vs`.
+#[inline(always)]
+fn mul_silu_chunk<T: Elem>(
+    o: &mut [T],
+    factors: &[&[T]],
+    span: Range,
+    x: &[T],
+    vs: &[T],
+    sigma: impl Fn(T) -> T,
+    d: impl Fn(T, T) -> T,
+) {
+    let xs = x.iter().zip(vs);
+    match factors {
+        [a] => {
+            for ((o, &a), (&x, &v)) in o.iter_mut().zip(&a[span]).zip(xs) {
+                *o = a * d(x, sigma(v));
             }
-            match (self.cpu(), b.cpu(), x.cpu()) {
-                (CpuStorage::F32(av), CpuStorage::F32(bv), CpuStorage::F32(xv)) => run!(av, bv, xv),
-                (CpuStorage::F64(av), CpuStorage::F64(bv), CpuStorage::F64(xv)) => run!(av, bv, xv),
-                _ => unreachable!("dtypes checked above"),
+        }
+        [a, b] => {
+            let ab = a[span.clone()].iter().zip(&b[span]);
+            for ((o, (&a, &b)), (&x, &v)) in o.iter_mut().zip(ab).zip(xs) {
+                *o = a * b * d(x, sigma(v));
             }
-        })
+        }
+        _ => unreachable!("one or two factors"),
     }
 }
 
@@ -388,6 +458,52 @@ mod tests {
                     a.mul2_silu_d(&row, &x, k as u8 + 1).to_vec_f64(),
                     want.to_vec_f64()
                 );
+            }
+        }
+    }
+
+    /// a ⊙ silu⁽ᵏ⁾(x) element by element from the scalar forms, as f64 bits of the dtype.
+    fn mul_silu_d_by_element(a: &[f64], x: &[f64], k: usize, f32: bool) -> Vec<f64> {
+        use crate::ops::scalar::{silu_d1, silu_d2, silu_d3};
+        let w = a.len();
+        let d64 = [silu_d1::<f64>, silu_d2::<f64>, silu_d3::<f64>][k];
+        let d32 = [silu_d1::<f32>, silu_d2::<f32>, silu_d3::<f32>][k];
+        (0..x.len())
+            .map(|i| match f32 {
+                true => (a[i % w] as f32 * d32(x[i] as f32)) as f64,
+                false => a[i % w] * d64(x[i]),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn chunked_mul_silu_d_is_the_scalar_op_bit_for_bit() {
+        let mut rng = crate::Rng::new(21);
+        for dtype in [crate::DType::F32, crate::DType::F64] {
+            // rows across a chunk's edge (300 = 256 + 44), a whole chunk, several chunks in one
+            // same-shape pass, and a row too narrow for the chunked loop (the ordinary one)
+            for (rows, w) in [(5, 300), (3, 256), (2, 1000), (37, 19), (4, 64)] {
+                let x = rng.normal(&[rows, w], dtype).mul_scalar(6.0);
+                let a = rng.normal(&[rows, w], dtype);
+                let row = rng.normal(&[1, w], dtype);
+                assert_eq!(
+                    row.mul_silu_d(&x, BinaryOp::MulSiluD1).is_some(),
+                    w >= super::MIN_CHUNKED_ROW
+                );
+                let xv = x.to_vec_f64();
+                let is_f32 = dtype == crate::DType::F32;
+                for (k, op) in MUL_SILU_D.into_iter().enumerate() {
+                    assert!(a.mul_silu_d(&x, op).is_some());
+                    for f in [&a, &row] {
+                        let want = mul_silu_d_by_element(&f.to_vec_f64(), &xv, k, is_f32);
+                        let got = f.binary(&x, op).to_vec_f64();
+                        let same = got
+                            .iter()
+                            .zip(&want)
+                            .all(|(g, w)| g.to_bits() == w.to_bits());
+                        assert!(same, "{op:?} {dtype:?} {:?} on [{rows}, {w}]", f.shape());
+                    }
+                }
             }
         }
     }
