@@ -8,7 +8,14 @@ use crate::dtype::Elem;
 /// (`exp_neg_for_logistic`: in f32 a shorter polynomial that saturates at the ends).
 #[inline(always)]
 pub(crate) fn sigmoid<T: Elem>(x: T) -> T {
-    T::one() / (T::one() + x.exp_neg_for_logistic())
+    T::one() / logistic_denominator(x)
+}
+
+/// 1 + e⁻ˣ, σ's denominator: a σ pass in two loops ([`logistic_denominators`]) forms it in
+/// the first and divides in the second.
+#[inline(always)]
+pub(crate) fn logistic_denominator<T: Elem>(x: T) -> T {
+    T::one() + x.exp_neg_for_logistic()
 }
 
 /// softplus(x) = max(x, 0) + log1p(e^{−|x|}): no overflow for either sign.
@@ -76,7 +83,7 @@ pub(crate) const SIGMOID_CHUNK: usize = 256;
 #[inline(always)]
 pub(crate) fn logistic_denominators<T: Elem>(x: &[T], den: &mut [T]) {
     for (d, &x) in den.iter_mut().zip(x) {
-        *d = T::one() + x.exp_neg_for_logistic();
+        *d = logistic_denominator(x);
     }
 }
 

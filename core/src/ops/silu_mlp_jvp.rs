@@ -8,7 +8,9 @@
 //! after the other; sums over the tangents are taken in block order. With s = σ(a):
 //! d = silu′(a), e = silu″(a), f = silu‴(a) (the scalar helpers of `scalar.rs`).
 
-use super::scalar::{sigmoid, silu_d1_from, silu_d2_from, silu_d3_from};
+use super::scalar::{
+    logistic_denominator, silu_d1_from, silu_d2_from, silu_d3_from, SIGMOID_CHUNK,
+};
 use crate::dtype::Elem;
 use crate::profile::{timed_op, OpKind};
 use crate::storage::HostVec;
@@ -80,9 +82,37 @@ fn row(r: usize, w: usize) -> std::ops::Range<usize> {
     r * w..(r + 1) * w
 }
 
+/// For every chunk of [`SIGMOID_CHUNK`] of every row of the primal pre-activation a (rows of
+/// the bias row's width): σ's denominators 1 + e⁻ˣ of x = a + bias in one loop, then
+/// `out(span of the chunk in a, a, bias, den)`, which forms its outputs from x and σ = 1/den
+/// (`sigmoid`'s bits) in a second (with σ and four outputs per element in one loop, 256-bit
+/// vectors run out of registers; −25% on AVX2 in two loops, and keeping x = a + bias in a
+/// buffer between them was slower than adding again).
+#[inline(always)]
+fn biased_sigmoid_chunks<T: Elem>(
+    a: &[T],
+    bias: &[T],
+    mut out: impl FnMut(std::ops::Range<usize>, &[T], &[T], &[T]),
+) {
+    const C: usize = SIGMOID_CHUNK;
+    let w = bias.len();
+    let mut den = [T::zero(); C];
+    for r in 0..a.len() / w {
+        for j0 in (0..w).step_by(C) {
+            let len = C.min(w - j0);
+            let span = r * w + j0..r * w + j0 + len;
+            let (a, bias) = (&a[span.clone()], &bias[j0..j0 + len]);
+            let den = &mut den[..len];
+            for ((d, &a), &b) in den.iter_mut().zip(a).zip(bias) {
+                *d = logistic_denominator(a + b);
+            }
+            out(span, a, bias, den);
+        }
+    }
+}
+
 /// [h; ḣ], d, e, f of a hidden layer from its stacked pre-activation [a − b; ȧ] and bias row b.
 fn forward_host<T: HostVec>(a_st: &[T], bias: &[T], n: usize) -> [Vec<T>; 4] {
-    let w = bias.len();
     let [mut h_st] = take::<T, 1>(a_st.len());
     let [mut d, mut e, mut f] = take::<T, 3>(n);
     super::fastmath::dispatch(
@@ -90,20 +120,23 @@ fn forward_host<T: HostVec>(a_st: &[T], bias: &[T], n: usize) -> [Vec<T>; 4] {
         || {
             let (a, at) = a_st.split_at(n);
             let (h, ht) = h_st.split_at_mut(n);
-            for r in 0..n / w {
-                cut!(row(r, w); a);
-                cut!(mut row(r, w); h, d, e, f);
-                cut!(..w; a, bias);
-                cut!(mut ..w; h, d, e, f);
-                for j in 0..w {
-                    let x = a[j] + bias[j];
-                    let s = sigmoid(x);
-                    h[j] = x * s;
-                    d[j] = silu_d1_from(x, s);
-                    e[j] = silu_d2_from(x, s);
-                    f[j] = silu_d3_from(x, s);
-                }
-            }
+            biased_sigmoid_chunks(
+                a,
+                bias,
+                #[inline(always)]
+                |span, a, bias, den| {
+                    cut!(mut span; h, d, e, f);
+                    cut!(mut ..a.len(); h, d, e, f);
+                    cut!(..a.len(); bias, den);
+                    for j in 0..a.len() {
+                        let (x, s) = (a[j] + bias[j], T::one() / den[j]);
+                        h[j] = x * s;
+                        d[j] = silu_d1_from(x, s);
+                        e[j] = silu_d2_from(x, s);
+                        f[j] = silu_d3_from(x, s);
+                    }
+                },
+            );
             for (ht, at) in ht.chunks_exact_mut(n).zip(at.chunks_exact(n)) {
                 for ((o, &d), &a) in ht.iter_mut().zip(&d).zip(at) {
                     *o = d * a;
@@ -124,20 +157,24 @@ fn top_host<T: HostVec>(a_st: &[T], bias: &[T], v: &[T], n: usize) -> [Vec<T>; 4
         || {
             let (a, at) = a_st.split_at(n);
             let (g, gt) = g_st.split_at_mut(n);
-            for r in 0..n / w {
-                cut!(row(r, w); a);
-                cut!(mut row(r, w); g, d, e, f);
-                cut!(..w; a, bias, v);
-                cut!(mut ..w; g, d, e, f);
-                for j in 0..w {
-                    let x = a[j] + bias[j];
-                    let s = sigmoid(x);
-                    d[j] = silu_d1_from(x, s);
-                    e[j] = silu_d2_from(x, s);
-                    f[j] = silu_d3_from(x, s);
-                    g[j] = v[j] * d[j];
-                }
-            }
+            biased_sigmoid_chunks(
+                a,
+                bias,
+                #[inline(always)]
+                |span, a, bias, den| {
+                    let v = &v[span.start % w..];
+                    cut!(mut span; g, d, e, f);
+                    cut!(mut ..a.len(); g, d, e, f);
+                    cut!(..a.len(); v, bias, den);
+                    for j in 0..a.len() {
+                        let (x, s) = (a[j] + bias[j], T::one() / den[j]);
+                        d[j] = silu_d1_from(x, s);
+                        e[j] = silu_d2_from(x, s);
+                        f[j] = silu_d3_from(x, s);
+                        g[j] = v[j] * d[j];
+                    }
+                },
+            );
             for (gt, at) in gt.chunks_exact_mut(n).zip(at.chunks_exact(n)) {
                 for r in 0..n / w {
                     cut!(mut row(r, w); gt);
