@@ -315,6 +315,10 @@ fn mul_silu_host<T: Elem + HostVec>(
     debug_assert!(factors.iter().all(|f| f.len() == w) && x.len().is_multiple_of(w.max(1)));
     debug_assert!(kept.is_none_or(|s| s.len() == x.len() && w == x.len()));
     let mut out = crate::pool::take(x.len());
+    if x.is_empty() {
+        // nothing to do, and rows of w = 0 would be chunks of 0
+        return out;
+    }
     macro_rules! run {
         ($d:ident) => {
             super::fastmath::dispatch(
@@ -482,7 +486,7 @@ mod tests {
         for dtype in [crate::DType::F32, crate::DType::F64] {
             // rows across a chunk's edge (300 = 256 + 44), a whole chunk, several chunks in one
             // same-shape pass, and a row too narrow for the chunked loop (the ordinary one)
-            for (rows, w) in [(5, 300), (3, 256), (2, 1000), (37, 19), (4, 64)] {
+            for (rows, w) in [(5, 300), (3, 256), (2, 1000), (37, 19), (4, 64), (0, 128)] {
                 let x = rng.normal(&[rows, w], dtype).mul_scalar(6.0);
                 let a = rng.normal(&[rows, w], dtype);
                 let row = rng.normal(&[1, w], dtype);
