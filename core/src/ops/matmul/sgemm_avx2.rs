@@ -198,7 +198,13 @@ unsafe fn sgemm_from(
                             $r
                         }};
                     }
+                    // a tile of R < 4 rows has fewer than 8 independent FMA chains and waits
+                    // on their latency (4 cycles on two pipes), taking as long as 4 rows: the
+                    // last 7 or 8 rows go as 4 + 3 or 4 + 4 instead of 6 + 1 or 6 + 2, and the
+                    // last 9 as 5 + 4 (the bits do not depend on the tiling)
                     i0 += match i_end - i0 {
+                        7 | 8 => run!(4),
+                        9 => run!(5),
                         r if r >= MR => run!(MR),
                         5 => run!(5),
                         4 => run!(4),
@@ -231,10 +237,13 @@ mod tests {
         if !has_avx2() {
             return;
         }
-        // m mod 6 ∈ {0..5}, n mod 16 ∈ {0, 1, 15}, depths past one and two KC blocks, a row
-        // count past one MC block, k = 0
+        // m mod 6 ∈ {0..5}, the last rows as 4 + 4, 6 + 4 + 4 and 6 + 5 + 4, n mod 16 ∈
+        // {0, 1, 15}, depths past one and two KC blocks, a row count past one MC block, k = 0
         for (q, &(m, k, n)) in [
             (6, 5, 16),
+            (8, 9, 20),
+            (14, 33, 16),
+            (15, 2, 5),
             (1, 1, 1),
             (13, 7, 17),
             (11, 3, 33),
