@@ -111,6 +111,20 @@ impl Rng {
             || {
                 for (chunk, start) in (0..blocks).step_by(LANES).enumerate() {
                     let b = philox_lanes(base.wrapping_add(start as u64), stream, key);
+                    let dst = &mut out[K * LANES * chunk..(K * LANES * (chunk + 1)).min(n)];
+                    // a whole chunk of four values per block (f32 normals): block l's values
+                    // straight into elements 4l..4l+4, through a fixed-size array so the lane
+                    // loop vectorises; the lane-wise arrays below cost a quarter of an f32
+                    // draw in their element-by-element interleave (f64, two per block, was
+                    // 7% slower this way)
+                    if K == 4 {
+                        if let Ok(whole) = <&mut [[T; K]; LANES]>::try_from(dst.as_chunks_mut().0) {
+                            for (l, d) in whole.iter_mut().enumerate() {
+                                *d = f([b[0][l], b[1][l], b[2][l], b[3][l]]);
+                            }
+                            continue;
+                        }
+                    }
                     // value h of lane l's block at v[h][l]: K arrays of LANES, which the
                     // vectorised `f` fills lane-wise
                     let mut v = [[T::default(); LANES]; K];
@@ -120,7 +134,6 @@ impl Rng {
                             vh[l] = zh;
                         }
                     }
-                    let dst = &mut out[K * LANES * chunk..(K * LANES * (chunk + 1)).min(n)];
                     if dst.len() == K * LANES {
                         for l in 0..LANES {
                             for (h, vh) in v.iter().enumerate() {
