@@ -55,10 +55,10 @@ pub trait Elem:
     /// eˣ by the fastest accurate route: a vectorisable polynomial for f32 (≤ 2 ulp), libm
     /// for f64 (gradient checks want the last bit).
     fn exp_fast(self) -> Self;
-    /// e^(−x) where only the sigmoid 1/(1 + e^(−x)) is wanted: f32 by a shorter polynomial
-    /// that saturates at the ends (`fastmath::exp_neg_f32_for_logistic`, σ within 2 ulp),
-    /// f64 by libm.
-    fn exp_neg_for_logistic(self) -> Self;
+    /// 1 + e^(−x), the denominator of the sigmoid 1/(1 + e^(−x)): f32 by a shorter polynomial
+    /// that saturates at the ends (`fastmath::logistic_denominator_f32`, σ within 2 ulp), f64
+    /// by libm.
+    fn logistic_denominator(self) -> Self;
     /// ln(1 + t) for t in [0, 1] (softplus's log1p(e^(−|x|))): f32 by a vectorisable
     /// polynomial (`fastmath::ln_1p_unit_f32`, within 2 ulp), f64 by libm.
     fn ln_1p_unit(self) -> Self;
@@ -79,8 +79,8 @@ impl Elem for f32 {
         crate::ops::fastmath::exp_f32(self)
     }
     #[inline(always)]
-    fn exp_neg_for_logistic(self) -> Self {
-        crate::ops::fastmath::exp_neg_f32_for_logistic(self)
+    fn logistic_denominator(self) -> Self {
+        crate::ops::fastmath::logistic_denominator_f32(self)
     }
     #[inline(always)]
     fn ln_1p_unit(self) -> Self {
@@ -103,8 +103,8 @@ impl Elem for f64 {
         self.exp()
     }
     #[inline(always)]
-    fn exp_neg_for_logistic(self) -> Self {
-        (-self).exp()
+    fn logistic_denominator(self) -> Self {
+        1.0 + (-self).exp()
     }
     #[inline(always)]
     fn ln_1p_unit(self) -> Self {

@@ -20,7 +20,7 @@ pub fn exp_f32(x: f32) -> f32 {
     }
 }
 
-/// e^(−x) for f32 where only the sigmoid 1/(1 + e^(−x)) is wanted: the range reduction of
+/// 1 + e^(−x) for f32, σ's denominator (σ = 1/(1 + e^(−x))): the range reduction of
 /// `exp_f32` with −x folded into its constants, a degree-5 polynomial (relative error
 /// ≤ 1.8·10⁻⁷, against `exp_f32`'s degree 7 and 0.8·10⁻⁷; coefficients fitted here for minimax
 /// relative error of e^r on |r| ≤ ln2/2) and no fix-ups at the ends: x is clamped to
@@ -29,8 +29,14 @@ pub fn exp_f32(x: f32) -> f32 {
 /// `vminps`/`vmaxps` each, which pass NaN through. 15 vector operations instead of 18 plus a
 /// negation; with SiLU′ from x·σ (`silu_d1_from`), SiLU's fused σ pass went from 2.23 to
 /// 1.5–1.8 ns per element on the AVX2 EPYC, and that pass is a fifth of an SiLU MLP's score.
+///
+/// The last step is one fused multiply-add, 2ⁿ·p + 1, where the separate ops were 2ⁿ·p, then
+/// + 1: 2ⁿ·p is exact (a power of two times p; where it is subnormal, 1 + it rounds to 1 both
+/// ways, and 2ⁿ = +∞ gives +∞ both ways), so the single rounding gives the same bits, one
+/// operation fewer (this loop waits on its instructions' latencies, not on the FMA pipes:
+/// 0.243 → 0.212 ns per element with AVX2, 0.177 → 0.170 with AVX-512, on the AVX-512 EPYC).
 #[inline(always)]
-pub fn exp_neg_f32_for_logistic(x: f32) -> f32 {
+pub fn logistic_denominator_f32(x: f32) -> f32 {
     const LOG2E: f32 = std::f32::consts::LOG2_E;
     const LN2_HI: f32 = 0.693_359_4;
     const LN2_LO: f32 = -2.121_944_4e-4;
@@ -48,7 +54,7 @@ pub fn exp_neg_f32_for_logistic(x: f32) -> f32 {
     let q = q.mul_add(u, C[0]);
     let p = q.mul_add(u * u, -u) + 1.0;
     let ni = nm.to_bits().wrapping_sub(MAGIC.to_bits());
-    p * f32::from_bits(ni.wrapping_add(127) << 23)
+    f32::from_bits(ni.wrapping_add(127) << 23).mul_add(p, 1.0)
 }
 
 /// ln(1 + t) for f32 t in [0, 1] (softplus's log1p(e^(−|x|)), where libm's scalar `log1pf`
@@ -181,8 +187,8 @@ mod tests {
     use super::*;
 
     #[test]
-    fn exp_neg_for_logistic_gives_an_accurate_sigmoid() {
-        let sig = |x: f32| 1.0 / (1.0 + exp_neg_f32_for_logistic(x));
+    fn logistic_denominator_gives_an_accurate_sigmoid() {
+        let sig = |x: f32| 1.0 / logistic_denominator_f32(x);
         let (mut worst_e, mut worst_s) = (0f64, 0f64);
         let mut x = -120.0f32;
         while x < 120.0 {
@@ -199,12 +205,17 @@ mod tests {
             }
             if x.abs() < 87.0 {
                 let e = (-(x as f64)).exp();
-                worst_e = worst_e.max((exp_neg_f32_for_logistic(x) as f64 - e).abs() / e);
+                let got_e = logistic_denominator_f32(x) as f64 - 1.0;
+                worst_e = worst_e.max((got_e - e).abs() / (1.0 + e));
             }
             x += 0.00173;
         }
-        // e^(−x) within 1.5 ulp; σ within 2 ulp (f32 ε = 1.19e-7)
-        assert!(worst_e < 1.9e-7, "e^-x worst relative error {worst_e:e}");
+        // 1 + e^(−x) and σ within 2 ulp (f32 ε = 1.19e-7): the polynomial's 1.8e-7 relative
+        // error in e^(−x), then the rounding of the sum
+        assert!(
+            worst_e < 2.4e-7,
+            "1 + e^-x worst relative error {worst_e:e}"
+        );
         assert!(worst_s < 2.4e-7, "σ worst relative error {worst_s:e}");
         assert_eq!(sig(0.0), 0.5);
         assert_eq!(sig(1000.0), 1.0);

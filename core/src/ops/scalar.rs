@@ -5,7 +5,7 @@
 use crate::dtype::Elem;
 
 /// σ(x) = 1/(1 + e⁻ˣ). Branch-free and still stable: for x ≪ 0, e⁻ˣ = inf gives exactly 0
-/// (`exp_neg_for_logistic`: in f32 a shorter polynomial that saturates at the ends).
+/// (`Elem::logistic_denominator`: in f32 a shorter polynomial that saturates at the ends).
 #[inline(always)]
 pub(crate) fn sigmoid<T: Elem>(x: T) -> T {
     T::one() / logistic_denominator(x)
@@ -15,7 +15,7 @@ pub(crate) fn sigmoid<T: Elem>(x: T) -> T {
 /// the first and divides in the second.
 #[inline(always)]
 pub(crate) fn logistic_denominator<T: Elem>(x: T) -> T {
-    T::one() + x.exp_neg_for_logistic()
+    x.logistic_denominator()
 }
 
 /// softplus(x) = max(x, 0) + log1p(e^{−|x|}): no overflow for either sign.
