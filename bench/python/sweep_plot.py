@@ -31,7 +31,7 @@ STYLE = {"ebm": "C0", "jax": "C1", "torch": "C2"}
 def main(argv) -> int:
     sweep, src, dst = argv[1:4]
     letter, xlabel, ylabel = AXIS[sweep]
-    series, bound, cpu, peak = {}, {}, None, None
+    series, bound, cpu, peak, isas = {}, {}, None, None, set()
     # the cells as the table reads them: the last run of each, median over its rounds
     results, _, _ = table.load([src])
     for (fw, workload, model, threads), d in results.items():
@@ -45,6 +45,8 @@ def main(argv) -> int:
         series.setdefault((fw, workload), {})[x] = y
         if fw == "ebm":
             cpu = d.get("cpu", cpu)
+            if d.get("isa"):
+                isas.add(d["isa"])
             peak = d.get("fma_peak_gflops") or peak
             g = d.get("matmul_gflop_per_step")
             if peak and g and workload != "langevin":
@@ -64,7 +66,10 @@ def main(argv) -> int:
     ax.set_yscale("log")
     ax.set_xlabel(xlabel)
     ax.set_ylabel(f"{ylabel} (1 thread, {STAT} step)")
-    ax.set_title(f"{sweep} sweep, {cpu or '?'}")
+    # which of ebm's code paths drew the curve: the same CPU's AVX-512 and forced-AVX2 curves
+    # look alike otherwise
+    isa = f", ebm on {'/'.join(sorted(isas))}" if isas else ""
+    ax.set_title(f"{sweep} sweep, {cpu or '?'}{isa}")
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=7)
     fig.tight_layout()
